@@ -1,0 +1,1 @@
+"""The `robolake` command line: parse, build settings, call one library function, map errors."""

@@ -1,0 +1,39 @@
+"""What every command shares: settings from the environment, and one-line errors."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+from rich.text import Text
+
+from robolake.config import Settings
+from robolake.errors import RobolakeError
+
+err_console = Console(stderr=True, highlight=False)
+out_console = Console(highlight=False)
+
+
+def load_settings() -> Settings:
+    return Settings.load()
+
+
+def run_cli(group: click.Group) -> None:
+    """Run the click group; a RobolakeError becomes one red line and its exit code."""
+    try:
+        group.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except RobolakeError as exc:
+        err_console.print(Text.assemble(("error: ", "bold red"), str(exc)), soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,30 @@
+"""Entry point of the `robolake` command."""
+
+from __future__ import annotations
+
+import click
+
+from robolake import __version__
+from robolake.cli.common import run_cli
+from robolake.cli.stack import buckets, stack
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="robolake")
+def cli() -> None:
+    """robolake: a data lake for robot-learning data.
+
+    A 3-node erasure-coded MinIO cluster, lakeFS for dataset versioning, and tools to fill,
+    version and benchmark it. Start with `robolake stack up`, then `robolake stack status`.
+
+    Settings come from flags, then ROBOLAKE_* environment variables, then a .env file in the
+    current directory (MINIO_ROOT_USER / MINIO_ROOT_PASSWORD set the MinIO root credentials).
+    """
+
+
+cli.add_command(stack)
+cli.add_command(buckets)
+
+
+def main() -> None:
+    run_cli(cli)

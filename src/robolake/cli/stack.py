@@ -1,0 +1,201 @@
+"""`robolake stack ...` and `robolake buckets ...`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Callable
+
+import click
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from robolake.cli.common import err_console, load_settings, out_console
+from robolake.errors import ConfigError
+from robolake.stack.bootstrap import BUCKET_LAYOUT, LakeFSAdmin, ensure_buckets
+from robolake.stack.native import NativeStack, StackStatus
+
+
+@click.group()
+def stack() -> None:
+    """Run the local stack: 3 MinIO nodes (one erasure-coded cluster) and lakeFS.
+
+    All state (drives, lakeFS metadata, logs, credentials) lives in one directory,
+    ROBOLAKE_STATE_DIR (default ~/.local/state/robolake). Binaries are built once from the
+    pinned Go modules and cached in ROBOLAKE_CACHE_DIR (default ~/.cache/robolake).
+    """
+
+
+@stack.command()
+def up() -> None:
+    """Start whatever is not running yet; safe to run again (it loses nothing).
+
+    The first run builds MinIO and lakeFS from source (several minutes, needs Go).
+    """
+    native = NativeStack(load_settings())
+    started_at = time.monotonic()
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+        counts: dict[str, int] = {}
+
+        def on_build_line(name: str, line: str) -> None:
+            if line.startswith("go: downloading"):
+                bar.update(task, description=f"building {name}: {line[4:80]}")
+                return
+            counts[name] = counts.get(name, 0) + 1
+            bar.update(task, description=f"building {name}: {counts[name]} packages compiled ({line[:60]})")
+
+        def report(message: str) -> None:
+            bar.console.print(f"  {message}")
+            bar.update(task, description=message)
+
+        started = native.up(report=report, progress=on_build_line)
+    elapsed = time.monotonic() - started_at
+    summary = f"started {', '.join(started)}" if started else "everything was already running"
+    err_console.print(f"stack up in {elapsed:.1f} s: {summary}")
+    _print_status(native.status())
+
+
+@stack.command()
+@click.option("--volumes", is_flag=True, help="Also delete the state directory (all data, credentials).")
+def down(volumes: bool) -> None:
+    """Stop every process the stack started; data is kept unless --volumes."""
+    native = NativeStack(load_settings())
+    stopped = native.down(volumes=volumes, report=lambda m: err_console.print(f"  {m}"))
+    err_console.print(f"stopped {len(stopped)} process(es)" + (", state deleted" if volumes else ""))
+
+
+@stack.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def status(as_json: bool) -> None:
+    """Show each component's endpoint and health, the cluster and the repository.
+
+    Exits 0 when everything is healthy, 1 otherwise.
+    """
+    result = NativeStack(load_settings()).status()
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        _print_status(result)
+    raise SystemExit(0 if result.healthy else 1)
+
+
+def _print_status(result: StackStatus) -> None:
+    table = Table(title="robolake stack", title_justify="left")
+    for column in ("component", "endpoint", "healthy", "pid", "console"):
+        table.add_column(column)
+    for c in result.components:
+        table.add_row(
+            c.name, c.endpoint, "[green]yes[/]" if c.healthy else "[red]no[/]",
+            str(c.pid or "-"), c.console or "",
+        )
+    out_console.print(table)
+    cluster = result.cluster or {}
+    if "error" in cluster:
+        out_console.print(f"cluster: {cluster['error']}", markup=False)
+    elif cluster:
+        out_console.print(
+            f"cluster: {'one cluster' if cluster['one_cluster'] else 'SPLIT: ' + str(cluster['deployment_ids'])}, "
+            f"{cluster['servers_online']}/{cluster['servers_total']} nodes online, "
+            f"{cluster['drives_online']} drives online, {cluster['drives_offline']} offline, "
+            f"parity EC:{cluster['parity']}", markup=False,
+        )
+    repo = result.repository
+    if repo:
+        state = "exists" if repo["exists"] else "MISSING"
+        out_console.print(f"lakeFS repository {repo['name']}: {state}", markup=False)
+    out_console.print(f"state: {result.state_dir}", markup=False)
+
+
+@stack.command()
+@click.argument("component", required=False)
+@click.option("-n", "--lines", default=50, show_default=True, help="How many lines to show.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+def logs(component: str | None, lines: int, follow: bool) -> None:
+    """Show the log of COMPONENT (minio-1, minio-2, minio-3, lakefs), or of all of them."""
+    native = NativeStack(load_settings())
+    names = [*native.minio_names(), "lakefs"]
+    if component is not None and component not in names:
+        raise ConfigError(f"unknown component {component!r}; choose one of {', '.join(names)}")
+    paths = [native.state.log(n) for n in ([component] if component else names)]
+    existing = [str(p) for p in paths if p.exists()]
+    if not existing:
+        raise ConfigError(f"no logs yet in {native.state.root / 'logs'}; has the stack been started?")
+    cmd = ["tail", "-n", str(lines), *(["-F"] if follow else []), *existing]
+    subprocess.run(cmd, check=False)
+
+
+@stack.command()
+def env() -> None:
+    """Print `export` lines for aws-cli, mc, boto3 and lakectl.
+
+    Use as: eval "$(robolake stack env)"
+    """
+    click.echo(NativeStack(load_settings()).env_exports())
+
+
+@stack.command()
+@click.option("--minio-endpoint", required=True, help="S3 URL of any MinIO node, e.g. http://minio1:9000.")
+@click.option("--lakefs-endpoint", default=None, help="lakeFS URL; omit to set up buckets only.")
+@click.option("--lakefs-access-key-id", envvar="ROBOLAKE_LAKEFS_ACCESS_KEY_ID", default=None)
+@click.option("--lakefs-secret-access-key", envvar="ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY", default=None)
+@click.option("--wait", "wait_s", default=120.0, show_default=True, help="Seconds to wait for the servers.")
+def bootstrap(
+    minio_endpoint: str, lakefs_endpoint: str | None, lakefs_access_key_id: str | None,
+    lakefs_secret_access_key: str | None, wait_s: float,
+) -> None:
+    """Set up an already running stack (used by the Compose runtime's setup container).
+
+    Creates the buckets; with --lakefs-endpoint also the lakeFS admin and the repository.
+    """
+    from robolake.stack import health
+    from robolake.stack.native import LAKEFS_ADMIN_USER, LAKEFS_STORAGE_BUCKET
+
+    settings = load_settings()
+    _wait_for(lambda: health.minio_cluster_ok(minio_endpoint), wait_s, f"MinIO at {minio_endpoint}")
+    created = ensure_buckets(minio_endpoint, settings.minio_root_user, settings.minio_root_password)
+    err_console.print(f"buckets ready ({', '.join(BUCKET_LAYOUT)}); created now: {created or 'none'}")
+    if lakefs_endpoint is None:
+        return
+    if not (lakefs_access_key_id and lakefs_secret_access_key):
+        raise ConfigError(
+            "--lakefs-endpoint needs --lakefs-access-key-id and --lakefs-secret-access-key "
+            "(or ROBOLAKE_LAKEFS_ACCESS_KEY_ID / ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY)"
+        )
+    _wait_for(lambda: health.lakefs_healthy(lakefs_endpoint), wait_s, f"lakeFS at {lakefs_endpoint}")
+    admin = LakeFSAdmin(lakefs_endpoint, lakefs_access_key_id, lakefs_secret_access_key)
+    if not admin.is_set_up():
+        admin.set_up(LAKEFS_ADMIN_USER)
+    admin.ensure_repository(settings.lakefs_repo, f"s3://{LAKEFS_STORAGE_BUCKET}/{settings.lakefs_repo}")
+    err_console.print(f"lakeFS ready; repository {settings.lakefs_repo!r} exists")
+
+
+def _wait_for(probe: Callable[[], bool], wait_s: float, what: str) -> None:
+    from robolake.errors import ServiceUnavailableError
+
+    end = time.monotonic() + wait_s
+    while not probe():
+        if time.monotonic() > end:
+            raise ServiceUnavailableError(f"{what} did not become healthy within {wait_s:.0f} s")
+        time.sleep(1)
+
+
+@click.group()
+def buckets() -> None:
+    """Manage the robolake buckets on a running MinIO cluster."""
+
+
+@buckets.command("setup")
+@click.option("--endpoint", default=None, help="S3 URL of a MinIO node [default: the local stack's first node].")
+def buckets_setup(endpoint: str | None) -> None:
+    """Create umi-raw, umi-processed, umi-experiments and lakefs-storage (idempotent)."""
+    settings = load_settings()
+    url = endpoint or settings.minio_endpoints[0]
+    created = ensure_buckets(url, settings.minio_root_user, settings.minio_root_password)
+    for bucket, prefixes in BUCKET_LAYOUT.items():
+        mark = "created" if bucket in created else "exists"
+        click.echo(f"{bucket:<16} {mark:<8} {' '.join(prefixes)}")

