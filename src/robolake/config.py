@@ -19,9 +19,10 @@ DEFAULT_MINIO_ROOT_USER = "minioadmin"
 DEFAULT_MINIO_ROOT_PASSWORD = "minioadmin123"
 
 
-def _xdg(var: str, fallback: str) -> Path:
-    value = os.environ.get(var)
-    return Path(value) if value else Path.home() / fallback
+def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
+    if env.get(var):
+        return Path(env[var])
+    return (Path(env["HOME"]) if env.get("HOME") else Path.home()) / fallback
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -112,10 +113,10 @@ class Settings:
         kwargs: dict[str, Any] = {
             "state_dir": Path(merged["ROBOLAKE_STATE_DIR"]).expanduser()
             if merged.get("ROBOLAKE_STATE_DIR")
-            else _xdg("XDG_STATE_HOME", ".local/state") / "robolake",
+            else _xdg(merged, "XDG_STATE_HOME", ".local/state") / "robolake",
             "cache_dir": Path(merged["ROBOLAKE_CACHE_DIR"]).expanduser()
             if merged.get("ROBOLAKE_CACHE_DIR")
-            else _xdg("XDG_CACHE_HOME", ".cache") / "robolake",
+            else _xdg(merged, "XDG_CACHE_HOME", ".cache") / "robolake",
         }
         if "ROBOLAKE_HOST" in merged:
             kwargs["host"] = merged["ROBOLAKE_HOST"]
@@ -129,7 +130,7 @@ class Settings:
             )
         if "ROBOLAKE_MINIO_DRIVES_PER_NODE" in merged:
             kwargs["drives_per_node"] = _parse_int(
-                "ROBOLAKE_MINIO_DRIVES_PER_NODE", merged["ROBOLAKE_MINIO_DRIVES_PER_NODE"], 2, 8
+                "ROBOLAKE_MINIO_DRIVES_PER_NODE", merged["ROBOLAKE_MINIO_DRIVES_PER_NODE"], 2, 4
             )
         if "ROBOLAKE_LAKEFS_PORT" in merged:
             kwargs["lakefs_port"] = _parse_port("ROBOLAKE_LAKEFS_PORT", merged["ROBOLAKE_LAKEFS_PORT"])

@@ -11,8 +11,8 @@ from rich.text import Text
 from robolake.config import Settings
 from robolake.errors import RobolakeError
 
-err_console = Console(stderr=True, highlight=False)
-out_console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+out_console = Console(highlight=False, soft_wrap=True)
 
 
 def load_settings() -> Settings:

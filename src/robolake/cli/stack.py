@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
 from collections.abc import Callable
 
 import click
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from robolake.cli.common import err_console, load_settings, out_console
 from robolake.errors import ConfigError
+from robolake.stack.binaries import BinaryBuilder
 from robolake.stack.bootstrap import BUCKET_LAYOUT, LakeFSAdmin, ensure_buckets
 from robolake.stack.native import NativeStack, StackStatus
 
@@ -35,19 +37,9 @@ def up() -> None:
     """
     native = NativeStack(load_settings())
     started_at = time.monotonic()
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=err_console, transient=True,
-    ) as bar:
+    with _progress() as bar:
         task = bar.add_task("starting", total=None)
-        counts: dict[str, int] = {}
-
-        def on_build_line(name: str, line: str) -> None:
-            if line.startswith("go: downloading"):
-                bar.update(task, description=f"building {name}: {line[4:80]}")
-                return
-            counts[name] = counts.get(name, 0) + 1
-            bar.update(task, description=f"building {name}: {counts[name]} packages compiled ({line[:60]})")
+        on_build_line = _build_reporter(bar, task)
 
         def report(message: str) -> None:
             bar.console.print(f"  {message}")
@@ -58,6 +50,48 @@ def up() -> None:
     summary = f"started {', '.join(started)}" if started else "everything was already running"
     err_console.print(f"stack up in {elapsed:.1f} s: {summary}")
     _print_status(native.status())
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+        console=err_console, transient=True,
+    )
+
+
+def _build_reporter(bar: Progress, task: TaskID) -> Callable[[str, str], None]:
+    """Turn `go build -v` output into a one-line progress display (packages compiled so far)."""
+    counts: dict[str, int] = {}
+
+    def on_line(name: str, line: str) -> None:
+        if line.startswith("go: downloading"):
+            bar.update(task, description=f"building {name}: {line[4:80]}")
+            return
+        counts[name] = counts.get(name, 0) + 1
+        bar.update(task, description=f"building {name}: {counts[name]} packages compiled ({line[:60]})")
+
+    return on_line
+
+
+@stack.command()
+@click.option("--all", "build_all", is_flag=True, help="Also build warp (the benchmarks' load generator).")
+def build(build_all: bool) -> None:
+    """Build (or find cached) the pinned MinIO, lakeFS and warp binaries.
+
+    Versions are pinned in tools/versions.env; binaries are cached in
+    ROBOLAKE_CACHE_DIR/bin as <name>-<version>, so only the first build takes minutes.
+    """
+    builder = BinaryBuilder(load_settings().cache_dir)
+    for name in ("minio", "lakefs", "warp"):
+        if name == "warp" and not build_all:
+            continue
+        cached = builder.is_cached(name)
+        started = time.monotonic()
+        with _progress() as bar:
+            task = bar.add_task(f"building {name} {builder.version_of(name)}", total=None)
+            path = builder.ensure(name, functools.partial(_build_reporter(bar, task), name))
+        how = "cached" if cached else f"built in {time.monotonic() - started:.0f} s"
+        err_console.print(f"{name:<7} {builder.version_of(name):<40} {how}: {path}")
 
 
 @stack.command()

