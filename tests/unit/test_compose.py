@@ -1,0 +1,409 @@
+"""The Docker Compose runtime's files, read without a Docker engine: topology, pins, install script."""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from robolake.cli.stack import stack as stack_group
+from robolake.config import Settings
+from robolake.errors import ConfigError, ToolchainError
+from robolake.stack.binaries import Versions
+from robolake.stack.compose import (
+    compose_command,
+    compose_topology,
+    docker_engine_available,
+    load_compose,
+    native_topology,
+)
+from robolake.stack.native import NativeStack
+from robolake.stack.state import Credentials
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = ROOT / "docker-compose.local.yml"
+CLOUD = ROOT / "docker-compose.cloud.yml"
+INSTALL = ROOT / "install-docker.sh"
+MINIO_NODES = ("minio1", "minio2", "minio3")
+ALL_SERVERS = (*MINIO_NODES, "lakefs")
+
+
+@pytest.fixture(scope="module")
+def local() -> dict[str, Any]:
+    return load_compose(LOCAL)
+
+
+@pytest.fixture(scope="module")
+def cloud() -> dict[str, Any]:
+    return load_compose(CLOUD)
+
+
+@pytest.fixture
+def native(tmp_path: Path) -> NativeStack:
+    settings = Settings.load(environ={}, env_file=Path("/nonexistent"), state_dir=tmp_path, cache_dir=tmp_path)
+    return NativeStack(settings)
+
+
+@pytest.fixture(scope="module")
+def versions() -> Versions:
+    return Versions.load(ROOT / "tools" / "versions.env")
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    env = service["environment"]
+    assert isinstance(env, dict), "environment is written as a mapping in our compose files"
+    return {str(k): str(v) for k, v in env.items()}
+
+
+# ---- topology: the Compose files publish the cluster the native runtime runs --------------------
+
+
+@pytest.mark.parametrize("path", [LOCAL, CLOUD], ids=["local", "cloud"])
+def test_compose_topology_equals_native_topology(path: Path, native: NativeStack) -> None:
+    topology = compose_topology(load_compose(path))
+    assert topology == native_topology(native)
+    assert topology.minio_nodes == MINIO_NODES
+    assert (topology.s3_ports, topology.console_ports) == ((9001, 9002, 9003), (9091, 9092, 9093))
+    assert (topology.drives_per_node, topology.parity, topology.lakefs_port) == (2, 2, 8000)
+
+
+def test_topology_notices_drift(local: dict[str, Any], native: NativeStack) -> None:
+    expected = native_topology(native)
+
+    moved = copy.deepcopy(local)
+    moved["services"]["minio2"]["ports"] = ["127.0.0.1:9005:9000", "127.0.0.1:9092:9090"]
+    assert compose_topology(moved).s3_ports == (9001, 9005, 9003)
+    assert compose_topology(moved) != expected
+
+    unchecked = copy.deepcopy(local)
+    del unchecked["services"]["minio3"]["healthcheck"]
+    assert compose_topology(unchecked).healthchecks == (True, True, False)
+
+    ephemeral = copy.deepcopy(local)
+    ephemeral["services"]["minio1"]["volumes"] = ["minio1-data1:/data1"]  # /data2 would die with the container
+    assert compose_topology(ephemeral).drive_volumes == (False, True, True)
+
+    long_syntax = copy.deepcopy(local)
+    long_syntax["services"]["lakefs"]["ports"] = [{"target": 8000, "published": 8100, "host_ip": "127.0.0.1"}]
+    assert compose_topology(long_syntax).lakefs_port == 8100
+
+    uneven = copy.deepcopy(local)
+    uneven["services"]["minio2"]["environment"] = {**env_of(local["services"]["minio2"]),
+                                                   "MINIO_STORAGE_CLASS_STANDARD": "EC:3"}
+    with pytest.raises(ConfigError, match="disagree"):
+        compose_topology(uneven)
+
+    no_console = copy.deepcopy(local)
+    no_console["services"]["minio1"]["command"] = "server --address :9000 http://minio{1...3}:9000/data{1...2}"
+    with pytest.raises(ConfigError, match="--console-address"):
+        compose_topology(no_console)
+
+    unpublished = copy.deepcopy(local)
+    unpublished["services"]["lakefs"]["ports"] = []
+    with pytest.raises(ConfigError, match="does not publish its container port 8000"):
+        compose_topology(unpublished)
+
+
+def test_load_compose_reports_bad_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("services:\n  minio1: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"bad\.yml"):
+        load_compose(bad)
+    with pytest.raises(ConfigError, match="cannot load"):
+        load_compose(tmp_path / "missing.yml")
+    empty = tmp_path / "empty.yml"
+    empty.write_text("volumes: {}\n")
+    with pytest.raises(ConfigError, match="no `services:`"):
+        load_compose(empty)
+
+
+# ---- docker-compose.local.yml ------------------------------------------------------------------------
+
+
+def test_local_services_ports_and_volumes(local: dict[str, Any]) -> None:
+    services = local["services"]
+    assert set(services) == {*ALL_SERVERS, "setup"}
+    for name, service in services.items():
+        for mapping in service.get("ports", []):
+            assert mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping} beyond this machine"
+    declared = set(local["volumes"])
+    drive_volumes: list[str] = []
+    for index, name in enumerate(MINIO_NODES, start=1):
+        node = services[name]
+        assert node["command"] == (
+            "server --address :9000 --console-address :9090 http://minio{1...3}:9000/data{1...2}"
+        )
+        assert node["hostname"] == name
+        assert node["ports"] == [f"127.0.0.1:900{index}:9000", f"127.0.0.1:909{index}:9090"]
+        assert node["volumes"] == [f"{name}-data1:/data1", f"{name}-data2:/data2"]
+        drive_volumes += [v.split(":")[0] for v in node["volumes"]]
+        env = env_of(node)
+        assert env["MINIO_STORAGE_CLASS_STANDARD"] == "EC:2"
+        assert env["MINIO_PROMETHEUS_AUTH_TYPE"] == "public"
+        assert env["MINIO_ROOT_USER"] == "${MINIO_ROOT_USER:-minioadmin}"
+        assert env["MINIO_ROOT_PASSWORD"] == "${MINIO_ROOT_PASSWORD:-minioadmin123}"
+        assert node["build"]["dockerfile"] == "deploy/docker/minio.Dockerfile"
+    assert len(set(drive_volumes)) == 6, "every drive needs a volume of its own"
+    assert {*drive_volumes, "lakefs-data"} == declared
+    assert services["lakefs"]["ports"] == ["127.0.0.1:8000:8000"]
+    assert services["lakefs"]["volumes"] == ["lakefs-data:/home/lakefs"]
+
+
+def test_local_healthchecks_use_tools_the_images_have(local: dict[str, Any]) -> None:
+    services = local["services"]
+    minio_dockerfile = (ROOT / "deploy" / "docker" / "minio.Dockerfile").read_text()
+    for name in MINIO_NODES:
+        test = services[name]["healthcheck"]["test"]
+        assert test[:2] == ["CMD", "curl"] and test[-1] == "http://127.0.0.1:9000/minio/health/live"
+    assert re.search(r"apk add [^\n]*\bcurl\b", minio_dockerfile), "the MinIO image must carry curl"
+    # treeverse/lakefs is Alpine-based: busybox wget is there, curl is not.
+    lakefs_test = services["lakefs"]["healthcheck"]["test"]
+    assert lakefs_test[:2] == ["CMD", "wget"] and lakefs_test[-1] == "http://127.0.0.1:8000/_health"
+
+
+def test_local_start_order(local: dict[str, Any]) -> None:
+    services = local["services"]
+    healthy = {"condition": "service_healthy"}
+    assert services["lakefs"]["depends_on"] == dict.fromkeys(MINIO_NODES, healthy)
+    assert services["setup"]["depends_on"] == dict.fromkeys(ALL_SERVERS, healthy)
+    assert services["setup"]["restart"] == "no"
+    for name in ALL_SERVERS:
+        assert "healthcheck" in services[name], f"{name} is waited on, so it needs a healthcheck"
+
+
+def test_setup_runs_the_real_bootstrap_command(local: dict[str, Any], cloud: dict[str, Any]) -> None:
+    bootstrap = stack_group.commands["bootstrap"]
+    options = {opt for param in bootstrap.params for opt in getattr(param, "opts", [])}
+    envvars = {param.envvar for param in bootstrap.params if getattr(param, "envvar", None)}
+    for doc in (local, cloud):
+        setup = doc["services"]["setup"]
+        assert setup["build"]["dockerfile"] == "deploy/docker/robolake.Dockerfile"
+        command = setup["command"]
+        assert command[:2] == ["stack", "bootstrap"]
+        assert {a for a in command if a.startswith("--")} <= options
+        assert command[command.index("--minio-endpoint") + 1] == "http://minio1:9000"
+        assert command[command.index("--lakefs-endpoint") + 1] == "http://lakefs:8000"
+        env = env_of(setup)
+        assert {"ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"} <= envvars
+        assert {"ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
+                "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"} <= set(env)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "LAKEFS") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}_{key.upper()}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, name))
+        else:
+            flat[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return flat
+
+
+@pytest.mark.parametrize("path", [LOCAL, CLOUD], ids=["local", "cloud"])
+def test_lakefs_configuration_matches_native(path: Path, native: NativeStack) -> None:
+    native_env = _flatten(native.lakefs_config(Credentials("AKIAJEXAMPLE", "secret", "encrypt")))
+    # Paths, addresses and secrets differ by runtime on purpose; everything else must agree.
+    differ = {"LAKEFS_LISTEN_ADDRESS", "LAKEFS_DATABASE_LOCAL_PATH", "LAKEFS_COMMITTED_LOCAL_CACHE_DIR",
+              "LAKEFS_AUTH_ENCRYPT_SECRET_KEY", "LAKEFS_BLOCKSTORE_S3_ENDPOINT",
+              "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID", "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_SECRET_ACCESS_KEY"}
+    assert differ <= set(native_env)
+    compose_env = env_of(load_compose(path)["services"]["lakefs"])
+    assert {k: compose_env.get(k) for k in native_env if k not in differ} == {
+        k: v for k, v in native_env.items() if k not in differ
+    }
+    assert differ <= set(compose_env)
+    assert compose_env["LAKEFS_BLOCKSTORE_S3_ENDPOINT"] == "http://minio1:9000"
+    assert "${MINIO_ROOT_USER" in compose_env["LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID"]
+    for switch in ("STATS_ENABLED", "SECURITY_CHECK_LATEST_VERSION", "EMAIL_SUBSCRIPTION_ENABLED"):
+        assert compose_env[f"LAKEFS_{switch}"] == "false"
+
+
+# ---- pinned versions and images -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", [LOCAL, CLOUD], ids=["local", "cloud"])
+def test_lakefs_image_is_the_pinned_version(path: Path, versions: Versions) -> None:
+    image = load_compose(path)["services"]["lakefs"]["image"]
+    assert image == f"treeverse/lakefs:{versions.lakefs.removeprefix('v')}"
+
+
+def test_minio_dockerfile_builds_the_pinned_version(versions: Versions) -> None:
+    text = (ROOT / "deploy" / "docker" / "minio.Dockerfile").read_text()
+    match = re.search(r"^ARG MINIO_VERSION=(\S+)$", text, re.MULTILINE)
+    assert match and match[1] == versions.minio, "keep the ARG default equal to tools/versions.env"
+    assert 'go install -trimpath "github.com/minio/minio@${MINIO_VERSION}"' in text
+    assert "CGO_ENABLED=0" in text
+    assert re.search(r"^FROM golang:\S+ AS build$", text, re.MULTILINE)
+    assert "COPY --from=build /out/minio /usr/bin/minio" in text
+
+
+def test_robolake_dockerfile_and_context() -> None:
+    text = (ROOT / "deploy" / "docker" / "robolake.Dockerfile").read_text()
+    assert text.count("FROM ") == 1 and "FROM python:3.11-slim" in text
+    for source in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE):
+        for part in source.split():
+            assert (ROOT / part).exists(), f"the Dockerfile copies {part}, which is not in the repository"
+    assert "pip install --no-cache-dir ." in text
+    assert 'ENTRYPOINT ["robolake"]' in text
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".venv", ".git", ".env"} <= ignored
+    assert not ignored & {"src", "tools", "pyproject.toml", "README.md"}
+
+
+# ---- docker-compose.cloud.yml ---------------------------------------------------------------------
+
+
+def test_cloud_requires_credentials_and_restarts(cloud: dict[str, Any]) -> None:
+    raw = CLOUD.read_text()
+    assert ":-" not in raw, "the cloud file must not fall back to default credentials"
+    services = cloud["services"]
+    secrets = {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
+               "ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"}
+    for name in ("setup", *ALL_SERVERS):
+        for key, value in env_of(services[name]).items():
+            for secret in secrets:
+                if f"${{{secret}" in value:
+                    assert value == f"${{{secret}:?set {secret}}}", f"{name}.{key} must require {secret}"
+    for name in (*ALL_SERVERS, "prometheus"):
+        assert services[name]["restart"] == "unless-stopped"
+    assert services["setup"]["restart"] == "no"
+    for name in MINIO_NODES:
+        s3, console = services[name]["ports"]
+        assert s3.startswith("0.0.0.0:") and console.startswith("127.0.0.1:")
+    assert services["lakefs"]["ports"] == ["0.0.0.0:8000:8000"]
+    assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+    assert services["prometheus"]["profiles"] == ["monitoring"]
+
+
+def test_prometheus_scrapes_minio_and_lakefs(cloud: dict[str, Any]) -> None:
+    mount = cloud["services"]["prometheus"]["volumes"][0]
+    assert mount.startswith("./deploy/prometheus.yml:")
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    cluster = jobs["minio-cluster"]
+    assert cluster["metrics_path"] == "/minio/v2/metrics/cluster"
+    assert cluster["static_configs"][0]["targets"] == [f"{n}:9000" for n in MINIO_NODES]
+    assert jobs["lakefs"]["metrics_path"] == "/metrics"
+    assert jobs["lakefs"]["static_configs"][0]["targets"] == ["lakefs:8000"]
+
+
+# ---- engine and Compose detection (fake executables on PATH) ---------------------------------------
+
+
+def _fake(bin_dir: Path, name: str, body: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def test_compose_command_prefers_the_v2_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    monkeypatch.setenv("PATH", str(bin_dir))
+    _fake(bin_dir, "docker-compose", "exit 0")
+    assert compose_command() == ["docker-compose"]
+    _fake(bin_dir, "docker", '[ "$1 $2" = "compose version" ] && exit 0; exit 1')
+    assert compose_command() == ["docker", "compose"]
+    assert docker_engine_available() is False  # `docker info` fails: a CLI without a daemon
+
+
+def test_compose_command_without_compose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    _fake(bin_dir, "docker", "exit 1")  # a CLI without the compose plugin
+    monkeypatch.setenv("PATH", str(bin_dir))
+    with pytest.raises(ToolchainError, match=r"install-docker\.sh.*--runtime native"):
+        compose_command()
+
+
+def test_docker_engine_available(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert docker_engine_available() is False  # no docker at all
+    _fake(bin_dir, "docker", '[ "$1" = info ] && exit 0; exit 1')
+    assert docker_engine_available() is True
+    _fake(bin_dir, "docker", "exec sleep 5")
+    assert docker_engine_available(timeout_s=0.3) is False
+
+
+# ---- install-docker.sh ----------------------------------------------------------------------------
+
+
+def run_install(*args: str, path: Path | str, fs_root: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run install-docker.sh with exactly `path` as PATH, so only the fakes in it exist."""
+    env = {"PATH": str(path), "HOME": "/nonexistent"}
+    if fs_root is not None:
+        env["INSTALL_DOCKER_FS_ROOT"] = str(fs_root)
+    return subprocess.run(["/bin/bash", str(INSTALL), *args], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def fake_root(tmp_path: Path, *, container: bool, cap_eff: str) -> Path:
+    root = tmp_path / "root"
+    (root / "proc" / "self").mkdir(parents=True)
+    (root / "proc" / "self" / "status").write_text(f"Name:\tbash\nCapEff:\t{cap_eff}\n")
+    if container:
+        (root / ".dockerenv").touch()
+    return root
+
+
+def fake_apt(bin_dir: Path, known: tuple[str, ...]) -> None:
+    _fake(bin_dir, "apt-get", "echo 'apt-get must not run in these tests' >&2; exit 99")
+    policy = 'printf "%s:\\n  Installed: (none)\\n  Candidate: %s\\n" "$2"'
+    _fake(bin_dir, "apt-cache", f'case "$2" in {"|".join(known)}) {policy} 2.0-1;; *) {policy} "(none)";; esac')
+    _fake(bin_dir, "sudo", 'exec "$@"')
+
+
+def test_install_script_syntax_and_help(tmp_path: Path) -> None:
+    assert subprocess.run(["/bin/bash", "-n", str(INSTALL)], check=False).returncode == 0
+    assert os.access(INSTALL, os.X_OK)
+    result = run_install("--help", path=os.defpath)
+    assert result.returncode == 0 and "--check" in result.stdout and "deploy-local.sh" in result.stdout
+    result = run_install("--bogus", path=tmp_path)
+    assert result.returncode == 2 and "--bogus" in result.stderr
+
+
+@pytest.mark.parametrize("args", [(), ("--check",)], ids=["install", "check"])
+def test_install_script_without_apt_get_says_why(args: tuple[str, ...], tmp_path: Path) -> None:
+    result = run_install(*args, path=tmp_path / "empty-bin")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "no apt-get" in lines[0] and "./deploy-local.sh" in lines[0]
+    assert result.stdout == ""
+
+
+def test_install_script_refuses_an_unprivileged_container(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    fake_apt(bin_dir, ("docker-compose",))
+    root = fake_root(tmp_path, container=True, cap_eff="00000000a80425fb")  # Docker's default set
+    result = run_install(path=bin_dir, fs_root=root)
+    assert result.returncode == 1
+    assert "inside a container without privileges" in result.stderr and "./deploy-local.sh" in result.stderr
+
+
+def test_install_script_check_reports_the_packages(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    fake_apt(bin_dir, ("docker-compose-v2", "docker-compose"))
+    root = fake_root(tmp_path, container=True, cap_eff="000001ffffffffff")  # a privileged container
+    result = run_install("--check", path=bin_dir, fs_root=root)
+    assert result.returncode == 3, result.stderr
+    assert "would install: docker.io docker-compose-v2" in result.stdout
+    fake_apt(bin_dir, ("docker-compose",))  # Debian 12: only the v1 package exists
+    result = run_install("--check", path=bin_dir, fs_root=root)
+    assert result.returncode == 3 and "would install: docker.io docker-compose" in result.stdout
+
+
+def test_install_script_accepts_a_working_docker(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    _fake(bin_dir, "docker", "exit 0")  # `docker info` and `docker compose version` both answer
+    for args in [(), ("--check",)]:
+        result = run_install(*args, path=bin_dir)
+        assert result.returncode == 0, result.stderr
+        assert "Docker already works" in result.stdout
