@@ -21,8 +21,10 @@ def free_ports(count: int) -> list[int]:
 
 def isolated_env(state_dir: Path) -> dict[str, str]:
     """ROBOLAKE_* variables for a stack in `state_dir` on free ports (never the user's)."""
-    p = free_ports(7)
+    p = free_ports(9)
     return {
+        "ROBOLAKE_ACCELERATOR_PORT": str(p[7]),
+        "ROBOLAKE_ACCELERATOR_ADMIN_PORT": str(p[8]),
         "ROBOLAKE_STATE_DIR": str(state_dir),
         "ROBOLAKE_MINIO_PORTS": ",".join(map(str, p[0:3])),
         "ROBOLAKE_MINIO_CONSOLE_PORTS": ",".join(map(str, p[3:6])),
@@ -48,6 +50,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ROBOLAKE_MINIO_PORTS": ",".join(map(str, settings.minio_ports)),
         "ROBOLAKE_MINIO_CONSOLE_PORTS": ",".join(map(str, settings.minio_console_ports)),
         "ROBOLAKE_LAKEFS_PORT": str(settings.lakefs_port),
+        "ROBOLAKE_ACCELERATOR_PORT": str(settings.accelerator_port),
+        "ROBOLAKE_ACCELERATOR_ADMIN_PORT": str(settings.accelerator_admin_port),
         "MINIO_ROOT_USER": settings.minio_root_user,
         "MINIO_ROOT_PASSWORD": settings.minio_root_password,
         "ROBOLAKE_ENV_FILE": "/nonexistent/.env",

@@ -93,6 +93,11 @@ class Settings:
     minio_console_ports: tuple[int, ...] = (9091, 9092, 9093)
     drives_per_node: int = 2
     lakefs_port: int = 8000
+    accelerator_port: int = 9000
+    accelerator_admin_port: int = 9010
+    accelerator_memory_mb: int = 256
+    accelerator_disk_mb: int = 4096
+    accelerator_max_object_kb: int = 1024
     minio_root_user: str = DEFAULT_MINIO_ROOT_USER
     minio_root_password: str = dataclasses.field(default=DEFAULT_MINIO_ROOT_PASSWORD, repr=False)
     lakefs_repo: str = "robotics-data"
@@ -134,6 +139,16 @@ class Settings:
             )
         if "ROBOLAKE_LAKEFS_PORT" in merged:
             kwargs["lakefs_port"] = _parse_port("ROBOLAKE_LAKEFS_PORT", merged["ROBOLAKE_LAKEFS_PORT"])
+        if "ROBOLAKE_ACCELERATOR_PORT" in merged:
+            kwargs["accelerator_port"] = _parse_port("ROBOLAKE_ACCELERATOR_PORT", merged["ROBOLAKE_ACCELERATOR_PORT"])
+        if "ROBOLAKE_ACCELERATOR_ADMIN_PORT" in merged:
+            kwargs["accelerator_admin_port"] = _parse_port(
+                "ROBOLAKE_ACCELERATOR_ADMIN_PORT", merged["ROBOLAKE_ACCELERATOR_ADMIN_PORT"]
+            )
+        for field, lo, hi in (("memory_mb", 8, 1 << 20), ("disk_mb", 0, 1 << 24), ("max_object_kb", 1, 1 << 20)):
+            name = f"ROBOLAKE_ACCELERATOR_{field.upper()}"
+            if name in merged:
+                kwargs[f"accelerator_{field}"] = _parse_int(name, merged[name], lo, hi)
         if "MINIO_ROOT_USER" in merged:
             kwargs["minio_root_user"] = merged["MINIO_ROOT_USER"]
         if "MINIO_ROOT_PASSWORD" in merged:
@@ -160,12 +175,14 @@ class Settings:
                 "MINIO_ROOT_PASSWORD is too short: MinIO needs at least 8 characters; "
                 "set it in the environment or in .env"
             )
-        ports = [*self.minio_ports, *self.minio_console_ports, self.lakefs_port]
+        ports = [*self.minio_ports, *self.minio_console_ports, self.lakefs_port, self.accelerator_port,
+                 self.accelerator_admin_port]
         dupes = sorted({p for p in ports if ports.count(p) > 1})
         if dupes:
             raise ConfigError(
                 f"port(s) {dupes} are assigned to more than one component; check "
-                "ROBOLAKE_MINIO_PORTS, ROBOLAKE_MINIO_CONSOLE_PORTS and ROBOLAKE_LAKEFS_PORT"
+                "ROBOLAKE_MINIO_PORTS, ROBOLAKE_MINIO_CONSOLE_PORTS, ROBOLAKE_LAKEFS_PORT, "
+                "ROBOLAKE_ACCELERATOR_PORT and ROBOLAKE_ACCELERATOR_ADMIN_PORT"
             )
         if " " in str(self.state_dir):
             raise ConfigError(
@@ -181,3 +198,12 @@ class Settings:
     @property
     def lakefs_endpoint(self) -> str:
         return f"http://{self.host}:{self.lakefs_port}"
+
+    @property
+    def accelerator_endpoint(self) -> str:
+        """The S3 endpoint clients should use: the accelerator in front of the cluster."""
+        return f"http://{self.host}:{self.accelerator_port}"
+
+    @property
+    def accelerator_admin_endpoint(self) -> str:
+        return f"http://{self.host}:{self.accelerator_admin_port}"

@@ -11,8 +11,10 @@ from rich.text import Text
 from robolake.config import Settings
 from robolake.errors import RobolakeError
 
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
-out_console = Console(highlight=False, soft_wrap=True)
+# Not a terminal (a pipe, a log file, CI): rich would assume 80 columns and cut URLs in tables.
+_WIDTH = None if sys.stdout.isatty() else 160
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+out_console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
 
 
 def load_settings() -> Settings:

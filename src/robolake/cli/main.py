@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from robolake import __version__
+from robolake.cli.accelerator import accelerator
 from robolake.cli.common import run_cli
 from robolake.cli.stack import buckets, stack
 
@@ -24,6 +25,7 @@ def cli() -> None:
 
 cli.add_command(stack)
 cli.add_command(buckets)
+cli.add_command(accelerator)
 
 
 def main() -> None:

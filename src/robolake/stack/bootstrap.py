@@ -67,6 +67,26 @@ def ensure_buckets(endpoint: str, access_key: str, secret_key: str) -> list[str]
     return created
 
 
+def ensure_notifications(
+    endpoint: str, access_key: str, secret_key: str, arn: str, buckets: tuple[str, ...],
+) -> None:
+    """Subscribe `buckets` to object created/removed events for the webhook target `arn`."""
+    from minio.notificationconfig import NotificationConfig, QueueConfig
+
+    client = minio_client(endpoint, access_key, secret_key)
+    config = NotificationConfig(queue_config_list=[
+        QueueConfig(["s3:ObjectCreated:*", "s3:ObjectRemoved:*"], config_id="robolake-accelerator", queue=arn),
+    ])
+    try:
+        for bucket in buckets:
+            client.set_bucket_notification(bucket, config)
+    except S3Error as exc:
+        raise RobolakeError(
+            f"subscribing bucket notifications on {endpoint} to {arn} failed: {exc.code}: {exc.message}; "
+            "the MinIO nodes must be started with the robolake webhook settings (`robolake stack up`)"
+        ) from exc
+
+
 class LakeFSAdmin:
     """The few lakeFS API calls the stack's setup needs (the versioning package has the rest)."""
 

@@ -34,6 +34,10 @@ def minio_cluster_ok(endpoint: str) -> bool:
     return http_ok(f"{endpoint}/minio/health/cluster")
 
 
+def accelerator_healthy(admin_endpoint: str) -> bool:
+    return http_ok(f"{admin_endpoint}/health")
+
+
 def lakefs_healthy(endpoint: str) -> bool:
     return http_ok(f"{endpoint}/api/v1/healthcheck", expect=(204, 200))
 

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import os
 import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,16 @@ from robolake.config import Settings
 from robolake.errors import AuthError, RobolakeError, StateError
 from robolake.stack import health
 from robolake.stack.binaries import BinaryBuilder
-from robolake.stack.bootstrap import LakeFSAdmin, ensure_buckets
+from robolake.stack.bootstrap import LakeFSAdmin, ensure_buckets, ensure_notifications
 from robolake.stack.process import ManagedProcess, ProcessSpec, check_ports_free
 from robolake.stack.state import Credentials, StateDir
 
 Reporter = Callable[[str], None]
 
 LAKEFS_ADMIN_USER = "admin"
+WEBHOOK_ID = "ROBOLAKE"
+# Buckets whose changes MinIO reports to the accelerator (lakeFS never rewrites an address).
+NOTIFIED_BUCKETS = ("umi-raw", "umi-processed", "umi-experiments")
 LAKEFS_STORAGE_BUCKET = "lakefs-storage"
 
 
@@ -111,7 +115,7 @@ class NativeStack:
             for disk in range(1, s.drives_per_node + 1)
         ]
 
-    def minio_spec(self, index: int, binary: Path) -> ProcessSpec:
+    def minio_spec(self, index: int, binary: Path, creds: Credentials) -> ProcessSpec:
         s = self.settings
         name = f"minio-{index + 1}"
         port, console = s.minio_ports[index], s.minio_console_ports[index]
@@ -129,6 +133,15 @@ class NativeStack:
             # Inside a container (/.dockerenv present) MinIO waits forever for loopback endpoints
             # to "resolve to a valid IP"; this tells it which host:port of the list is itself.
             "_MINIO_SERVER_LOCAL": f"{s.host}:{port}",
+            # Bucket notifications to the accelerator, which invalidates what changed behind
+            # its back. The queue directory keeps events while the accelerator is down.
+            f"MINIO_NOTIFY_WEBHOOK_ENABLE_{WEBHOOK_ID}": "on",
+            f"MINIO_NOTIFY_WEBHOOK_ENDPOINT_{WEBHOOK_ID}": f"{s.accelerator_admin_endpoint}/minio/events",
+            f"MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_{WEBHOOK_ID}": creds.webhook_token,
+            # MinIO insists that MINIO_* values are identical on all nodes and that the queue
+            # path is absolute, yet three processes on one host must not share one queue: the
+            # path resolves through each process's own working directory (its node directory).
+            f"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_{WEBHOOK_ID}": "/proc/self/cwd/events",
         }
         argv = [
             str(binary), "server", "--anonymous",
@@ -138,7 +151,34 @@ class NativeStack:
         return ProcessSpec(
             name=name, argv=argv, env=env, host=s.host,
             ports={port: "ROBOLAKE_MINIO_PORTS", console: "ROBOLAKE_MINIO_CONSOLE_PORTS"},
-            log_path=self.state.log(name), pid_path=self.state.pid(name), cwd=self.state.root,
+            log_path=self.state.log(name), pid_path=self.state.pid(name), cwd=self.state.node_dir(index + 1),
+        )
+
+    def accelerator_spec(self, creds: Credentials) -> ProcessSpec:
+        s = self.settings
+        cache = self.state.accelerator_cache
+        cache.mkdir(parents=True, exist_ok=True)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.state.root),
+            "MINIO_ROOT_USER": s.minio_root_user,
+            "MINIO_ROOT_PASSWORD": s.minio_root_password,
+            "ROBOLAKE_WEBHOOK_TOKEN": creds.webhook_token,
+            "ROBOLAKE_ENV_FILE": "/dev/null",
+            "ROBOLAKE_ACCELERATOR_MEMORY_MB": str(s.accelerator_memory_mb),
+            "ROBOLAKE_ACCELERATOR_DISK_MB": str(s.accelerator_disk_mb),
+            "ROBOLAKE_ACCELERATOR_MAX_OBJECT_KB": str(s.accelerator_max_object_kb),
+        }
+        argv = [
+            sys.executable, "-m", "robolake.accelerator", "serve", "--host", s.host,
+            "--port", str(s.accelerator_port), "--admin-port", str(s.accelerator_admin_port),
+            "--cache-dir", str(cache), *(f"--upstream={e}" for e in s.minio_endpoints),
+        ]
+        return ProcessSpec(
+            name="accelerator", argv=argv, env=env, host=s.host,
+            ports={s.accelerator_port: "ROBOLAKE_ACCELERATOR_PORT",
+                   s.accelerator_admin_port: "ROBOLAKE_ACCELERATOR_ADMIN_PORT"},
+            log_path=self.state.log("accelerator"), pid_path=self.state.pid("accelerator"), cwd=self.state.root,
         )
 
     def lakefs_config(self, creds: Credentials) -> dict[str, Any]:
@@ -152,7 +192,9 @@ class NativeStack:
             "blockstore": {
                 "type": "s3",
                 "s3": {
-                    "endpoint": s.minio_endpoints[0],
+                    # Through the accelerator: it fails over between MinIO nodes, so lakeFS keeps
+                    # working when any one node is down (lakeFS takes a single endpoint).
+                    "endpoint": s.accelerator_endpoint,
                     "force_path_style": True,
                     "discover_bucket_region": False,
                     "region": "us-east-1",
@@ -208,9 +250,12 @@ class NativeStack:
                 report(f"building {name} {self.builder.version_of(name)} (first run only; takes minutes)")
             binaries[name] = self.builder.ensure(name, _bind_progress(progress, name))
 
-        minio_procs = [ManagedProcess(self.minio_spec(i, binaries["minio"])) for i in range(3)]
+        for node in range(1, 4):
+            self.state.node_dir(node).mkdir(parents=True, exist_ok=True)
+        minio_procs = [ManagedProcess(self.minio_spec(i, binaries["minio"], creds)) for i in range(3)]
+        accel_proc = ManagedProcess(self.accelerator_spec(creds))
         lakefs_proc = ManagedProcess(self.lakefs_spec(binaries["lakefs"], creds))
-        missing = [p for p in [*minio_procs, lakefs_proc] if not p.is_running()]
+        missing = [p for p in [*minio_procs, accel_proc, lakefs_proc] if not p.is_running()]
         # Check every port before starting anything, so a clash leaves nothing half-started.
         check_ports_free([p.spec for p in missing])
 
@@ -225,6 +270,14 @@ class NativeStack:
             proc.wait_healthy(functools.partial(health.minio_cluster_ok, endpoint), deadline)
         report("MinIO cluster has write quorum; ensuring buckets")
         ensure_buckets(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password)
+
+        if accel_proc in missing:
+            report(f"starting accelerator on {s.accelerator_endpoint} (metrics {s.accelerator_admin_endpoint})")
+            accel_proc.start()
+            started.append("accelerator")
+        accel_proc.wait_healthy(functools.partial(health.accelerator_healthy, s.accelerator_admin_endpoint), deadline)
+        ensure_notifications(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password,
+                             f"arn:minio:sqs::{WEBHOOK_ID}:webhook", NOTIFIED_BUCKETS)
 
         if lakefs_proc in missing:
             report(f"starting lakefs on {s.lakefs_endpoint}")
@@ -257,7 +310,7 @@ class NativeStack:
         """Stop every component (lakeFS first); with `volumes`, delete the state directory."""
         stopped: list[str] = []
         errors: list[str] = []
-        for name in ["lakefs", *reversed(self.minio_names())]:
+        for name in ["lakefs", "accelerator", *reversed(self.minio_names())]:
             try:
                 if self._process(name).stop():
                     stopped.append(name)
@@ -289,7 +342,7 @@ class NativeStack:
                 cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if marker + "/" in cmd and ("minio" in cmd or "lakefs" in cmd):
+            if marker + "/" in cmd and any(name in cmd for name in ("minio", "lakefs", "robolake.accelerator")):
                 found.append(int(entry.name))
         return found
 
@@ -306,6 +359,12 @@ class NativeStack:
                 name=name, endpoint=endpoint, healthy=health.minio_cluster_ok(endpoint),
                 running=pid is not None, pid=pid, console=f"http://{s.host}:{console}",
             ))
+        pid = self._process("accelerator").pid()
+        components.append(ComponentStatus(
+            name="accelerator", endpoint=s.accelerator_endpoint,
+            healthy=health.accelerator_healthy(s.accelerator_admin_endpoint), running=pid is not None, pid=pid,
+            console=f"{s.accelerator_admin_endpoint}/metrics",
+        ))
         pid = self._process("lakefs").pid()
         lakefs_ok = health.lakefs_healthy(s.lakefs_endpoint)
         components.append(ComponentStatus(
@@ -364,7 +423,7 @@ class NativeStack:
                 f"no stack credentials in {str(self.state.root)!r}; bring the stack up first "
                 "(`robolake stack up` or ./deploy-local.sh)"
             )
-        endpoint = s.minio_endpoints[0]
+        endpoint = s.accelerator_endpoint
         host = endpoint.split("://", 1)[1]
         values = {
             "AWS_ACCESS_KEY_ID": s.minio_root_user,

@@ -103,7 +103,9 @@ class ManagedProcess:
             self.spec.pid_path.unlink(missing_ok=True)
             return None
         cmd = _cmdline(pid)
-        if cmd and cmd[0] == binary and not _is_zombie(pid):
+        # Right after exec, /proc/<pid>/cmdline can read empty for a moment: a live process with
+        # no command line yet is ours; only a different binary, a zombie or no process is stale.
+        if Path(f"/proc/{pid}").exists() and (not cmd or cmd[0] == binary) and not _is_zombie(pid):
             return pid
         self.spec.pid_path.unlink(missing_ok=True)
         return None
@@ -189,7 +191,7 @@ def _is_zombie(pid: int) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    return bool(_cmdline(pid)) and not _is_zombie(pid)
+    return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

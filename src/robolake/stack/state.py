@@ -29,6 +29,8 @@ class Credentials:
     lakefs_access_key_id: str
     lakefs_secret_access_key: str = dataclasses.field(repr=False)
     lakefs_encrypt_secret: str = dataclasses.field(repr=False)
+    # Bearer token MinIO's bucket-notification webhook presents to the accelerator.
+    webhook_token: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def generate(cls) -> Credentials:
@@ -37,6 +39,7 @@ class Credentials:
             lakefs_access_key_id="AKIAJ" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(15)),
             lakefs_secret_access_key=secrets.token_urlsafe(30)[:40],
             lakefs_encrypt_secret=secrets.token_hex(32),
+            webhook_token=secrets.token_urlsafe(24),
         )
 
 
@@ -52,6 +55,14 @@ class StateDir:
 
     def drive(self, node: int, disk: int) -> Path:
         return self.root / "minio" / f"node{node}" / f"disk{disk}"
+
+    @property
+    def accelerator_cache(self) -> Path:
+        return self.root / "accelerator" / "cache"
+
+    def node_dir(self, node: int) -> Path:
+        """A MinIO node's directory: its drives, and its notification queue in `events/`."""
+        return self.root / "minio" / f"node{node}"
 
     @property
     def lakefs_kv(self) -> Path:
@@ -114,6 +125,10 @@ class StateDir:
                     "Restore credentials.json, or start over with `robolake stack down --volumes`"
                 )
             creds = Credentials.generate()
+            self.save_credentials(creds)
+        elif not creds.webhook_token:
+            # A state directory from before the accelerator existed: add what is missing.
+            creds = dataclasses.replace(creds, webhook_token=secrets.token_urlsafe(24))
             self.save_credentials(creds)
         return creds
 

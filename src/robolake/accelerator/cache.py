@@ -1,0 +1,236 @@
+"""Two cache tiers for small objects: bounded memory, then bounded disk, both under S3-FIFO.
+
+A cached object is its body plus the response headers MinIO sent for it, so a hit is answered
+with the same headers a miss would have had. Disk files are named by a hash of (bucket, key) —
+never by the key, so a key such as `../../etc/passwd` or one holding NUL bytes cannot name a path
+— and written atomically (`.partial`, fsync-free `os.replace`). Each file carries the sha256 of
+its body; a file whose body does not match (torn write, disk corruption) is deleted and counted
+as a miss, and the disk tier is rebuilt from its directory after a restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import struct
+import time
+from pathlib import Path
+
+from robolake.accelerator.policy import S3FIFO
+
+ObjectKey = tuple[str, str]  # (bucket, key)
+
+_MAGIC = b"RLC1"
+_HEADER = struct.Struct(">4sI")  # magic, length of the JSON metadata that follows
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedObject:
+    """An object body with the response headers to replay and the time it was validated."""
+
+    body: bytes
+    headers: tuple[tuple[str, str], ...]
+    etag: str
+    validated_at: float
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+    def revalidated(self) -> CachedObject:
+        return dataclasses.replace(self, validated_at=time.time())
+
+
+@dataclasses.dataclass
+class TierStats:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    corrupt: int = 0
+    bytes_served: int = 0
+
+
+def object_id(key: ObjectKey) -> str:
+    return hashlib.sha256(key[0].encode() + b"\0" + key[1].encode("utf-8", "surrogateescape")).hexdigest()
+
+
+class MemoryTier:
+    """Objects in a dict, bounded by `max_bytes` of bodies (S3-FIFO decides evictions)."""
+
+    # Per-entry bookkeeping (dict slots, tuples, header strings) counted against the budget so
+    # that many tiny objects cannot exceed it through overhead alone.
+    ENTRY_OVERHEAD = 512
+
+    def __init__(self, max_bytes: int) -> None:
+        self._data: dict[ObjectKey, CachedObject] = {}
+        self.stats = TierStats()
+        self.policy: S3FIFO[ObjectKey] = S3FIFO(max_bytes, self._evicted)
+        self.evicted_hook: list[ObjectKey] = []
+
+    def _evicted(self, key: ObjectKey) -> None:
+        self._data.pop(key, None)
+        self.stats.evictions += 1
+
+    def get(self, key: ObjectKey) -> CachedObject | None:
+        obj = self._data.get(key)
+        if obj is None:
+            self.stats.misses += 1
+            return None
+        self.policy.touch(key)
+        self.stats.hits += 1
+        self.stats.bytes_served += obj.size
+        return obj
+
+    def put(self, key: ObjectKey, obj: CachedObject) -> bool:
+        cost = obj.size + self.ENTRY_OVERHEAD + sum(len(n) + len(v) for n, v in obj.headers)
+        if not self.policy.admit(key, cost):
+            return False
+        self._data[key] = obj
+        return True
+
+    def replace(self, key: ObjectKey, obj: CachedObject) -> None:
+        """Swap in a revalidated copy without changing its place in the queues."""
+        if key in self._data:
+            self._data[key] = obj
+
+    def discard(self, key: ObjectKey) -> bool:
+        self.policy.remove(key)
+        return self._data.pop(key, None) is not None
+
+    def discard_bucket(self, bucket: str) -> int:
+        keys = [k for k in self._data if k[0] == bucket]
+        for key in keys:
+            self.discard(key)
+        return len(keys)
+
+    @property
+    def used_bytes(self) -> int:
+        return self.policy.used_bytes
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class DiskTier:
+    """Objects as files `<dir>/<id[:2]>/<id>` bounded by `max_bytes` (S3-FIFO decides evictions)."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.stats = TierStats()
+        self.policy: S3FIFO[ObjectKey] = S3FIFO(max_bytes, self._evicted)
+        self._ids: dict[ObjectKey, str] = {}
+        self.restored = self._restore()
+
+    def _path(self, oid: str) -> Path:
+        return self.dir / oid[:2] / oid
+
+    def _evicted(self, key: ObjectKey) -> None:
+        oid = self._ids.pop(key, None)
+        if oid is not None:
+            self._path(oid).unlink(missing_ok=True)
+        self.stats.evictions += 1
+
+    def _restore(self) -> int:
+        """Re-index files left by a previous run; drop partial and unreadable ones."""
+        restored = 0
+        for path in sorted(self.dir.glob("??/*")):
+            if path.name.endswith(".partial"):
+                path.unlink(missing_ok=True)
+                continue
+            try:
+                key, size = self._read_meta(path)
+            except (OSError, ValueError, KeyError):
+                path.unlink(missing_ok=True)
+                self.stats.corrupt += 1
+                continue
+            if object_id(key) != path.name or not self.policy.admit(key, size):
+                path.unlink(missing_ok=True)
+                continue
+            self._ids[key] = path.name
+            restored += 1
+        return restored
+
+    @staticmethod
+    def _read_meta(path: Path) -> tuple[ObjectKey, int]:
+        with path.open("rb") as fh:
+            magic, length = _HEADER.unpack(fh.read(_HEADER.size))
+            if magic != _MAGIC:
+                raise ValueError("not a cache file")
+            meta = json.loads(fh.read(length))
+        return (meta["bucket"], meta["key"]), int(meta["size"])
+
+    def get(self, key: ObjectKey) -> CachedObject | None:
+        oid = self._ids.get(key)
+        if oid is None:
+            self.stats.misses += 1
+            return None
+        try:
+            raw = self._path(oid).read_bytes()
+            magic, length = _HEADER.unpack_from(raw)
+            if magic != _MAGIC:
+                raise ValueError("bad magic")
+            meta = json.loads(raw[_HEADER.size:_HEADER.size + length])
+            body = raw[_HEADER.size + length:]
+            if len(body) != meta["size"] or hashlib.sha256(body).hexdigest() != meta["sha256"]:
+                raise ValueError("body does not match its checksum")
+        except (OSError, ValueError, KeyError, struct.error):
+            self.stats.corrupt += 1
+            self.stats.misses += 1
+            self.discard(key)
+            return None
+        self.policy.touch(key)
+        self.stats.hits += 1
+        self.stats.bytes_served += len(body)
+        return CachedObject(
+            body=body, headers=tuple((n, v) for n, v in meta["headers"]), etag=meta["etag"],
+            validated_at=float(meta["validated_at"]),
+        )
+
+    def put(self, key: ObjectKey, obj: CachedObject) -> bool:
+        if not self.policy.admit(key, obj.size):
+            return False
+        oid = object_id(key)
+        meta = json.dumps({
+            "bucket": key[0], "key": key[1], "size": obj.size, "etag": obj.etag,
+            "sha256": hashlib.sha256(obj.body).hexdigest(), "headers": obj.headers,
+            "validated_at": obj.validated_at,
+        }).encode()
+        path = self._path(oid)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        try:
+            with tmp.open("wb") as fh:
+                fh.write(_HEADER.pack(_MAGIC, len(meta)))
+                fh.write(meta)
+                fh.write(obj.body)
+            os.replace(tmp, path)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            self.policy.remove(key)
+            return False
+        self._ids[key] = oid
+        return True
+
+    def discard(self, key: ObjectKey) -> bool:
+        self.policy.remove(key)
+        oid = self._ids.pop(key, None)
+        if oid is None:
+            return False
+        self._path(oid).unlink(missing_ok=True)
+        return True
+
+    def discard_bucket(self, bucket: str) -> int:
+        keys = [k for k in self._ids if k[0] == bucket]
+        for key in keys:
+            self.discard(key)
+        return len(keys)
+
+    @property
+    def used_bytes(self) -> int:
+        return self.policy.used_bytes
+
+    def __len__(self) -> int:
+        return len(self._ids)

@@ -1,0 +1,451 @@
+"""The accelerator's S3 endpoint: answers small-object GET/HEAD from its cache, forwards the rest.
+
+Request flow:
+    GET/HEAD /bucket/key, signed by a principal whose secret we hold (SigV4 verified here)
+        -> memory tier -> disk tier -> MinIO (the client's own signed request, Host kept),
+           filling the cache when the object is below the size threshold
+    anything else (writes, listings, bucket ops, unsigned or unverifiable requests)
+        -> MinIO untouched; writes invalidate the keys they touch, before and after.
+MinIO therefore authenticates every request the cache does not answer, and produces every error.
+A fill is dropped if the key was invalidated while it was in flight (per-key epochs), so a read
+that raced a write cannot put old bytes back into the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import re
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from robolake.accelerator import s3xml
+from robolake.accelerator.cache import CachedObject, DiskTier, MemoryTier, ObjectKey
+from robolake.accelerator.metrics import Metrics
+from robolake.accelerator.sigv4 import Verified, Verifier
+from robolake.accelerator.upstream import NoHealthyNodeError, UpstreamPool
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade",
+})
+# Response headers that belong to one response, not to the object.
+NOT_REPLAYED = HOP_BY_HOP | {"date", "x-amz-request-id", "x-amz-id-2", "content-length"}
+DATE_CONDITIONALS = ("if-modified-since", "if-unmodified-since")
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+BUFFER_BODY_MAX = 8 * 1024 * 1024  # writes up to this size are buffered so they can be retried
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AcceleratorConfig:
+    """How the accelerator runs; build it from Settings (stack) or CLI flags."""
+
+    upstreams: tuple[str, ...]
+    credentials: dict[str, str] = dataclasses.field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 9000
+    admin_port: int = 9010
+    cache_dir: Path = Path("aistor/cache")
+    max_object_bytes: int = 1024 * 1024
+    memory_bytes: int = 256 * 1024 * 1024
+    disk_bytes: int = 4 * 1024 * 1024 * 1024
+    revalidate_after_s: float = 30.0
+    webhook_token: str = dataclasses.field(default="", repr=False)
+    prefetch: bool = True
+    prefetch_workers: int = 2
+    prefetch_queue: int = 256
+    region: str = "us-east-1"
+
+
+class Invalidations:
+    """Per-key and per-bucket epochs: a fill is stored only if no invalidation happened meanwhile."""
+
+    def __init__(self, limit: int = 65536) -> None:
+        self._keys: OrderedDict[ObjectKey, int] = OrderedDict()
+        self._buckets: dict[str, int] = {}
+        self._limit = limit
+
+    def epoch(self, key: ObjectKey) -> tuple[int, int]:
+        return self._keys.get(key, 0), self._buckets.get(key[0], 0)
+
+    def bump(self, key: ObjectKey) -> None:
+        self._keys[key] = self._keys.pop(key, 0) + 1
+        if len(self._keys) > self._limit:
+            self._keys.popitem(last=False)
+
+    def bump_bucket(self, bucket: str) -> None:
+        self._buckets[bucket] = self._buckets.get(bucket, 0) + 1
+
+
+class Accelerator:
+    """The cache, the upstream pool and the request handlers; `app()` builds the aiohttp app."""
+
+    def __init__(self, config: AcceleratorConfig) -> None:
+        self.config = config
+        self.verifier = Verifier(config.credentials, region=config.region)
+        self.memory = MemoryTier(config.memory_bytes)
+        self.disk = DiskTier(config.cache_dir, config.disk_bytes) if config.disk_bytes > 0 else None
+        self.upstream = UpstreamPool(list(config.upstreams))
+        self.metrics = Metrics()
+        self.invalidations = Invalidations()
+        self.started_at = time.time()
+        # Set by the prefetcher (robolake.accelerator.prefetch) when enabled.
+        self.on_demand_read: Any = None
+
+    # ---- cache -------------------------------------------------------------------------------
+
+    def lookup(self, key: ObjectKey) -> tuple[CachedObject | None, str]:
+        obj = self.memory.get(key)
+        if obj is not None:
+            return obj, "memory"
+        if self.disk is not None:
+            obj = self.disk.get(key)
+            if obj is not None:
+                self.memory.put(key, obj)  # promote
+                return obj, "disk"
+        return None, "miss"
+
+    def store(self, key: ObjectKey, obj: CachedObject, epoch: tuple[int, int]) -> bool:
+        if self.invalidations.epoch(key) != epoch:
+            self.metrics.inc("fill_dropped_after_invalidation")
+            return False
+        stored = self.memory.put(key, obj)
+        if self.disk is not None:
+            stored = self.disk.put(key, obj) or stored
+        return stored
+
+    def invalidate(self, key: ObjectKey, reason: str) -> None:
+        self.invalidations.bump(key)
+        dropped = self.memory.discard(key)
+        if self.disk is not None:
+            dropped = self.disk.discard(key) or dropped
+        self.metrics.inc(f"invalidation_{reason}")
+
+    def invalidate_bucket(self, bucket: str, reason: str) -> None:
+        self.invalidations.bump_bucket(bucket)
+        self.memory.discard_bucket(bucket)
+        if self.disk is not None:
+            self.disk.discard_bucket(bucket)
+        self.metrics.inc(f"invalidation_bucket_{reason}")
+
+    # ---- request handling --------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        method = request.method
+        # request.raw_path is the request target exactly as sent; rel_url is normalised (dot
+        # segments removed), which would both change the key and break the client's signature.
+        bucket, key = s3xml.split_path(_path_only(request))
+        op = "other"
+        try:
+            if method in ("GET", "HEAD") and bucket and key and self._cacheable_query(request):
+                op = method.lower()
+                response, op = await self._read(request, (bucket, key))
+                return response
+            if bucket == "_robolake" and key == "batch" and method == "POST":
+                from robolake.accelerator.batch import handle_batch
+
+                op = "batch"
+                return await handle_batch(self, request)
+            op = "write" if method in ("PUT", "POST", "DELETE") else "passthrough"
+            return await self._forward_write(request, bucket, key) if op == "write" else await self._forward(request)
+        except NoHealthyNodeError as exc:
+            self.metrics.inc("upstream_unavailable")
+            return s3xml.error_response(
+                503, "ServiceUnavailable",
+                f"no MinIO node answered ({exc}); the accelerator retries other nodes for reads", request.path,
+            )
+        finally:
+            self.metrics.client_latency[op].observe(time.perf_counter() - started)
+            self.metrics.inc(f"requests_{op}")
+
+    def _cacheable_query(self, request: web.Request) -> bool:
+        # Plain object reads only: subresources (?acl, ?tagging, ?versionId, ?partNumber ...)
+        # and response-header overrides go to MinIO. Presign parameters are allowed.
+        return all(name.startswith("X-Amz-") for name in request.rel_url.query)
+
+    def _verified(self, request: web.Request) -> Verified | None:
+        result = self.verifier.verify(
+            request.method, _path_only(request), _query_only(request), request.headers,
+        )
+        return result if isinstance(result, Verified) else None
+
+    async def _read(self, request: web.Request, key: ObjectKey) -> tuple[web.StreamResponse, str]:
+        headers = request.headers
+        if any(h in headers for h in DATE_CONDITIONALS) or "," in headers.get("range", ""):
+            return await self._forward(request), "passthrough_conditional"
+        principal = self._verified(request)
+        if principal is None:
+            # Unsigned, unknown principal or bad signature: MinIO decides (and writes the 403).
+            self.metrics.inc("unverified_passthrough")
+            return await self._forward(request), "passthrough_unverified"
+        obj, tier = self.lookup(key)
+        if obj is not None and time.time() - obj.validated_at > self.config.revalidate_after_s:
+            obj = await self._revalidate(request, key, obj)
+            if obj is None:
+                return await self._fill(request, key), "miss"
+        if obj is None:
+            if self.on_demand_read is not None:
+                self.on_demand_read(key, hit=False)
+            return await self._fill(request, key), "miss"
+        if self.on_demand_read is not None:
+            self.on_demand_read(key, hit=True)
+        return await self._answer_from_cache(request, obj, tier), f"hit_{tier}"
+
+    async def _revalidate(self, request: web.Request, key: ObjectKey, obj: CachedObject) -> CachedObject | None:
+        """Ask MinIO whether the cached ETag is still current (a notification may have been lost)."""
+        fwd = _forward_headers(request.headers)
+        fwd["If-None-Match"] = obj.etag  # unsigned extra header: allowed by SigV4
+        method = request.method
+        _, response = await self.upstream.request(method, request.raw_path, fwd, None, retry=True)
+        async with response:
+            await response.read()
+            if response.status == 304:
+                fresh = obj.revalidated()
+                self.memory.replace(key, fresh)
+                self.metrics.inc("revalidated_unchanged")
+                return fresh
+        self.metrics.inc("revalidated_changed")
+        self.invalidate(key, "revalidation")
+        return None
+
+    async def _answer_from_cache(self, request: web.Request, obj: CachedObject, tier: str) -> web.StreamResponse:
+        headers = CIMultiDict(obj.headers)
+        headers["X-Amz-Request-Id"] = s3xml.request_id()
+        headers["X-Robolake-Cache"] = f"hit-{tier}"
+        etag = obj.etag
+        if_match = request.headers.get("if-match")
+        if if_match is not None and not _etag_matches(if_match, etag):
+            return s3xml.error_response(412, "PreconditionFailed", "At least one of the pre-conditions you "
+                                        "specified did not hold", request.path)
+        if_none = request.headers.get("if-none-match")
+        if if_none is not None and _etag_matches(if_none, etag):
+            keep = {k: v for k, v in headers.items() if k.lower() in ("etag", "last-modified", "x-amz-request-id",
+                                                                     "server", "x-robolake-cache")}
+            return web.Response(status=304, headers=keep)
+        body = obj.body
+        status = 200
+        range_header = request.headers.get("range")
+        if range_header:
+            span = _parse_range(range_header, len(body))
+            if span is None:
+                return s3xml.error_response(416, "InvalidRange", "The requested range is not satisfiable",
+                                            request.path)
+            start, end = span
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+            body = body[start:end + 1]
+            status = 206
+        if request.method == "HEAD":
+            return await _bodiless(request, status, headers, len(body))
+        return web.Response(status=status, body=body, headers=headers)
+
+    async def _fill(self, request: web.Request, key: ObjectKey) -> web.StreamResponse:
+        epoch = self.invalidations.epoch(key)
+        fwd = _forward_headers(request.headers)
+        started = time.perf_counter()
+        _, response = await self.upstream.request(request.method, request.raw_path, fwd, None,
+                                                  retry=True)
+        async with response:
+            self.metrics.upstream_latency[request.method.lower()].observe(time.perf_counter() - started)
+            length = response.content_length
+            cacheable = (
+                request.method == "GET" and response.status == 200 and "range" not in request.headers
+                and length is not None and length <= self.config.max_object_bytes
+            )
+            if not cacheable:
+                return await self._relay(request, response)
+            body = await response.read()
+            stored_headers = tuple((k, v) for k, v in response.headers.items() if k.lower() not in NOT_REPLAYED)
+            obj = CachedObject(body=body, headers=stored_headers, etag=response.headers.get("ETag", ""),
+                               validated_at=time.time())
+            self.store(key, obj, epoch)
+            out = CIMultiDict(stored_headers)
+            out["X-Amz-Request-Id"] = response.headers.get("X-Amz-Request-Id", s3xml.request_id())
+            out["X-Robolake-Cache"] = "miss"
+            return web.Response(status=200, body=body, headers=out)
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        """Pass a request to MinIO as it is and relay the answer."""
+        body = await request.read() if request.body_exists else None
+        fwd = _forward_headers(request.headers)
+        started = time.perf_counter()
+        _, response = await self.upstream.request(request.method, request.raw_path, fwd, body or None,
+                                                  retry=True)
+        async with response:
+            self.metrics.upstream_latency["passthrough"].observe(time.perf_counter() - started)
+            return await self._relay(request, response)
+
+    async def _forward_write(self, request: web.Request, bucket: str, key: str) -> web.StreamResponse:
+        """Forward a write, invalidating what it touches both before and after MinIO answers."""
+        targets = await self._write_targets(request, bucket, key)
+        for target in targets:
+            self.invalidate(target, "write") if target[1] else self.invalidate_bucket(target[0], "write")
+        fwd = _forward_headers(request.headers)
+        length = request.content_length
+        started = time.perf_counter()
+        if request.body_exists and (length is None or length > BUFFER_BODY_MAX):
+            _, response = await self.upstream.stream_request(request.method, request.raw_path, fwd,
+                                                             request.content)
+        else:
+            body = await request.read() if request.body_exists else None
+            _, response = await self.upstream.request(request.method, request.raw_path, fwd, body,
+                                                      retry=True)
+        async with response:
+            self.metrics.upstream_latency["write"].observe(time.perf_counter() - started)
+            relayed = await self._relay(request, response)
+        for target in targets:
+            self.invalidate(target, "write") if target[1] else self.invalidate_bucket(target[0], "write")
+        return relayed
+
+    async def _write_targets(self, request: web.Request, bucket: str, key: str) -> list[ObjectKey]:
+        if not bucket:
+            return []
+        if key:
+            return [(bucket, key)]
+        if request.method == "POST" and "delete" in request.rel_url.query:
+            # Multi-object delete: the keys are in the (small, buffered) XML body.
+            body = await request.read()
+            return [(bucket, _xml_unescape(k)) for k in re.findall(rb"<Key>(.*?)</Key>", body, re.S)
+                    for k in [k.decode("utf-8", "replace")]]
+        return [(bucket, "")]  # bucket-level write (delete bucket, policy ...): drop the bucket
+
+    async def _relay(self, request: web.Request, response: aiohttp.ClientResponse) -> web.StreamResponse:
+        headers = CIMultiDict((k, v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP)
+        length = response.content_length
+        if request.method == "HEAD" or response.status in (204, 304):
+            await response.release()
+            return await _bodiless(request, response.status, headers, length)
+        if length is not None and length <= self.config.max_object_bytes:
+            body = await response.read()
+            headers.pop("Content-Length", None)
+            return web.Response(status=response.status, body=body, headers=headers)
+        headers.pop("Content-Length", None)
+        stream = web.StreamResponse(status=response.status, headers=headers)
+        if length is not None:
+            stream.content_length = length
+        await stream.prepare(request)
+        async for chunk in response.content.iter_chunked(256 * 1024):
+            await stream.write(chunk)
+        await stream.write_eof()
+        return stream
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=0, handler_args={"max_field_size": 65536})
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        app.on_startup.append(self._on_startup)
+        app.on_cleanup.append(self._on_cleanup)
+        return app
+
+    async def _on_startup(self, _: web.Application) -> None:
+        await self.upstream.start()
+
+    async def _on_cleanup(self, _: web.Application) -> None:
+        await self.upstream.close()
+
+    def stats(self) -> dict[str, Any]:
+        tiers = {"memory": dataclasses.asdict(self.memory.stats)}
+        if self.disk is not None:
+            tiers["disk"] = dataclasses.asdict(self.disk.stats)
+        hits = sum(t["hits"] for t in tiers.values())
+        lookups = self.memory.stats.hits + self.memory.stats.misses
+        return {
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "hit_ratio": round(hits / lookups, 4) if lookups else None,
+            "tiers": tiers,
+            "memory": {"objects": len(self.memory), "used_bytes": self.memory.used_bytes,
+                       "max_bytes": self.config.memory_bytes},
+            "disk": {"objects": len(self.disk) if self.disk else 0,
+                     "used_bytes": self.disk.used_bytes if self.disk else 0,
+                     "max_bytes": self.config.disk_bytes, "dir": str(self.config.cache_dir),
+                     "restored_at_start": self.disk.restored if self.disk else 0},
+            "events": dict(self.metrics.counters),
+            "nodes": [dataclasses.asdict(n) for n in self.upstream.nodes],
+            "latency": self.metrics.latency_summary(),
+            "config": {"max_object_bytes": self.config.max_object_bytes,
+                       "revalidate_after_s": self.config.revalidate_after_s, "prefetch": self.config.prefetch},
+        }
+
+
+def _path_only(request: web.Request) -> str:
+    return request.raw_path.partition("?")[0]
+
+
+def _query_only(request: web.Request) -> str:
+    return request.raw_path.partition("?")[2]
+
+
+async def _bodiless(
+    request: web.Request, status: int, headers: CIMultiDict[str], length: int | None,
+) -> web.StreamResponse:
+    """A HEAD (or 204/304) answer that keeps the object's Content-Length, as MinIO sends it."""
+    headers.pop("Content-Length", None)
+    response = web.StreamResponse(status=status, headers=headers)
+    if length is not None and status not in (204, 304):
+        response.content_length = length
+    await response.prepare(request)
+    await response.write_eof()
+    return response
+
+
+def _forward_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    if header.strip() == "*":
+        return True
+    wanted = {t.strip().removeprefix("W/").strip('"') for t in header.split(",")}
+    return etag.strip('"') in wanted
+
+
+def _parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """RFC 9110 single byte range -> inclusive (start, end), or None when unsatisfiable."""
+    match = _RANGE_RE.match(header.strip())
+    if not match or size == 0:
+        return None
+    first, last = match.groups()
+    if first == "":
+        if not last or int(last) == 0:
+            return None
+        return max(0, size - int(last)), size - 1
+    start = int(first)
+    if start >= size:
+        return None
+    end = min(int(last), size - 1) if last else size - 1
+    return (start, end) if end >= start else None
+
+
+def _xml_unescape(text: str) -> str:
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'").replace(
+        "&amp;", "&")
+
+
+async def serve(config: AcceleratorConfig, *, ready: asyncio.Event | None = None) -> None:
+    """Run the S3 endpoint and the admin endpoint until cancelled."""
+    from robolake.accelerator.admin import admin_app
+    from robolake.accelerator.prefetch import Prefetcher
+
+    accel = Accelerator(config)
+    if config.prefetch:
+        Prefetcher(accel).attach()
+    runner = web.AppRunner(accel.app(), access_log=None)
+    admin_runner = web.AppRunner(admin_app(accel), access_log=None)
+    await runner.setup()
+    await admin_runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port, backlog=1024).start()
+        await web.TCPSite(admin_runner, config.host, config.admin_port).start()
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+    finally:
+        await admin_runner.cleanup()
+        await runner.cleanup()

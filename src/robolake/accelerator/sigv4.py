@@ -1,0 +1,217 @@
+"""AWS Signature Version 4 verification (header and presigned), as S3 and MinIO compute it.
+
+The accelerator verifies a request locally only to decide whether it may answer from its cache.
+A request it cannot verify (unsigned, unknown key, bad signature, skewed clock, other region) is
+passed to MinIO untouched, so the client gets exactly the answer MinIO would give.
+
+Canonical request (AWS SigV4 spec, "Create a canonical request"):
+    METHOD \\n CanonicalURI \\n CanonicalQuery \\n CanonicalHeaders \\n SignedHeaders \\n PayloadHash
+S3 does not normalise the path (no dot-segment removal) and encodes it once; MinIO decodes the
+path and re-encodes every byte outside [A-Za-z0-9-_.~/], which is what we do too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from urllib.parse import parse_qsl, quote, unquote
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+MAX_SKEW = dt.timedelta(minutes=15)  # S3's RequestTimeTooSkewed limit
+MAX_PRESIGN_EXPIRY_S = 7 * 24 * 3600
+
+_AUTH_RE = re.compile(
+    r"AWS4-HMAC-SHA256\s+Credential=(?P<cred>[^,\s]+),\s*SignedHeaders=(?P<signed>[^,\s]+),"
+    r"\s*Signature=(?P<sig>[0-9a-f]{64})\s*$"
+)
+_SPACES = re.compile(r"\s+")
+
+
+@dataclasses.dataclass(frozen=True)
+class Verified:
+    """A request whose signature checks out: who signed it and over which payload hash."""
+
+    access_key: str
+    payload_hash: str
+    presigned: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejected:
+    """Why local verification did not succeed (the request then goes to MinIO as it is)."""
+
+    reason: str
+
+
+@lru_cache(maxsize=256)
+def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
+    """kSigning = HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date), region), service), "aws4_request")."""
+    key = hmac.new(("AWS4" + secret).encode(), date.encode(), hashlib.sha256).digest()
+    for part in (region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key
+
+
+def canonical_uri(raw_path: str) -> str:
+    return quote(unquote(raw_path), safe="/~")
+
+
+def canonical_query(pairs: Iterable[tuple[str, str]]) -> str:
+    encoded = sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in pairs)
+    return "&".join(f"{k}={v}" for k, v in encoded)
+
+
+def _canonical_headers(headers: Mapping[str, str], signed: list[str]) -> str | None:
+    lines = []
+    for name in signed:
+        value = headers.get(name)
+        if value is None:
+            return None
+        lines.append(f"{name}:{_SPACES.sub(' ', value.strip())}\n")
+    return "".join(lines)
+
+
+def _parse_time(amz_date: str) -> dt.datetime | None:
+    try:
+        return dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    except ValueError:
+        return None
+
+
+class Verifier:
+    """Checks SigV4 signatures against the secrets of the principals the accelerator knows."""
+
+    def __init__(self, secrets: Mapping[str, str], *, region: str = "us-east-1") -> None:
+        self._secrets = dict(secrets)
+        self.region = region
+
+    def knows(self, access_key: str) -> bool:
+        return access_key in self._secrets
+
+    def verify(
+        self,
+        method: str,
+        raw_path: str,
+        query_string: str,
+        headers: Mapping[str, str],
+        *,
+        now: dt.datetime | None = None,
+    ) -> Verified | Rejected:
+        """Verify a request; `headers` must be a case-insensitive mapping (lower-case lookups)."""
+        now = now or dt.datetime.now(dt.UTC)
+        query = parse_qsl(query_string, keep_blank_values=True)
+        if headers.get("authorization"):
+            return self._verify_header(method, raw_path, query, headers, now)
+        if any(k == "X-Amz-Signature" for k, _ in query):
+            return self._verify_presigned(method, raw_path, query, headers, now)
+        return Rejected("unsigned request")
+
+    def _verify_header(
+        self, method: str, raw_path: str, query: list[tuple[str, str]], headers: Mapping[str, str],
+        now: dt.datetime,
+    ) -> Verified | Rejected:
+        match = _AUTH_RE.match(headers["authorization"])
+        if not match:
+            return Rejected("malformed Authorization header")
+        amz_date = headers.get("x-amz-date") or ""
+        when = _parse_time(amz_date)
+        if when is None or abs(now - when) > MAX_SKEW:
+            return Rejected("missing or skewed X-Amz-Date")
+        payload_hash = headers.get("x-amz-content-sha256")
+        if not payload_hash:
+            return Rejected("missing X-Amz-Content-Sha256")
+        return self._check(
+            method, raw_path, query, headers, match["cred"], match["signed"], match["sig"],
+            amz_date, payload_hash, presigned=False,
+        )
+
+    def _verify_presigned(
+        self, method: str, raw_path: str, query: list[tuple[str, str]], headers: Mapping[str, str],
+        now: dt.datetime,
+    ) -> Verified | Rejected:
+        params = dict(query)
+        if params.get("X-Amz-Algorithm") != ALGORITHM:
+            return Rejected("unsupported presign algorithm")
+        amz_date = params.get("X-Amz-Date", "")
+        when = _parse_time(amz_date)
+        try:
+            expires = int(params.get("X-Amz-Expires", ""))
+        except ValueError:
+            return Rejected("bad X-Amz-Expires")
+        if when is None or not 0 < expires <= MAX_PRESIGN_EXPIRY_S:
+            return Rejected("bad presign date or expiry")
+        if now > when + dt.timedelta(seconds=expires) or when - now > MAX_SKEW:
+            return Rejected("presigned URL expired or not yet valid")
+        unsigned = [(k, v) for k, v in query if k != "X-Amz-Signature"]
+        return self._check(
+            method, raw_path, unsigned, headers, params.get("X-Amz-Credential", ""),
+            params.get("X-Amz-SignedHeaders", ""), params["X-Amz-Signature"], amz_date,
+            params.get("X-Amz-Content-Sha256", UNSIGNED_PAYLOAD), presigned=True,
+        )
+
+    def _check(
+        self, method: str, raw_path: str, query: list[tuple[str, str]], headers: Mapping[str, str],
+        credential: str, signed_headers: str, signature: str, amz_date: str, payload_hash: str,
+        *, presigned: bool,
+    ) -> Verified | Rejected:
+        parts = credential.split("/")
+        if len(parts) != 5 or parts[4] != "aws4_request" or parts[3] != "s3":
+            return Rejected("malformed credential scope")
+        access_key, date, region = parts[0], parts[1], parts[2]
+        secret = self._secrets.get(access_key)
+        if secret is None:
+            return Rejected("access key not known locally")
+        if region != self.region or date != amz_date[:8]:
+            return Rejected("credential scope does not match region or date")
+        signed = signed_headers.split(";")
+        if "host" not in signed or signed != sorted(signed):
+            return Rejected("SignedHeaders must include host and be sorted")
+        canon_headers = _canonical_headers(headers, signed)
+        if canon_headers is None:
+            return Rejected("a signed header is missing")
+        canonical = "\n".join([
+            method, canonical_uri(raw_path), canonical_query(query), canon_headers, signed_headers,
+            payload_hash,
+        ])
+        scope = f"{date}/{region}/s3/aws4_request"
+        to_sign = f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+        expected = hmac.new(signing_key(secret, date, region, "s3"), to_sign.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            return Rejected("signature does not match")
+        return Verified(access_key=access_key, payload_hash=payload_hash, presigned=presigned)
+
+
+def sign(
+    method: str, url_path: str, query: list[tuple[str, str]], host: str, access_key: str, secret: str,
+    *, payload_hash: str = EMPTY_SHA256, region: str = "us-east-1", extra_headers: Mapping[str, str] | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, str]:
+    """Headers (Authorization, X-Amz-Date, X-Amz-Content-Sha256) for a request we originate.
+
+    `url_path` is the encoded path as it goes on the wire; `extra_headers` are signed too.
+    """
+    when = now or dt.datetime.now(dt.UTC)
+    amz_date = when.strftime("%Y%m%dT%H%M%SZ")
+    headers = {"host": host, "x-amz-date": amz_date, "x-amz-content-sha256": payload_hash}
+    headers.update({k.lower(): v for k, v in (extra_headers or {}).items()})
+    signed = sorted(headers)
+    canonical = "\n".join([
+        method, canonical_uri(url_path), canonical_query(query),
+        "".join(f"{name}:{_SPACES.sub(' ', headers[name].strip())}\n" for name in signed),
+        ";".join(signed), payload_hash,
+    ])
+    scope = f"{amz_date[:8]}/{region}/s3/aws4_request"
+    to_sign = f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
+    signature = hmac.new(signing_key(secret, amz_date[:8], region, "s3"), to_sign.encode(), hashlib.sha256).hexdigest()
+    out = {k: v for k, v in headers.items() if k != "host"}
+    out["authorization"] = (
+        f"{ALGORITHM} Credential={access_key}/{scope}, SignedHeaders={';'.join(signed)}, Signature={signature}"
+    )
+    return out
