@@ -8,6 +8,7 @@ from robolake import __version__
 from robolake.cli.accelerator import accelerator
 from robolake.cli.common import run_cli
 from robolake.cli.stack import buckets, stack
+from robolake.cli.version import version
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -25,6 +26,7 @@ def cli() -> None:
 
 cli.add_command(stack)
 cli.add_command(buckets)
+cli.add_command(version)
 cli.add_command(accelerator)
 
 

@@ -1,0 +1,278 @@
+"""Datasets on lakeFS: put a local folder as one verified commit, read a prefix back at any ref.
+
+A dataset commit carries in its metadata what a reader needs to check it got the same data:
+
+    dataset         name                   object_count    number of files
+    prefix          where it lives         total_bytes     their total size
+    content_sha256  sha256 over the sorted lines "<relative path>\\t<sha256 of the file>\\n"
+
+plus whatever the caller adds (generator seed, profile, episode count). Each object also carries
+its own sha256 as lakeFS user metadata, so `read_dataset` checks every file end to end.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from robolake.errors import ConfigError, RobolakeError
+from robolake.versioning.client import Commit, DiffEntry, LakeFSClient, ObjectStat
+from robolake.versioning.errors import BadRequestError, IntegrityError
+
+MAX_WORKERS = 8
+SHA256_META = "sha256"  # object user metadata key (lakeFS lower-cases it)
+RESERVED_METADATA = ("dataset", "prefix", "object_count", "total_bytes", "content_sha256")
+EPISODE_RE = re.compile(r"episode_(\d+)")
+_READ_CHUNK = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalFile:
+    path: Path
+    key: str  # path relative to the dataset root, with "/" separators
+    size_bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferProgress:
+    """Reported after each file: how far a put or read has come."""
+
+    files_done: int
+    files_total: int
+    bytes_done: int
+    bytes_total: int
+    path: str
+
+
+ProgressFn = Callable[[TransferProgress], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetCommit:
+    """What `put_dataset` committed."""
+
+    commit: Commit
+    dataset: str
+    prefix: str
+    object_count: int
+    total_bytes: int
+    content_sha256: str
+    uploaded: int  # files sent (the others were already on the branch, byte-identical)
+    deleted: int  # objects under the prefix that are not in the folder any more
+    files: dict[str, str]  # relative path -> sha256
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def normalize_prefix(prefix: str) -> str:
+    """"a/b" -> "a/b/", "/" or "" -> "" (the repository root)."""
+    stripped = prefix.strip("/")
+    return f"{stripped}/" if stripped else ""
+
+
+def content_checksum(files: Mapping[str, str]) -> str:
+    """sha256 over the sorted "<relative path>\\t<sha256>\\n" lines: one fingerprint of a dataset."""
+    digest = hashlib.sha256()
+    for key in sorted(files):
+        digest.update(f"{key}\t{files[key]}\n".encode())
+    return digest.hexdigest()
+
+
+def scan_dir(local_dir: Path) -> list[LocalFile]:
+    """Every regular file under `local_dir`, sorted by relative path."""
+    if not local_dir.is_dir():
+        raise ConfigError(f"{str(local_dir)!r} is not a directory; give the folder that holds the dataset")
+    found: list[LocalFile] = []
+    for root, dirs, names in os.walk(local_dir):
+        dirs.sort()
+        for name in names:
+            path = Path(root) / name
+            if path.is_file():
+                key = path.relative_to(local_dir).as_posix()
+                found.append(LocalFile(path, key, path.stat().st_size))
+    return sorted(found, key=lambda f: f.key)
+
+
+def hash_file(path: Path) -> tuple[str, str]:
+    """(md5, sha256) of a file in one pass: MD5 is what lakeFS reports, sha256 what we record."""
+    md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_READ_CHUNK):
+            md5.update(chunk)
+            sha.update(chunk)
+    return md5.hexdigest(), sha.hexdigest()
+
+
+def put_dataset(
+    client: LakeFSClient, repo: str, branch: str, local_dir: Path, prefix: str,
+    metadata: Mapping[str, object] | None = None, progress: ProgressFn | None = None, *,
+    name: str | None = None, message: str | None = None, workers: int = MAX_WORKERS,
+) -> DatasetCommit:
+    """Make `prefix` on `branch` hold exactly the files of `local_dir`, verified, as one commit.
+
+    Files already there with the same MD5 are not sent again; objects under the prefix that
+    the folder no longer has are removed. The commit is made even when nothing changed, so
+    every put leaves a commit whose metadata describes the dataset.
+    """
+    extra = dict(metadata or {})
+    clash = sorted(set(extra) & set(RESERVED_METADATA))
+    if clash:
+        raise ConfigError(f"metadata key(s) {clash} are set by robolake itself; rename them")
+    prefix = normalize_prefix(prefix)
+    files = scan_dir(local_dir)
+    if not files:
+        raise ConfigError(f"{str(local_dir)!r} holds no files; nothing to put")
+    dirty = next(iter(client.uncommitted(repo, branch)), None)
+    if dirty is not None:
+        raise BadRequestError(
+            f"branch {branch!r} of {repo!r} has uncommitted changes (e.g. {dirty.path!r}); a dataset commit "
+            "must hold only the dataset. Commit or reset them first, or put into a new branch"
+        )
+    existing = {o.path: o for o in client.list_objects(repo, branch, prefix)}
+    total_bytes = sum(f.size_bytes for f in files)
+    hashes: dict[str, str] = {}
+    uploaded = 0
+    done_files = done_bytes = 0
+
+    def put_one(local: LocalFile) -> tuple[str, bool]:
+        md5, sha = hash_file(local.path)
+        old = existing.get(prefix + local.key)
+        if old is not None and old.checksum == md5 and old.metadata.get(SHA256_META) == sha:
+            return sha, False
+        with open(local.path, "rb") as fh:
+            client.upload_object(repo, branch, prefix + local.key, fh, md5_hex=md5, metadata={SHA256_META: sha})
+        return sha, True
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, MAX_WORKERS))) as pool:
+        futures = {pool.submit(put_one, f): f for f in files}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                local = futures[future]
+                sha, sent = future.result()
+                hashes[local.key] = sha
+                uploaded += sent
+                done_files += 1
+                done_bytes += local.size_bytes
+                if progress is not None:
+                    progress(TransferProgress(done_files, len(files), done_bytes, total_bytes, local.key))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    stale = sorted(set(existing) - {prefix + f.key for f in files})
+    deleted = client.delete_objects(repo, branch, stale) if stale else 0
+
+    dataset = name or PurePosixPath(prefix).name or local_dir.resolve().name
+    checksum = content_checksum(hashes)
+    commit_metadata = {
+        **extra, "dataset": dataset, "prefix": prefix, "object_count": len(files),
+        "total_bytes": total_bytes, "content_sha256": checksum,
+    }
+    commit = client.commit(
+        repo, branch, message or f"Put dataset {dataset!r}: {len(files)} files, {total_bytes} bytes",
+        commit_metadata, allow_empty=True,
+    )
+    return DatasetCommit(commit, dataset, prefix, len(files), total_bytes, checksum, uploaded, deleted, hashes)
+
+
+def read_dataset(
+    client: LakeFSClient, repo: str, ref: str, prefix: str, dest_dir: Path, *,
+    workers: int = MAX_WORKERS, progress: ProgressFn | None = None,
+) -> dict[str, str]:
+    """Download every object under `prefix` at `ref` into `dest_dir`; return {relative path: sha256}.
+
+    The ref is resolved to a commit first, so a branch that moves meanwhile cannot mix two
+    versions. Each file is checked against the sha256 recorded at upload, when there is one.
+    """
+    prefix = normalize_prefix(prefix)
+    commit_id = client.get_commit(repo, ref).id
+    objects = [o for o in client.list_objects(repo, commit_id, prefix) if o.path != prefix]
+    if not objects:
+        raise RobolakeError(f"nothing under {prefix or '/'!r} at {ref!r} in {repo!r}; check the ref and the prefix")
+    root = dest_dir.resolve()
+    total_bytes = sum(o.size_bytes for o in objects)
+    hashes: dict[str, str] = {}
+    done_files = done_bytes = 0
+
+    def get_one(obj: ObjectStat) -> str:
+        key = obj.path[len(prefix):]
+        target = (root / key).resolve()
+        if not target.is_relative_to(root) or key.endswith("/"):
+            raise IntegrityError(f"object {obj.path!r} at {ref!r} cannot be stored under {str(root)!r}; skip it "
+                                 "by reading a narrower prefix")
+        sha, size = client.download_object(repo, commit_id, obj.path, target)
+        want = obj.metadata.get(SHA256_META)
+        if size != obj.size_bytes or (want is not None and want != sha):
+            raise IntegrityError(
+                f"{obj.path!r} at {ref!r} ({commit_id[:12]}): read {size} bytes with sha256 {sha}, lakeFS "
+                f"recorded {obj.size_bytes} bytes" + (f" with sha256 {want}" if want else "") +
+                "; the stored object is damaged or was replaced behind lakeFS. Read it again, then report it"
+            )
+        return sha
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, MAX_WORKERS))) as pool:
+        futures = {pool.submit(get_one, o): o for o in objects}
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                obj = futures[future]
+                hashes[obj.path[len(prefix):]] = future.result()
+                done_files += 1
+                done_bytes += obj.size_bytes
+                if progress is not None:
+                    progress(TransferProgress(done_files, len(objects), done_bytes, total_bytes, obj.path))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    return dict(sorted(hashes.items()))
+
+
+@dataclasses.dataclass(frozen=True)
+class EpisodeChanges:
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    conflict: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class DiffSummary:
+    """A diff grouped by episode (`episode_00012` anywhere in the path); the rest under `other`."""
+
+    episodes: dict[str, EpisodeChanges]  # "episode_00012" -> changes, in episode order
+    other: EpisodeChanges
+    counts: dict[str, int]  # change type -> number of paths
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "counts": self.counts,
+            "episodes": {name: c.as_dict() for name, c in self.episodes.items()},
+            "other": self.other.as_dict(),
+        }
+
+
+def diff_summary(entries: Iterable[DiffEntry]) -> DiffSummary:
+    """Group diff entries by the episode their path names; count each kind of change."""
+    groups: dict[str, dict[str, list[str]]] = {}
+    other: dict[str, list[str]] = {}
+    counts = {"added": 0, "removed": 0, "changed": 0, "conflict": 0}
+    for entry in entries:
+        kind = entry.type if entry.type in counts else "changed"  # prefix_changed: a changed folder
+        counts[kind] += 1
+        match = EPISODE_RE.search(entry.path)
+        bucket = groups.setdefault(match.group(0), {}) if match else other
+        bucket.setdefault(kind, []).append(entry.path)
+
+    def freeze(bucket: Mapping[str, list[str]]) -> EpisodeChanges:
+        return EpisodeChanges(**{k: tuple(sorted(v)) for k, v in bucket.items()})
+
+    ordered = sorted(groups, key=lambda name: (int(name.split("_", 1)[1]), name))
+    return DiffSummary({name: freeze(groups[name]) for name in ordered}, freeze(other), counts)
