@@ -24,7 +24,11 @@ from robolake.accelerator.sigv4 import sign
 if TYPE_CHECKING:
     from robolake.accelerator.server import Accelerator
 
-EPISODE_RE = re.compile(r"^(?P<pre>.*?(?:episode|ep|demo)[_-]?)(?P<num>\d+)(?P<post>.*)$", re.IGNORECASE)
+# The episode token must start a path segment or follow a separator: "pose/episode_00012.json",
+# "demo_3/rgb.jpg", "ep-7.json" — not random names that merely contain "ep" and digits.
+EPISODE_RE = re.compile(
+    r"^(?P<pre>(?:.*[/_.\-])?(?:episode|ep|demo)[_-]?)(?P<num>\d+)(?P<post>(?:[/_.\-].*)?)$", re.IGNORECASE
+)
 NOT_REPLAYED = frozenset({"date", "x-amz-request-id", "x-amz-id-2", "content-length", "connection",
                           "keep-alive", "transfer-encoding"})
 

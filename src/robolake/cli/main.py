@@ -6,6 +6,7 @@ import click
 
 from robolake import __version__
 from robolake.cli.accelerator import accelerator
+from robolake.cli.bench import bench
 from robolake.cli.common import run_cli
 from robolake.cli.stack import buckets, stack
 from robolake.cli.version import version
@@ -28,6 +29,7 @@ cli.add_command(stack)
 cli.add_command(buckets)
 cli.add_command(version)
 cli.add_command(accelerator)
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -1,0 +1,58 @@
+"""`robolake bench ...`: benchmarks that print ratios against a baseline measured in the same run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+
+from robolake.cli.common import err_console, load_settings, out_console
+from robolake.errors import ConfigError
+
+
+@click.group()
+def bench() -> None:
+    """Measure the stack. Every figure is a ratio against a baseline from the same run.
+
+    Results are written as JSON and Markdown to ./benchmarks/<run-id>/ (or --out) and to
+    s3://umi-experiments/benchmarks/<run-id>/.
+    """
+
+
+def _size(value: str) -> str:
+    if not re.fullmatch(r"\d+(KiB|MiB|GiB|B)?", value):
+        raise ConfigError(f"--obj-size {value!r} is not a size like 4KiB, 64KiB or 1MiB")
+    return value
+
+
+@bench.command("accelerator")
+@click.option("--obj-size", default="4KiB", show_default=True, help="Object size (warp syntax: 4KiB, 1MiB).")
+@click.option("--objects", default=2000, show_default=True, help="Objects in the working set.")
+@click.option("--concurrency", default=16, show_default=True, help="Concurrent GETs (warp --concurrent).")
+@click.option("--duration", "duration_s", default=20.0, show_default=True, help="Seconds per measured run.")
+@click.option("--batch-size", default=100, show_default=True, help="Keys per batch GET request.")
+@click.option("--batch-concurrency", default=4, show_default=True, help="Concurrent batch requests.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks"), show_default=True)
+def accelerator_bench(obj_size: str, objects: int, concurrency: int, duration_s: float, batch_size: int,
+                      batch_concurrency: int, out: Path) -> None:
+    """Warm GET through the accelerator vs direct MinIO GET (both with warp), and batch GET.
+
+    Needs the running stack. Uses (and empties) the bucket robolake-bench. Example, small:
+    robolake bench accelerator --duration 5 --objects 500
+    """
+    from robolake.bench import accelerator as run
+    from robolake.bench import results
+
+    if objects < batch_size or objects < 1 or concurrency < 1 or duration_s <= 0:
+        raise ConfigError("--objects must be >= --batch-size, and --concurrency and --duration positive")
+    settings = load_settings()
+    params = run.AcceleratorBenchParams(obj_size=_size(obj_size), objects=objects, concurrency=concurrency,
+                                        duration_s=duration_s, batch_size=batch_size,
+                                        batch_concurrency=batch_concurrency)
+    doc = run.run(settings, params, lambda m: err_console.print(f"  {m}"))
+    run_id = results.new_run_id("accelerator")
+    md = run.markdown(doc)
+    where = results.save(settings, run_id, out, {"results.json": results.as_json(doc), "report.md": md.encode()})
+    out_console.print(md, markup=False)
+    err_console.print(f"results: {', '.join(where)}")
