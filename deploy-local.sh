@@ -50,13 +50,58 @@ robolake=.venv/bin/robolake
 if [ "$runtime" = docker ]; then
   command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1 \
     || die "--runtime docker: no Docker engine answers 'docker info'; start it, or use --runtime native"
-  compose=(docker compose -f docker-compose.local.yml)
+  if docker compose version >/dev/null 2>&1; then
+    compose=(docker compose)
+  elif command -v docker-compose >/dev/null 2>&1; then
+    compose=(docker-compose)  # Compose v1: the only one Debian 12 packages
+  else
+    die "--runtime docker: neither 'docker compose' nor 'docker-compose' runs; install one (./install-docker.sh), or use --runtime native"
+  fi
+  echo "using ${compose[*]} $("${compose[@]}" version --short 2>/dev/null)" >&2  # stderr: keeps 'env' eval-able
+  compose+=(-f docker-compose.local.yml)
   case "$command" in
     up) "${compose[@]}" up -d --build; "${compose[@]}" ps ;;
     down) "${compose[@]}" down $volumes ;;
-    status) exec "$robolake" stack status ;;
+    # The native state directory knows nothing of the containers: ask Compose, then probe the
+    # published endpoints (the ports are fixed in docker-compose.local.yml).
+    status)
+      "${compose[@]}" ps
+      exec .venv/bin/python -c '
+import sys
+from robolake.stack import health
+probes = [(f"minio{i}", f"http://127.0.0.1:900{i}", health.minio_cluster_ok) for i in (1, 2, 3)]
+probes += [("accelerator", "http://127.0.0.1:9010", health.accelerator_healthy),
+           ("lakefs", "http://127.0.0.1:8000", health.lakefs_healthy)]
+healthy = True
+for name, url, probe in probes:
+    ok = probe(url)
+    healthy = healthy and ok
+    state = "healthy" if ok else "NOT HEALTHY"
+    print(f"{name:<12} {url:<23} {state}")
+sys.exit(0 if healthy else 1)' ;;
     logs) exec "${compose[@]}" logs --tail 100 ;;
-    env) exec "$robolake" stack env ;;
+    # The credentials Compose substitutes: the shell environment, else ./.env, else the
+    # ${NAME:-default} in docker-compose.local.yml (the values of the last `up` if unchanged since).
+    env)
+      exec .venv/bin/python -c '
+import os, re, shlex
+from pathlib import Path
+from robolake.config import read_env_file
+defaults = dict(re.findall(r"\$\{(\w+):-([^}]*)\}", Path("docker-compose.local.yml").read_text()))
+dotenv = read_env_file(Path(".env"))
+def get(name):
+    return os.environ.get(name, dotenv.get(name)) or defaults[name]
+user, password = get("MINIO_ROOT_USER"), get("MINIO_ROOT_PASSWORD")
+values = {
+    "MINIO_ROOT_USER": user, "MINIO_ROOT_PASSWORD": password,
+    "AWS_ACCESS_KEY_ID": user, "AWS_SECRET_ACCESS_KEY": password,
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+    "MC_HOST_robolake": f"http://{user}:{password}@127.0.0.1:9000",
+    "LAKECTL_SERVER_ENDPOINT_URL": "http://127.0.0.1:8000",
+    "LAKECTL_CREDENTIALS_ACCESS_KEY_ID": get("ROBOLAKE_LAKEFS_ACCESS_KEY_ID"),
+    "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY": get("ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"),
+}
+print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in values.items()))' ;;
   esac
   exit 0
 fi

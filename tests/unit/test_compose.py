@@ -6,15 +6,19 @@ import copy
 import os
 import re
 import subprocess
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 import yaml
+from click.testing import CliRunner
 
+from robolake.cli import stack as cli_stack
 from robolake.cli.stack import stack as stack_group
 from robolake.config import Settings
 from robolake.errors import ConfigError, ToolchainError
+from robolake.stack import bootstrap, health
 from robolake.stack.binaries import Versions
 from robolake.stack.compose import (
     compose_command,
@@ -23,7 +27,7 @@ from robolake.stack.compose import (
     load_compose,
     native_topology,
 )
-from robolake.stack.native import NativeStack
+from robolake.stack.native import NOTIFIED_BUCKETS, WEBHOOK_ID, NativeStack
 from robolake.stack.state import Credentials
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,7 +35,8 @@ LOCAL = ROOT / "docker-compose.local.yml"
 CLOUD = ROOT / "docker-compose.cloud.yml"
 INSTALL = ROOT / "install-docker.sh"
 MINIO_NODES = ("minio1", "minio2", "minio3")
-ALL_SERVERS = (*MINIO_NODES, "lakefs")
+ALL_SERVERS = (*MINIO_NODES, "accelerator", "lakefs")
+WEBHOOK = f"MINIO_NOTIFY_WEBHOOK_{{}}_{WEBHOOK_ID}"
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +76,10 @@ def test_compose_topology_equals_native_topology(path: Path, native: NativeStack
     assert topology.minio_nodes == MINIO_NODES
     assert (topology.s3_ports, topology.console_ports) == ((9001, 9002, 9003), (9091, 9092, 9093))
     assert (topology.drives_per_node, topology.parity, topology.lakefs_port) == (2, 2, 8000)
+    assert (topology.accelerator_port, topology.accelerator_admin_port) == (9000, 9010)
+    assert topology.accelerator_healthcheck
+    assert topology.accelerator_upstreams == topology.webhooks == (True, True, True)
+    assert topology.lakefs_blockstore == "accelerator"
 
 
 def test_topology_notices_drift(local: dict[str, Any], native: NativeStack) -> None:
@@ -110,6 +119,72 @@ def test_topology_notices_drift(local: dict[str, Any], native: NativeStack) -> N
         compose_topology(unpublished)
 
 
+def _mutated(doc: dict[str, Any], change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
+    """A deep copy of a parsed compose file with `change` applied to its services."""
+    copied = copy.deepcopy(doc)
+    change(copied["services"])
+    return copied
+
+
+def _set_env(service: dict[str, Any], **values: str) -> None:
+    service["environment"] = {**env_of(service), **values}
+
+
+def test_topology_notices_accelerator_drift(local: dict[str, Any], native: NativeStack) -> None:
+    expected = native_topology(native)
+    direct = _mutated(local, lambda s: _set_env(s["lakefs"], LAKEFS_BLOCKSTORE_S3_ENDPOINT="http://minio1:9000"))
+    assert compose_topology(direct).lakefs_blockstore == "minio"
+    assert compose_topology(direct) != expected
+    elsewhere = _mutated(local, lambda s: _set_env(s["lakefs"], LAKEFS_BLOCKSTORE_S3_ENDPOINT="http://accelerator:9010"))
+    assert compose_topology(elsewhere).lakefs_blockstore == "http://accelerator:9010"  # the admin port is no S3
+
+    moved = _mutated(local, lambda s: s["accelerator"].update(ports=["127.0.0.1:9100:9000", "127.0.0.1:9010:9010"]))
+    assert compose_topology(moved).accelerator_port == 9100
+    unchecked = _mutated(local, lambda s: s["accelerator"].pop("healthcheck"))
+    assert compose_topology(unchecked).accelerator_healthcheck is False
+    two_upstreams = _mutated(local, lambda s: s["accelerator"].update(command=s["accelerator"]["command"][:-2]))
+    assert compose_topology(two_upstreams).accelerator_upstreams == (True, True, False)
+
+    other_token = _mutated(local, lambda s: _set_env(s["minio2"], **{WEBHOOK.format("AUTH_TOKEN"): "other"}))
+    assert compose_topology(other_token).webhooks == (True, False, True)
+    no_queue_volume = _mutated(local, lambda s: s["minio3"].update(volumes=s["minio3"]["volumes"][:2]))
+    assert compose_topology(no_queue_volume).webhooks == (True, True, False)
+    wrong_port = _mutated(local, lambda s: _set_env(s["minio1"], **{
+        WEBHOOK.format("ENDPOINT"): "http://accelerator:9000/minio/events"}))
+    assert compose_topology(wrong_port).webhooks == (False, True, True)
+    for mutated in (moved, unchecked, two_upstreams, other_token, no_queue_volume, wrong_port):
+        assert compose_topology(mutated) != expected
+
+    unfixed = _mutated(local, lambda s: s["accelerator"].update(command=["accelerator", "serve", "--port", "9000"]))
+    with pytest.raises(ConfigError, match="--admin-port"):
+        compose_topology(unfixed)
+    missing = _mutated(local, lambda s: s.pop("accelerator"))
+    with pytest.raises(ConfigError, match="accelerator"):
+        compose_topology(missing)
+
+
+@pytest.mark.parametrize("path", [LOCAL, CLOUD], ids=["local", "cloud"])
+def test_compose_itself_accepts_the_file(path: Path, tmp_path: Path) -> None:
+    """Compose's own schema and interpolation check, where Compose (v2 or Debian's v1) is installed."""
+    try:
+        argv = compose_command(timeout_s=20)
+    except ToolchainError:
+        pytest.skip("Docker Compose is not installed")
+    names = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
+             "ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY", "ROBOLAKE_WEBHOOK_TOKEN")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+    env |= {"HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path)}
+    # An empty project directory, so no .env of this checkout takes part.
+    check = [*argv, "--project-directory", str(tmp_path), "-f", str(path), "config", "-q"]
+    if path == CLOUD:
+        env |= dict.fromkeys(names[:-1], "set-for-the-test")
+        refused = subprocess.run(check, env=env, capture_output=True, text=True, timeout=60, check=False)
+        assert refused.returncode != 0 and "set ROBOLAKE_WEBHOOK_TOKEN" in refused.stderr + refused.stdout
+        env["ROBOLAKE_WEBHOOK_TOKEN"] = "set-for-the-test"
+    result = subprocess.run(check, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+
+
 def test_load_compose_reports_bad_files(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text("services:\n  minio1: [unclosed\n")
@@ -129,6 +204,7 @@ def test_load_compose_reports_bad_files(tmp_path: Path) -> None:
 def test_local_services_ports_and_volumes(local: dict[str, Any]) -> None:
     services = local["services"]
     assert set(services) == {*ALL_SERVERS, "setup"}
+    assert services["accelerator"]["ports"] == ["127.0.0.1:9000:9000", "127.0.0.1:9010:9010"]
     for name, service in services.items():
         for mapping in service.get("ports", []):
             assert mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping} beyond this machine"
@@ -141,8 +217,8 @@ def test_local_services_ports_and_volumes(local: dict[str, Any]) -> None:
         )
         assert node["hostname"] == name
         assert node["ports"] == [f"127.0.0.1:900{index}:9000", f"127.0.0.1:909{index}:9090"]
-        assert node["volumes"] == [f"{name}-data1:/data1", f"{name}-data2:/data2"]
-        drive_volumes += [v.split(":")[0] for v in node["volumes"]]
+        assert node["volumes"] == [f"{name}-data1:/data1", f"{name}-data2:/data2", f"{name}-queue:/queue"]
+        drive_volumes += [v.split(":")[0] for v in node["volumes"][:2]]
         env = env_of(node)
         assert env["MINIO_STORAGE_CLASS_STANDARD"] == "EC:2"
         assert env["MINIO_PROMETHEUS_AUTH_TYPE"] == "public"
@@ -150,7 +226,8 @@ def test_local_services_ports_and_volumes(local: dict[str, Any]) -> None:
         assert env["MINIO_ROOT_PASSWORD"] == "${MINIO_ROOT_PASSWORD:-minioadmin123}"
         assert node["build"]["dockerfile"] == "deploy/docker/minio.Dockerfile"
     assert len(set(drive_volumes)) == 6, "every drive needs a volume of its own"
-    assert {*drive_volumes, "lakefs-data"} == declared
+    queues = [f"{name}-queue" for name in MINIO_NODES]
+    assert {*drive_volumes, *queues, "accelerator-cache", "lakefs-data"} == declared
     assert services["lakefs"]["ports"] == ["127.0.0.1:8000:8000"]
     assert services["lakefs"]["volumes"] == ["lakefs-data:/home/lakefs"]
 
@@ -165,12 +242,23 @@ def test_local_healthchecks_use_tools_the_images_have(local: dict[str, Any]) -> 
     # treeverse/lakefs is Alpine-based: busybox wget is there, curl is not.
     lakefs_test = services["lakefs"]["healthcheck"]["test"]
     assert lakefs_test[:2] == ["CMD", "wget"] and lakefs_test[-1] == "http://127.0.0.1:8000/_health"
+    # python:3.11-slim has neither curl nor wget: the accelerator's probe is Python's urllib.
+    robolake_dockerfile = (ROOT / "deploy" / "docker" / "robolake.Dockerfile").read_text()
+    assert "curl" not in robolake_dockerfile and "wget" not in robolake_dockerfile
+    accel_test = services["accelerator"]["healthcheck"]["test"]
+    assert accel_test[:3] == ["CMD", "python", "-c"]
+    assert "urllib.request.urlopen('http://127.0.0.1:9010/health'" in accel_test[3]
+    compile(accel_test[3], "healthcheck", "exec")  # a syntax error would only show as "unhealthy"
 
 
 def test_local_start_order(local: dict[str, Any]) -> None:
     services = local["services"]
     healthy = {"condition": "service_healthy"}
-    assert services["lakefs"]["depends_on"] == dict.fromkeys(MINIO_NODES, healthy)
+    assert services["accelerator"]["depends_on"] == dict.fromkeys(MINIO_NODES, healthy)
+    # lakeFS's blockstore is the accelerator; MinIO may start first, its events wait in /queue.
+    assert services["lakefs"]["depends_on"] == {"accelerator": healthy}
+    for name in MINIO_NODES:
+        assert "depends_on" not in services[name]
     assert services["setup"]["depends_on"] == dict.fromkeys(ALL_SERVERS, healthy)
     assert services["setup"]["restart"] == "no"
     for name in ALL_SERVERS:
@@ -189,6 +277,7 @@ def test_setup_runs_the_real_bootstrap_command(local: dict[str, Any], cloud: dic
         assert {a for a in command if a.startswith("--")} <= options
         assert command[command.index("--minio-endpoint") + 1] == "http://minio1:9000"
         assert command[command.index("--lakefs-endpoint") + 1] == "http://lakefs:8000"
+        assert "--no-notifications" not in command
         env = env_of(setup)
         assert {"ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"} <= envvars
         assert {"ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
@@ -219,10 +308,119 @@ def test_lakefs_configuration_matches_native(path: Path, native: NativeStack) ->
         k: v for k, v in native_env.items() if k not in differ
     }
     assert differ <= set(compose_env)
-    assert compose_env["LAKEFS_BLOCKSTORE_S3_ENDPOINT"] == "http://minio1:9000"
+    assert compose_env["LAKEFS_BLOCKSTORE_S3_ENDPOINT"] == "http://accelerator:9000"
     assert "${MINIO_ROOT_USER" in compose_env["LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID"]
     for switch in ("STATS_ENABLED", "SECURITY_CHECK_LATEST_VERSION", "EMAIL_SUBSCRIPTION_ENABLED"):
         assert compose_env[f"LAKEFS_{switch}"] == "false"
+
+
+# ---- the accelerator and MinIO's bucket notifications to it ------------------------------------------
+
+
+def check_webhooks(doc: dict[str, Any]) -> None:
+    """Every MinIO node sends its events to the accelerator, with the one token, queued on its own volume."""
+    services = doc["services"]
+    accel_token = env_of(services["accelerator"])["ROBOLAKE_WEBHOOK_TOKEN"]
+    tokens, queue_volumes = set(), set()
+    for name in MINIO_NODES:
+        env = env_of(services[name])
+        assert env[WEBHOOK.format("ENABLE")] == "on", name
+        assert env[WEBHOOK.format("ENDPOINT")] == "http://accelerator:9010/minio/events", name
+        tokens.add(env[WEBHOOK.format("AUTH_TOKEN")])
+        queue = env[WEBHOOK.format("QUEUE_DIR")]
+        assert queue == "/queue", f"{name}: MinIO wants the same absolute queue path on every node"
+        volume = next((v.split(":")[0] for v in services[name]["volumes"] if v.split(":")[1] == queue), None)
+        assert volume in doc["volumes"], f"{name}: the event queue {queue} must be on a named volume"
+        queue_volumes.add(volume)
+    assert tokens == {accel_token}, "MinIO refuses differing MINIO_* values across nodes; the accelerator checks it"
+    assert "${ROBOLAKE_WEBHOOK_TOKEN" in accel_token
+    assert len(queue_volumes) == len(MINIO_NODES), "every node needs an event queue of its own"
+
+
+def check_accelerator(doc: dict[str, Any]) -> None:
+    """The accelerator service: command, credentials, start order and health probe."""
+    accel = doc["services"]["accelerator"]
+    assert accel["build"]["dockerfile"] == "deploy/docker/robolake.Dockerfile"
+    command = accel["command"]
+    assert command[:2] == ["accelerator", "serve"]
+    flags = dict(zip(command[2::2], command[3::2], strict=True))
+    assert {k: v for k, v in flags.items() if k != "--upstream"} == {
+        "--host": "0.0.0.0", "--port": "9000", "--admin-port": "9010", "--cache-dir": "/home/robolake/cache"}
+    upstreams = [v for k, v in zip(command[2::2], command[3::2], strict=True) if k == "--upstream"]
+    assert upstreams == [f"http://{n}:9000" for n in MINIO_NODES]
+    assert {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "ROBOLAKE_WEBHOOK_TOKEN"} <= set(env_of(accel))
+    assert accel["depends_on"] == {name: {"condition": "service_healthy"} for name in MINIO_NODES}
+    assert accel["healthcheck"]["test"][:2] == ["CMD", "python"]
+    assert "/health'" in accel["healthcheck"]["test"][-1]
+
+
+@pytest.mark.parametrize("path", [LOCAL, CLOUD], ids=["local", "cloud"])
+def test_accelerator_and_webhooks(path: Path) -> None:
+    doc = load_compose(path)
+    check_accelerator(doc)
+    check_webhooks(doc)
+    assert doc["services"]["lakefs"]["depends_on"]["accelerator"] == {"condition": "service_healthy"}
+
+
+def test_accelerator_checks_can_fail(local: dict[str, Any]) -> None:
+    token = WEBHOOK.format("AUTH_TOKEN")
+    broken_webhooks = [
+        _mutated(local, lambda s: _set_env(s["minio3"], **{token: "${ROBOLAKE_WEBHOOK_TOKEN:-else}"})),
+        _mutated(local, lambda s: _set_env(s["minio1"], **{WEBHOOK.format("ENABLE"): "off"})),
+        _mutated(local, lambda s: _set_env(s["minio2"], **{WEBHOOK.format("QUEUE_DIR"): "/data1/queue"})),
+        _mutated(local, lambda s: s["minio2"].update(volumes=[*s["minio2"]["volumes"][:2], "minio1-queue:/queue"])),
+        _mutated(local, lambda s: _set_env(s["accelerator"], ROBOLAKE_WEBHOOK_TOKEN="literal")),
+    ]
+    for doc in broken_webhooks:
+        with pytest.raises(AssertionError):
+            check_webhooks(doc)
+    broken_accelerator = [
+        _mutated(local, lambda s: s["accelerator"].update(depends_on=["minio1"])),
+        _mutated(local, lambda s: s["accelerator"]["healthcheck"].update(test=["CMD", "curl", "-f", "x/health'"])),
+        _mutated(local, lambda s: s["accelerator"].update(command=s["accelerator"]["command"][:-2])),
+        _mutated(local, lambda s: s["accelerator"].update(environment={"MINIO_ROOT_USER": "x"})),
+    ]
+    for doc in broken_accelerator:
+        with pytest.raises(AssertionError):
+            check_accelerator(doc)
+
+
+@pytest.mark.parametrize("path", [LOCAL, CLOUD], ids=["local", "cloud"])
+def test_accelerator_cache_is_a_volume_its_user_can_write(path: Path) -> None:
+    doc = load_compose(path)
+    accel = doc["services"]["accelerator"]
+    cache_dir = PurePosixPath(accel["command"][accel["command"].index("--cache-dir") + 1])
+    mounts = [v.split(":")[:2] for v in accel["volumes"]]
+    volume, target = next((m for m in mounts if cache_dir.is_relative_to(m[1])), (None, ""))
+    assert volume in doc["volumes"], f"the disk tier {cache_dir} must be on a named volume"
+    # A new named volume takes the owner of the image directory it is mounted on (root when the
+    # image has no such directory), and the image runs as a user who cannot write root's.
+    dockerfile = (ROOT / "deploy" / "docker" / "robolake.Dockerfile").read_text()
+    user = re.findall(r"^USER (\S+)$", dockerfile, re.MULTILINE)[-1]
+    owned = {f"/home/{user}"} if re.search(rf"useradd --create-home {user}\b", dockerfile) else set()
+    owned |= {p for p in re.findall(rf"chown [^\n]*{user}\S* +(/\S+)", dockerfile)}
+    assert target in owned, f"{target} is not owned by the image's user {user!r}"
+
+
+def test_bootstrap_subscribes_the_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(health, "minio_cluster_ok", lambda endpoint: True)
+    monkeypatch.setattr(cli_stack, "ensure_buckets", lambda *args: calls.append(("buckets", *args)) or [])
+    monkeypatch.setattr(bootstrap, "ensure_notifications", lambda *args: calls.append(("notify", *args)))
+    env = {"ROBOLAKE_ENV_FILE": "/dev/null", "MINIO_ROOT_USER": "root-user", "MINIO_ROOT_PASSWORD": "root-password"}
+    runner = CliRunner()
+    result = runner.invoke(stack_group, ["bootstrap", "--minio-endpoint", "http://minio1:9000"], env=env)
+    assert result.exit_code == 0, result.output
+    assert calls == [
+        ("buckets", "http://minio1:9000", "root-user", "root-password"),
+        ("notify", "http://minio1:9000", "root-user", "root-password", f"arn:minio:sqs::{WEBHOOK_ID}:webhook",
+         NOTIFIED_BUCKETS),
+    ]
+    calls.clear()
+    args = ["bootstrap", "--minio-endpoint", "http://minio1:9000", "--no-notifications"]
+    result = runner.invoke(stack_group, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert [c[0] for c in calls] == ["buckets"]
 
 
 # ---- pinned versions and images -------------------------------------------------------------------
@@ -265,7 +463,7 @@ def test_cloud_requires_credentials_and_restarts(cloud: dict[str, Any]) -> None:
     assert ":-" not in raw, "the cloud file must not fall back to default credentials"
     services = cloud["services"]
     secrets = {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
-               "ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"}
+               "ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY", "ROBOLAKE_WEBHOOK_TOKEN"}
     for name in ("setup", *ALL_SERVERS):
         for key, value in env_of(services[name]).items():
             for secret in secrets:
@@ -278,7 +476,12 @@ def test_cloud_requires_credentials_and_restarts(cloud: dict[str, Any]) -> None:
         s3, console = services[name]["ports"]
         assert s3.startswith("0.0.0.0:") and console.startswith("127.0.0.1:")
     assert services["lakefs"]["ports"] == ["0.0.0.0:8000:8000"]
+    assert services["accelerator"]["ports"] == ["0.0.0.0:9000:9000", "127.0.0.1:9010:9010"]
     assert services["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
+    required = "${ROBOLAKE_WEBHOOK_TOKEN:?set ROBOLAKE_WEBHOOK_TOKEN}"
+    assert env_of(services["accelerator"])["ROBOLAKE_WEBHOOK_TOKEN"] == required
+    for name in MINIO_NODES:
+        assert env_of(services[name])[WEBHOOK.format("AUTH_TOKEN")] == required
     assert services["prometheus"]["profiles"] == ["monitoring"]
 
 

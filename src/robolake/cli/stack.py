@@ -178,21 +178,31 @@ def env() -> None:
 @click.option("--lakefs-access-key-id", envvar="ROBOLAKE_LAKEFS_ACCESS_KEY_ID", default=None)
 @click.option("--lakefs-secret-access-key", envvar="ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY", default=None)
 @click.option("--wait", "wait_s", default=120.0, show_default=True, help="Seconds to wait for the servers.")
+@click.option("--no-notifications", is_flag=True,
+              help="Do not subscribe the buckets to MinIO's webhook target for the accelerator.")
 def bootstrap(
     minio_endpoint: str, lakefs_endpoint: str | None, lakefs_access_key_id: str | None,
-    lakefs_secret_access_key: str | None, wait_s: float,
+    lakefs_secret_access_key: str | None, wait_s: float, no_notifications: bool,
 ) -> None:
     """Set up an already running stack (used by the Compose runtime's setup container).
 
-    Creates the buckets; with --lakefs-endpoint also the lakeFS admin and the repository.
+    Creates the buckets and subscribes them to bucket notifications for the accelerator (the
+    MinIO nodes must have been started with the ROBOLAKE webhook target); with --lakefs-endpoint
+    also the lakeFS admin and the repository.
     """
     from robolake.stack import health
-    from robolake.stack.native import LAKEFS_ADMIN_USER, LAKEFS_STORAGE_BUCKET
+    from robolake.stack.bootstrap import ensure_notifications
+    from robolake.stack.native import LAKEFS_ADMIN_USER, LAKEFS_STORAGE_BUCKET, NOTIFIED_BUCKETS, WEBHOOK_ID
 
     settings = load_settings()
     _wait_for(lambda: health.minio_cluster_ok(minio_endpoint), wait_s, f"MinIO at {minio_endpoint}")
     created = ensure_buckets(minio_endpoint, settings.minio_root_user, settings.minio_root_password)
     err_console.print(f"buckets ready ({', '.join(BUCKET_LAYOUT)}); created now: {created or 'none'}")
+    if not no_notifications:
+        arn = f"arn:minio:sqs::{WEBHOOK_ID}:webhook"
+        ensure_notifications(minio_endpoint, settings.minio_root_user, settings.minio_root_password, arn,
+                             NOTIFIED_BUCKETS)
+        err_console.print(f"bucket notifications to {arn}: {', '.join(NOTIFIED_BUCKETS)}")
     if lakefs_endpoint is None:
         return
     if not (lakefs_access_key_id and lakefs_secret_access_key):

@@ -7,6 +7,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,7 +15,8 @@ from urllib.parse import urlsplit
 import yaml
 
 from robolake.errors import ConfigError, ToolchainError
-from robolake.stack.native import NativeStack
+from robolake.stack.native import WEBHOOK_ID, NativeStack
+from robolake.stack.state import Credentials
 
 _ELLIPSIS = re.compile(r"\{(\d+)\.\.\.(\d+)\}")  # MinIO's endpoint expansion: data{1...2}
 
@@ -31,6 +33,14 @@ class Topology:
     lakefs_port: int
     healthchecks: tuple[bool, ...]  # per node: does the runtime probe its health?
     drive_volumes: tuple[bool, ...]  # per node: does every drive outlive the process or container?
+    accelerator_port: int  # the accelerator's S3 endpoint, as published on the host
+    accelerator_admin_port: int  # its /metrics, /stats, /health and /minio/events
+    accelerator_healthcheck: bool
+    accelerator_upstreams: tuple[bool, ...]  # per node: does the accelerator send requests to it?
+    # per node: bucket events go to the accelerator's /minio/events with its token, queued on disk
+    # that outlives the process or container while the accelerator is down
+    webhooks: tuple[bool, ...]
+    lakefs_blockstore: str  # the component lakeFS's S3 endpoint names: "accelerator", "minio", else the URL
 
 
 def _runs(argv: list[str], timeout_s: float) -> bool:
@@ -100,50 +110,109 @@ def _environment(svc: dict[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in pairs}
 
 
+def _argv(svc: dict[str, Any]) -> list[str]:
+    cmd = svc.get("command") or []
+    return shlex.split(cmd) if isinstance(cmd, str) else [str(a) for a in cmd]
+
+
+def _flag_values(argv: list[str], flag: str) -> list[str]:
+    """Every value of `flag`, written as `--flag value` or `--flag=value`."""
+    spaced = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == flag]
+    return spaced + [arg.split("=", 1)[1] for arg in argv if arg.startswith(f"{flag}=")]
+
+
 def _flag_port(service: str, argv: list[str], flag: str, default: str = "") -> int:
-    value = argv[argv.index(flag) + 1] if flag in argv[:-1] else default
+    value = (_flag_values(argv, flag) or [default])[-1]
     if not value:
-        raise ConfigError(f"service {service!r} sets no {flag}, so MinIO would pick that port at random")
+        raise ConfigError(f"service {service!r} sets no {flag}, so that port is not fixed; add `{flag} <port>`")
     return _port(service, value.rsplit(":", 1)[-1])
+
+
+def _sends_events(env: Mapping[str, str], events_url: str, token: str) -> bool:
+    """Does a MinIO node with this environment post its bucket events to `events_url` with `token`?"""
+    keys = ("ENABLE", "ENDPOINT", "AUTH_TOKEN", "QUEUE_DIR")
+    hook = {k: env.get(f"MINIO_NOTIFY_WEBHOOK_{k}_{WEBHOOK_ID}", "") for k in keys}
+    return (
+        hook["ENABLE"] == "on" and hook["ENDPOINT"] == events_url and bool(token) and hook["AUTH_TOKEN"] == token
+        # MinIO keeps undelivered events only with a queue directory, and wants it absolute.
+        and hook["QUEUE_DIR"].startswith("/")
+    )
+
+
+def _component(url: str, components: dict[str, str]) -> str:
+    return components.get(url.rstrip("/"), url)
 
 
 def compose_topology(doc: dict[str, Any]) -> Topology:
     """Extract the cluster's shape from a parsed compose file (see `load_compose`)."""
     services: dict[str, Any] = doc["services"]
     names = sorted((n for n in services if re.fullmatch(r"minio\d+", n)), key=lambda n: int(n[5:]))
-    if not names or "lakefs" not in services:
-        raise ConfigError(f"expected services minio1, minio2, ... and lakefs; found {sorted(services)}")
-    s3, console, drives, parity, health, persisted = [], [], set(), set(), [], []
+    if not names or "lakefs" not in services or "accelerator" not in services:
+        raise ConfigError(f"expected services minio1, minio2, ..., accelerator and lakefs; found {sorted(services)}")
+    accel = services["accelerator"]
+    accel_argv = _argv(accel)
+    accel_port = _flag_port("accelerator", accel_argv, "--port")
+    accel_admin_port = _flag_port("accelerator", accel_argv, "--admin-port")
+    upstreams = {u.rstrip("/") for u in _flag_values(accel_argv, "--upstream")}
+    events_url = f"http://accelerator:{accel_admin_port}/minio/events"  # service names resolve in the network
+    token = _environment(accel).get("ROBOLAKE_WEBHOOK_TOKEN", "")
+    components = {f"http://accelerator:{accel_port}": "accelerator"}
+    s3, console, drives, parity, health, persisted, balanced, webhooks = [], [], set(), set(), [], [], [], []
     for name in names:
         svc = services[name]
-        argv = shlex.split(cmd) if isinstance(cmd := svc.get("command") or [], str) else [str(a) for a in cmd]
-        s3.append(_host_port(name, svc, _flag_port(name, argv, "--address", ":9000")))
+        argv = _argv(svc)
+        address = _flag_port(name, argv, "--address", ":9000")
+        components[f"http://{name}:{address}"] = "minio"
+        balanced.append(f"http://{name}:{address}" in upstreams)
+        s3.append(_host_port(name, svc, address))
         console.append(_host_port(name, svc, _flag_port(name, argv, "--console-address")))
         urls = [urlsplit(u) for a in argv if a.startswith(("http://", "https://")) for u in _expand(a)]
         paths = {u.path for u in urls if u.hostname == svc.get("hostname", name)}
         drives.add(len(paths))
-        storage_class = _environment(svc).get("MINIO_STORAGE_CLASS_STANDARD", "")
+        env = _environment(svc)
+        storage_class = env.get("MINIO_STORAGE_CLASS_STANDARD", "")
         if not re.fullmatch(r"EC:\d+", storage_class):
             raise ConfigError(f"service {name!r}: MINIO_STORAGE_CLASS_STANDARD={storage_class!r}, expected EC:<n>")
         parity.add(int(storage_class[3:]))
         health.append(bool((svc.get("healthcheck") or {}).get("test")))  # `disable: true` comes without a test
         mounts = {v["target"] if isinstance(v, dict) else str(v).split(":")[:2][-1] for v in svc.get("volumes") or []}
         persisted.append(bool(paths) and paths <= mounts)
+        queue = env.get(f"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_{WEBHOOK_ID}")
+        webhooks.append(_sends_events(env, events_url, token) and queue in mounts)
     if len(drives) != 1 or len(parity) != 1:
         raise ConfigError(f"the MinIO nodes disagree: drives per node {sorted(drives)}, parity {sorted(parity)}")
-    listen = _environment(services["lakefs"]).get("LAKEFS_LISTEN_ADDRESS", ":8000")
+    lakefs_env = _environment(services["lakefs"])
+    listen = lakefs_env.get("LAKEFS_LISTEN_ADDRESS", ":8000")
     return Topology(
         minio_nodes=tuple(names), s3_ports=tuple(s3), console_ports=tuple(console),
         drives_per_node=drives.pop(), parity=parity.pop(), healthchecks=tuple(health), drive_volumes=tuple(persisted),
         lakefs_port=_host_port("lakefs", services["lakefs"], _port("lakefs", listen.rsplit(":", 1)[-1])),
+        accelerator_port=_host_port("accelerator", accel, accel_port),
+        accelerator_admin_port=_host_port("accelerator", accel, accel_admin_port),
+        accelerator_healthcheck=bool((accel.get("healthcheck") or {}).get("test")),
+        accelerator_upstreams=tuple(balanced), webhooks=tuple(webhooks),
+        lakefs_blockstore=_component(lakefs_env.get("LAKEFS_BLOCKSTORE_S3_ENDPOINT", ""), components),
     )
 
 
 def native_topology(stack: NativeStack) -> Topology:
-    """The native runtime waits on each node's health and keeps every drive in its state directory."""
+    """Read from the native stack's own process specs and lakeFS config, without starting anything.
+
+    It waits on each node's and the accelerator's health, keeps every drive and event queue in
+    its state directory, and passes every node to the accelerator as an upstream.
+    """
     s, nodes = stack.settings, tuple(stack.minio_names())
+    placeholder = Credentials("-", "-", "-", webhook_token="token")  # secrets do not shape the topology
+    envs = [stack.minio_spec(i, Path("minio"), placeholder).env for i in range(len(nodes))]
+    events_url = f"{s.accelerator_admin_endpoint}/minio/events"
+    components = {s.accelerator_endpoint: "accelerator", **dict.fromkeys(s.minio_endpoints, "minio")}
+    blockstore = str(stack.lakefs_config(placeholder)["blockstore"]["s3"]["endpoint"])
     return Topology(
         minio_nodes=nodes, s3_ports=s.minio_ports, console_ports=s.minio_console_ports,
         drives_per_node=s.drives_per_node, parity=stack.parity, lakefs_port=s.lakefs_port,
         healthchecks=(True,) * len(nodes), drive_volumes=(True,) * len(nodes),
+        accelerator_port=s.accelerator_port, accelerator_admin_port=s.accelerator_admin_port,
+        accelerator_healthcheck=True, accelerator_upstreams=(True,) * len(nodes),
+        webhooks=tuple(_sends_events(env, events_url, placeholder.webhook_token) for env in envs),
+        lakefs_blockstore=_component(blockstore, components),
     )
