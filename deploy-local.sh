@@ -44,7 +44,6 @@ case "$runtime" in
 esac
 
 ensure_venv
-ensure_go
 robolake=.venv/bin/robolake
 
 if [ "$runtime" = docker ]; then
@@ -105,6 +104,8 @@ print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in values.items()))' ;;
   esac
   exit 0
 fi
+
+ensure_go  # the native runtime builds MinIO and lakeFS; Docker users need no Go
 
 case "$command" in
   up)
