@@ -1,0 +1,101 @@
+"""Progress of a transfer: a plain snapshot the library reports, and a rich bar that shows it."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransferProgress:
+    """Where a transfer stands. Skipped objects count as done (their bytes too)."""
+
+    objects_done: int
+    objects_total: int
+    bytes_done: int
+    bytes_total: int
+    skipped: int = 0
+    failed: int = 0
+
+
+ProgressCallback = Callable[[TransferProgress], None]
+
+
+@contextlib.contextmanager
+def object_progress(description: str, *, console: Console | None = None,
+                    enabled: bool = True) -> Iterator[ProgressCallback]:  # fmt: skip
+    """A rich bar counting objects and bytes, on stderr; yields the callback to pass to the library."""
+    if not enabled:
+        yield lambda _: None
+        return
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+        TextColumn("{task.fields[bytes]}"), TextColumn("{task.fields[extra]}"), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console or Console(stderr=True), transient=False,
+    )
+    task = bar.add_task(description, total=None, bytes="", extra="")
+
+    def update(p: TransferProgress) -> None:
+        extra = ", ".join(part for part in (f"{p.skipped} unchanged" if p.skipped else "",
+                                            f"{p.failed} failed" if p.failed else "") if part)  # fmt: skip
+        bar.update(task, completed=p.objects_done, total=p.objects_total,
+                   bytes=f"{p.bytes_done / 1e6:,.1f}/{p.bytes_total / 1e6:,.1f} MB", extra=extra)
+
+    with bar:
+        yield update
+
+
+@contextlib.contextmanager
+def byte_progress(description: str, *, console: Console | None = None,
+                  enabled: bool = True) -> Iterator[Callable[[int, int | None], None]]:  # fmt: skip
+    """A rich download bar; yields `update(bytes_done, bytes_total_or_None)`."""
+    if not enabled:
+        yield lambda _done, _total: None
+        return
+    bar = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeRemainingColumn(), console=console or Console(stderr=True),
+    )
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int | None) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield update
+
+
+def counter_progress(description: str, *, console: Console | None = None,
+                     enabled: bool = True) -> contextlib.AbstractContextManager[Callable[[int, int], None]]:
+    """A rich bar for `progress(done, total)` callbacks (e.g. episodes generated)."""
+    return _counter(description, console, enabled)
+
+
+@contextlib.contextmanager
+def _counter(description: str, console: Console | None, enabled: bool) -> Iterator[Callable[[int, int], None]]:
+    if not enabled:
+        yield lambda _done, _total: None
+        return
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), console=console or Console(stderr=True))
+    task = bar.add_task(description, total=None)
+
+    def update(done: int, total: int) -> None:
+        bar.update(task, completed=done, total=total)
+
+    with bar:
+        yield update
