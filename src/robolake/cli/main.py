@@ -8,6 +8,7 @@ from robolake import __version__
 from robolake.cli.accelerator import accelerator
 from robolake.cli.bench import bench
 from robolake.cli.common import run_cli
+from robolake.cli.data import generate, ingest, upload
 from robolake.cli.stack import buckets, stack
 from robolake.cli.version import version
 
@@ -30,6 +31,9 @@ cli.add_command(buckets)
 cli.add_command(version)
 cli.add_command(accelerator)
 cli.add_command(bench)
+cli.add_command(generate)
+cli.add_command(upload)
+cli.add_command(ingest)
 
 
 def main() -> None:
