@@ -7,6 +7,7 @@ import click
 from robolake import __version__
 from robolake.cli.accelerator import accelerator
 from robolake.cli.bench import bench
+from robolake.cli.bench_data import bench_small_files, bench_upload
 from robolake.cli.common import run_cli
 from robolake.cli.data import generate, ingest, upload
 from robolake.cli.stack import buckets, stack
@@ -31,6 +32,8 @@ cli.add_command(buckets)
 cli.add_command(version)
 cli.add_command(accelerator)
 cli.add_command(bench)
+bench.add_command(bench_small_files)
+bench.add_command(bench_upload)
 cli.add_command(generate)
 cli.add_command(upload)
 cli.add_command(ingest)

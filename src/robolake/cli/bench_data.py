@@ -1,0 +1,96 @@
+"""`robolake bench small-files` and `robolake bench upload` (attached to the `bench` group in main.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from robolake.cli.common import err_console, load_settings, out_console
+from robolake.errors import ConfigError
+
+
+def _levels(text: str) -> tuple[int, ...]:
+    try:
+        levels = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--concurrency {text!r} is not a comma-separated list of integers, e.g. 1,8,32") from None
+    if not levels or min(levels) < 1 or max(levels) > 1024:
+        raise ConfigError(f"--concurrency {text!r}: every level must be between 1 and 1024")
+    return levels
+
+
+def _finish(settings: Any, name: str, doc: dict[str, Any], md: str, out: Path, as_json: bool) -> None:
+    from robolake.bench import results
+
+    run_id = results.new_run_id(name)
+    where = results.save(settings, run_id, out, {"results.json": results.as_json(doc), "report.md": md.encode()})
+    doc["written_to"] = where
+    if as_json:
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        out_console.print(md, markup=False)
+    err_console.print(f"results: {', '.join(where)}")
+
+
+@click.command("small-files")
+@click.option("--endpoint", default=None, help="S3 endpoint HOST:PORT (default: the accelerator); e.g. a MinIO node.")
+@click.option("--objects", type=click.IntRange(2), default=2000, show_default=True, help="Distinct objects.")
+@click.option("--frames", type=click.IntRange(1), default=60, show_default=True,
+              help="Frames per JSON body (60: pose ~12 KB, gripper ~1.7 KB).")
+@click.option("--concurrency", "levels", default="1,8,32", show_default=True, help="Concurrency levels.")
+@click.option("--duration", "duration_s", type=float, default=5.0, show_default=True, help="Seconds per cell.")
+@click.option("--ops", default="put,get,head,list", show_default=True, help="Operations to measure.")
+@click.option("--smoke", is_flag=True, help="A quick run: 300 objects, 1.5 s per cell (about 25 s).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks"), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON.")
+def bench_small_files(endpoint: str | None, objects: int, frames: int, levels: str, duration_s: float, ops: str,
+                      smoke: bool, out: Path, as_json: bool) -> None:
+    """PUT/GET/HEAD/LIST of many small pose and gripper JSON objects at several concurrency levels.
+
+    Reports objects/s, MB/s and latency p50/p90/p99 per operation and level. Uses (and cleans up)
+    the bucket robolake-bench-small. Example: robolake bench small-files --smoke
+    """
+    from robolake.bench import small_files
+    from robolake.storage.s3 import S3Target
+
+    settings = load_settings()
+    try:
+        params = small_files.SMOKE if smoke else small_files.SmallFileBenchParams(
+            objects=objects, frames_per_object=frames, concurrency_levels=_levels(levels), duration_s=duration_s,
+            ops=tuple(o.strip().lower() for o in ops.split(",") if o.strip()))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    doc = small_files.run(S3Target.from_settings(settings, endpoint), params, lambda m: err_console.print(f"  {m}"))
+    _finish(settings, "small-files", doc, small_files.markdown(doc), out, as_json)
+
+
+@click.command("upload")
+@click.option("--endpoint", default=None, help="S3 endpoint HOST:PORT (default: the accelerator).")
+@click.option("--objects", type=click.IntRange(1), default=10_000, show_default=True, help="Files to upload.")
+@click.option("--obj-size", default="4KiB", show_default=True, help="Object size (4096, 4KiB, 1MiB).")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=32, show_default=True)
+@click.option("--warp-duration", "warp_duration_s", type=float, default=20.0, show_default=True,
+              help="Seconds per warp put run.")
+@click.option("--smoke", is_flag=True, help="A quick run: 500 objects, 6 s warp runs.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks"), show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON.")
+def bench_upload(endpoint: str | None, objects: int, obj_size: str, concurrency: int, warp_duration_s: float,
+                 smoke: bool, out: Path, as_json: bool) -> None:
+    """Our verified uploader vs `warp put`: same object size, concurrency and endpoint, one run.
+
+    Prints both objects/s figures and their ratio (goal >= 0.70). Uses (and empties) the bucket
+    robolake-bench-upload. Example: robolake bench upload --objects 10000 --obj-size 4KiB
+    """
+    from robolake.bench import upload
+    from robolake.storage.progress import object_progress
+
+    settings = load_settings()
+    params = upload.SMOKE if smoke else upload.UploadBenchParams(
+        objects=objects, obj_size=obj_size, concurrency=concurrency, warp_duration_s=warp_duration_s)
+    with object_progress("uploading", console=err_console) as progress:
+        doc = upload.run(settings, params, lambda m: err_console.print(f"  {m}"), endpoint=endpoint,
+                         progress=progress)  # fmt: skip
+    _finish(settings, "upload", doc, upload.markdown(doc), out, as_json)
