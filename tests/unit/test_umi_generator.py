@@ -23,6 +23,7 @@ from robolake.umi.episode import (
     matrix_from_quat,
     synthesize_episode,
 )
+from robolake.umi.generator import _plan
 from robolake.umi.video import decode_frame
 
 SEED = 11
@@ -189,6 +190,10 @@ def test_videos_are_h264_with_gopro_metadata(dataset: tuple[Path, Manifest, list
         assert info.comment is not None and f"seed {SEED}" in info.comment
         starts.append(info.start_datetime())
         assert decode_frame(out / f"video/episode_{i:05d}.mp4", 0).std() > 20
+    # UMI's rule (creation date + non-drop timecode at a nominal 60) gives back the seed's start times.
+    planned = _plan(SEED, prof, manifest.episodes).start_times
+    for got, want in zip(starts, planned, strict=True):
+        assert abs((got - want).total_seconds()) <= 1 / FPS
     assert starts[0].year == 2024 and starts[1] - starts[0] > dt.timedelta(seconds=1)
 
 

@@ -9,19 +9,21 @@ Layout under ``out_dir`` (``XXXXX`` = episode index, 5 digits)::
     replay_buffer/dataset.zarr.zip   UMI's training file (see replay_buffer.py)
     manifest.json                every file above with size and sha256, seed, profile, versions
 
-PROFILES (frames at 59.94 Hz; replay-buffer frames are always 224 x 224, ~35-40 KB each):
+PROFILES (frames at 59.94 Hz; replay-buffer frames are always 224 x 224 JPEG XL, ~40 KB each).
+Time and size measured on this project's 2-core machine with the default two worker threads;
+medium was measured while other jobs loaded the machine, large is extrapolated from it:
 
-=========  ===========  ================  ==========  =====================================
-profile    episodes     frames/episode    video       measured on 2 cores
-=========  ===========  ================  ==========  =====================================
-tiny       2            60-72 (~1.1 s)    160 x 120   ~2 s, ~5 MB (unit tests)
-small      8            300-420 (~6 s)    320 x 240   ~1 min, ~150 MB
-medium     40           480-720 (~10 s)   480 x 360   ~10 min, ~1.2 GB
-large      120          720-1080 (~15 s)  640 x 480   ~1 h, ~6 GB
-=========  ===========  ================  ==========  =====================================
+=========  ========  ================  =========  ===================================
+profile    episodes  frames/episode    video      generation time, total size
+=========  ========  ================  =========  ===================================
+tiny       2         60-72 (~1.1 s)    160x120    ~3 s, ~5 MB (unit tests)
+small      8         300-420 (~6 s)    320x240    100 s, 111 MB (2,703 frames)
+medium     40        480-720 (~10 s)   480x360    34 min loaded, 974 MB (23,813 frames)
+large      100       720-1080 (~15 s)  640x480    ~2 h (estimate), ~3.8 GB (~90,000 frames)
+=========  ========  ================  =========  ===================================
 
-The same seed, profile, episode count and robolake version (with the pinned PyAV/x264, libjxl and
-numpy builds, which the manifest records) give byte-identical files: episodes draw from their own
+The same seed, profile, episode count and robolake version (given the same PyAV/x264, libjxl and
+numpy builds; the manifest records them) give byte-identical files: episodes draw from their own
 seeded streams, every time stamp derives from the seed, and worker threads only change the order
 in which independent episodes are computed, never the bytes or the order they are written in.
 """
