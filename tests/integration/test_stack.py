@@ -121,7 +121,8 @@ def test_losing_one_node_keeps_reads_and_writes_and_it_rejoins(stack: NativeStac
     cluster = stack.status().cluster
     assert cluster is not None and cluster["servers_online"] == 3 and cluster["one_cluster"]
     for key, body in {**before, **during}.items():
-        assert sha256(node_clients[1].get_object(Bucket="umi-raw", Key=key)["Body"].read()) == sha256(body)
+        got = node_clients[1].get_object(Bucket="umi-raw", Key=key)["Body"].read()
+        assert sha256(got) == sha256(body), key
 
 
 def i_of(key: str) -> int:

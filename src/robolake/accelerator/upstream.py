@@ -27,6 +27,7 @@ class Node:
     errors: int = 0
     requests: int = 0
     down_since: float | None = None
+    live_since: float | None = None  # first successful probe after being down
 
 
 class NoHealthyNodeError(Exception):
@@ -34,7 +35,9 @@ class NoHealthyNodeError(Exception):
 
 
 class UpstreamPool:
-    def __init__(self, endpoints: list[str], *, connect_timeout_s: float = 2.0, read_timeout_s: float = 300.0) -> None:
+    def __init__(self, endpoints: list[str], *, connect_timeout_s: float = 2.0, read_timeout_s: float = 300.0,
+                 probation_s: float = 5.0) -> None:
+        self.probation_s = probation_s
         if not endpoints:
             raise ValueError("the accelerator needs at least one MinIO endpoint")
         self.nodes = [Node(e.rstrip("/")) for e in endpoints]
@@ -126,11 +129,19 @@ class UpstreamPool:
                     async with self.session.get(
                         node.endpoint + "/minio/health/live", timeout=aiohttp.ClientTimeout(total=2),
                     ) as response:
-                        if response.status == 200:
-                            node.healthy = True
-                            node.down_since = None
+                        live = response.status == 200
                 except RETRYABLE:
-                    pass
+                    live = False
+                if not live:
+                    node.live_since = None
+                    continue
+                now = time.monotonic()
+                node.live_since = node.live_since or now
+                # A restarted MinIO node can answer NoSuchKey for objects written while it was
+                # away until its connections to the peers settle: keep it on probation first.
+                if now - node.live_since >= self.probation_s:
+                    node.healthy = True
+                    node.down_since = node.live_since = None
 
     def healthy_count(self) -> int:
         return sum(1 for n in self.nodes if n.healthy)

@@ -12,6 +12,7 @@ import functools
 import os
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ Reporter = Callable[[str], None]
 
 LAKEFS_ADMIN_USER = "admin"
 WEBHOOK_ID = "ROBOLAKE"
+REJOIN_SETTLE_S = 3.0
 # Buckets whose changes MinIO reports to the accelerator (lakeFS never rewrites an address).
 NOTIFIED_BUCKETS = ("umi-raw", "umi-processed", "umi-experiments")
 LAKEFS_STORAGE_BUCKET = "lakefs-storage"
@@ -268,6 +270,16 @@ class NativeStack:
                 started.append(proc.name)
         for proc, endpoint in zip(minio_procs, s.minio_endpoints, strict=True):
             proc.wait_healthy(functools.partial(health.minio_cluster_ok, endpoint), deadline)
+        rejoining = [p for p in minio_procs if p.name in started] if len(started) < len(minio_procs) else []
+        for proc, endpoint in zip(minio_procs, s.minio_endpoints, strict=True):
+            if proc in rejoining:
+                # Write quorum is not enough for a node that rejoins: until it sees every drive,
+                # a read through it of an object written while it was away can miss read quorum.
+                proc.wait_healthy(functools.partial(self._sees_all_drives, endpoint), deadline)
+        if rejoining:
+            # Even then its connections to the peers' drives come up over about a second, during
+            # which such a read can answer NoSuchKey; let them settle before reporting it healthy.
+            time.sleep(REJOIN_SETTLE_S)
         report("MinIO cluster has write quorum; ensuring buckets")
         ensure_buckets(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password)
 
@@ -286,6 +298,14 @@ class NativeStack:
         lakefs_proc.wait_healthy(lambda: health.lakefs_healthy(s.lakefs_endpoint), deadline)
         self._setup_lakefs(creds, report)
         return started
+
+    def _sees_all_drives(self, endpoint: str) -> bool:
+        s = self.settings
+        try:
+            info = health.minio_cluster_info(endpoint, s.minio_root_user, s.minio_root_password)
+        except RobolakeError:
+            return False
+        return info.drives_offline == 0 and info.drives_online == len(s.minio_ports) * s.drives_per_node
 
     def _setup_lakefs(self, creds: Credentials, report: Reporter) -> None:
         s = self.settings
