@@ -98,6 +98,7 @@ class Settings:
     accelerator_memory_mb: int = 256
     accelerator_disk_mb: int = 4096
     accelerator_max_object_kb: int = 1024
+    hooks_port: int = 9020
     minio_root_user: str = DEFAULT_MINIO_ROOT_USER
     minio_root_password: str = dataclasses.field(default=DEFAULT_MINIO_ROOT_PASSWORD, repr=False)
     lakefs_repo: str = "robotics-data"
@@ -145,6 +146,8 @@ class Settings:
             kwargs["accelerator_admin_port"] = _parse_port(
                 "ROBOLAKE_ACCELERATOR_ADMIN_PORT", merged["ROBOLAKE_ACCELERATOR_ADMIN_PORT"]
             )
+        if "ROBOLAKE_HOOKS_PORT" in merged:
+            kwargs["hooks_port"] = _parse_port("ROBOLAKE_HOOKS_PORT", merged["ROBOLAKE_HOOKS_PORT"])
         for field, lo, hi in (("memory_mb", 8, 1 << 20), ("disk_mb", 0, 1 << 24), ("max_object_kb", 1, 1 << 20)):
             name = f"ROBOLAKE_ACCELERATOR_{field.upper()}"
             if name in merged:
@@ -176,13 +179,13 @@ class Settings:
                 "set it in the environment or in .env"
             )
         ports = [*self.minio_ports, *self.minio_console_ports, self.lakefs_port, self.accelerator_port,
-                 self.accelerator_admin_port]
+                 self.accelerator_admin_port, self.hooks_port]
         dupes = sorted({p for p in ports if ports.count(p) > 1})
         if dupes:
             raise ConfigError(
                 f"port(s) {dupes} are assigned to more than one component; check "
                 "ROBOLAKE_MINIO_PORTS, ROBOLAKE_MINIO_CONSOLE_PORTS, ROBOLAKE_LAKEFS_PORT, "
-                "ROBOLAKE_ACCELERATOR_PORT and ROBOLAKE_ACCELERATOR_ADMIN_PORT"
+                "ROBOLAKE_ACCELERATOR_PORT, ROBOLAKE_ACCELERATOR_ADMIN_PORT and ROBOLAKE_HOOKS_PORT"
             )
         if " " in str(self.state_dir):
             raise ConfigError(
@@ -207,3 +210,8 @@ class Settings:
     @property
     def accelerator_admin_endpoint(self) -> str:
         return f"http://{self.host}:{self.accelerator_admin_port}"
+
+    @property
+    def hooks_endpoint(self) -> str:
+        """The validation hooks server lakeFS calls on pre-commit and pre-merge."""
+        return f"http://{self.host}:{self.hooks_port}"

@@ -31,6 +31,8 @@ class Credentials:
     lakefs_encrypt_secret: str = dataclasses.field(repr=False)
     # Bearer token MinIO's bucket-notification webhook presents to the accelerator.
     webhook_token: str = dataclasses.field(default="", repr=False)
+    # Token lakeFS presents (in the webhook URL's query string) to the UMI validation hook.
+    hooks_token: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def generate(cls) -> Credentials:
@@ -40,6 +42,7 @@ class Credentials:
             lakefs_secret_access_key=secrets.token_urlsafe(30)[:40],
             lakefs_encrypt_secret=secrets.token_hex(32),
             webhook_token=secrets.token_urlsafe(24),
+            hooks_token=secrets.token_urlsafe(24),
         )
 
 
@@ -126,9 +129,10 @@ class StateDir:
                 )
             creds = Credentials.generate()
             self.save_credentials(creds)
-        elif not creds.webhook_token:
-            # A state directory from before the accelerator existed: add what is missing.
-            creds = dataclasses.replace(creds, webhook_token=secrets.token_urlsafe(24))
+        elif not creds.webhook_token or not creds.hooks_token:
+            # A state directory from before the accelerator or the hooks existed: add what is missing.
+            creds = dataclasses.replace(creds, webhook_token=creds.webhook_token or secrets.token_urlsafe(24),
+                                        hooks_token=creds.hooks_token or secrets.token_urlsafe(24))
             self.save_credentials(creds)
         return creds
 
