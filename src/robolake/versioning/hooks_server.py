@@ -1,0 +1,136 @@
+"""The hooks server ("robolake hooks"): the webhook target lakeFS calls before commits and merges.
+
+    POST /lakefs/validate-umi?token=T   lakeFS's event JSON -> 200 valid | 400 rejected | 500 internal error
+    GET  /health                        200 while the server runs
+
+lakeFS sends no credentials of its own, so a call must come from loopback and carry the token
+the stack generated (in the URL of the action file). Validation runs in worker threads (the
+lakeFS client and the UMI readers block) with a time budget; every answer is one line of text,
+which lakeFS keeps in the hook run's log, and which this server also logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hmac
+import ipaddress
+import json
+import logging
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from robolake.errors import RobolakeError
+from robolake.versioning.client import LakeFSClient
+from robolake.versioning.hooks import (
+    HANDLED_EVENTS,
+    REPLY_PREFIX,
+    ROUTE,
+    HookEvent,
+    ValidationBudgetExceeded,
+    ValidationLimits,
+    validate_event,
+)
+
+log = logging.getLogger("robolake.hooks")
+_ANSWER_GRACE_S = 5.0  # after the budget, answer even if a worker thread is still reading
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class HooksConfig:
+    """How the hooks server runs; `token` is the secret lakeFS must present in the query string."""
+
+    token: str = dataclasses.field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 9020
+    work_dir: Path | None = None  # downloads of replay buffers and videos; None: the system temp dir
+    limits: ValidationLimits = dataclasses.field(default_factory=ValidationLimits)
+    max_concurrent: int = 2
+
+
+def _is_loopback(remote: str | None) -> bool:
+    if not remote:
+        return False
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _answer(status: int, line: str) -> web.Response:
+    # One line: lakeFS's run log and our own log show it as it is.
+    text = REPLY_PREFIX + " ".join(line.split())
+    return web.Response(status=status, text=text + "\n", content_type="text/plain")
+
+
+def hooks_app(config: HooksConfig, client: LakeFSClient) -> web.Application:
+    """The aiohttp application; `client` reads the objects (its keys need read access to the repo)."""
+    if not config.token:
+        raise ValueError("HooksConfig.token is empty; the hooks server never runs without a token")
+    slots = asyncio.Semaphore(config.max_concurrent)
+
+    async def validate(request: web.Request) -> web.Response:
+        if not _is_loopback(request.remote):
+            log.warning("refused a call from %s: not loopback", request.remote)
+            return _answer(403, f"calls are accepted from loopback only, not from {request.remote}")
+        if not hmac.compare_digest(request.query.get("token", "").encode(), config.token.encode()):
+            log.warning("refused a call with a missing or wrong token")
+            return _answer(401, "missing or wrong token; the action's webhook URL must end in ?token=<hooks token>")
+        try:
+            event = HookEvent.from_json(json.loads(await request.read() or b"null"))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            return _answer(400, f"not a lakeFS webhook event: {exc}")
+        where = f"{event.event_type} {event.repository_id}/{event.branch_id} from {event.source_ref}"
+        if event.event_type not in HANDLED_EVENTS:
+            return _answer(400, f"{event.event_type!r} events are not validated; run this hook on "
+                                f"{' and '.join(HANDLED_EVENTS)} only")
+        budget = config.limits.time_budget_s
+        started = time.monotonic()
+        try:
+            async with slots:
+                work = asyncio.to_thread(validate_event, client, event, config.limits, work_dir=config.work_dir,
+                                         deadline=started + budget)
+                report = await asyncio.wait_for(work, timeout=budget + _ANSWER_GRACE_S)
+        except (ValidationBudgetExceeded, TimeoutError) as exc:
+            reason = str(exc) or f"validation did not finish within {budget:.0f} s; commit in smaller batches"
+            log.error("%s: %s", where, reason)
+            return _answer(500, f"internal error: {reason}")
+        except RobolakeError as exc:
+            log.error("%s: %s", where, exc)
+            return _answer(500, f"internal error: could not read the objects to check: {exc}")
+        except Exception as exc:
+            log.exception("%s: unexpected error", where)
+            return _answer(500, f"internal error: {type(exc).__name__}: {exc}; see the hooks server's log")
+        elapsed = time.monotonic() - started
+        if not report.ok:
+            log.info("%s: rejected in %.1f s: %s", where, elapsed, report.summary())
+            return _answer(400, report.summary())
+        log.info("%s: ok in %.1f s: %s", where, elapsed, report.summary())
+        return _answer(200, f"ok: {report.summary()}")
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"lakefs": client.endpoint, "route": ROUTE})
+
+    app = web.Application(client_max_size=1 << 20)  # an event is a few hundred bytes
+    app.router.add_post(ROUTE, validate)
+    app.router.add_get("/health", health)
+    return app
+
+
+async def serve(config: HooksConfig, client: LakeFSClient, *, ready: asyncio.Event | None = None) -> None:
+    """Run the hooks server until cancelled."""
+    runner = web.AppRunner(hooks_app(config, client), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+        client.close()
