@@ -16,6 +16,7 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
+from robolake.errors import ConfigError
 from robolake.umi import generate_dataset
 from robolake.versioning.client import DiffEntry, LakeFSClient
 from robolake.versioning.errors import Call, PreconditionFailedError
@@ -199,6 +200,9 @@ def test_action_file_is_stable_and_guards_the_branch_on_both_events() -> None:
     (hook,) = action["hooks"]
     assert hook["type"] == "webhook" and hook["properties"] == {"url": url, "timeout": "90s"}
     assert action_yaml("other", url) != body
+    assert yaml.safe_load(action_yaml("main", url, "1m30s"))["hooks"][0]["properties"]["timeout"] == "1m30s"
+    with pytest.raises(ConfigError, match="'2 minutes' is not a Go duration"):
+        action_yaml("main", url, "2 minutes")
 
 
 def test_reply_is_read_from_the_response_part_of_the_run_log() -> None:
@@ -222,6 +226,7 @@ class FakeLakeFS:
         self.objects = objects
         self.diff_type = diff_type
         self.calls: list[tuple[str, ...]] = []
+        self.output = f"Response:\nHTTP/1.1 400 Bad Request\r\n\r\n{REPLY_PREFIX}it broke\n"
 
     def diff(self, repo: str, left: str, right: str) -> Iterator[DiffEntry]:
         self.calls.append(("diff", left, right))
@@ -246,7 +251,7 @@ class FakeLakeFS:
 
     def _request(self, method: str, path: str, call: Call) -> Any:
         assert path.endswith("/actions/runs/run-7/hooks/0000_0000/output")
-        return type("Response", (), {"text": f"Response:\nHTTP/1.1 400 Bad Request\r\n\r\n{REPLY_PREFIX}it broke\n"})
+        return type("Response", (), {"text": self.output})
 
 
 def _event(kind: str) -> HookEvent:
@@ -288,6 +293,12 @@ def test_explain_hook_failure_adds_the_hooks_answer() -> None:
                                   call=Call("merge 'dev' into 'main'", "r"))
     explained = explain_hook_failure(FakeLakeFS({}), "r", exc)  # type: ignore[arg-type]
     assert str(explained) == "cannot merge 'dev' into 'main': the validation hook refused it: it broke"
+    lakefs = FakeLakeFS({})
+    lakefs.output = ('Request:\nPOST x\nError: action failed: Post "http://h:1/lakefs/validate-umi?token=s3cr-t_": '
+                     "refused\n")
+    assert str(explain_hook_failure(lakefs, "r", exc)) == (  # type: ignore[arg-type]
+        "cannot merge 'dev' into 'main': the validation hook refused it: hook 'robolake_validate_umi' failed: "
+        'action failed: Post "http://h:1/lakefs/validate-umi?token=...": refused')
     unrelated = PreconditionFailedError("cannot x", status=412, server_message="Precondition failed")
     assert explain_hook_failure(FakeLakeFS({}), "r", unrelated) is unrelated  # type: ignore[arg-type]
 

@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import re
 import tempfile
 import time
@@ -67,6 +68,7 @@ POSE_REQUIRED = ("eef_position_m", "eef_rot_axis_angle")
 GRIPPER_SERIES: dict[str, int | None] = {"width_m": None, "force_n": None}
 GRIPPER_REQUIRED = ("width_m",)
 _EPISODE_JSON_RE = re.compile(r"^episode_\d+\.json$")
+_GO_DURATION_RE = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
 
 
 class ObjectRejected(RobolakeError, ValueError):
@@ -415,7 +417,7 @@ def validation_hook_url(hooks_endpoint: str, token: str) -> str:
 
 def stack_hook_url(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
     """The URL of the local stack's hooks server; the token from ROBOLAKE_HOOKS_TOKEN or the state dir."""
-    token = (environ or {}).get("ROBOLAKE_HOOKS_TOKEN", "")
+    token = (os.environ if environ is None else environ).get("ROBOLAKE_HOOKS_TOKEN", "")
     if not token:
         state = StateDir(settings.state_dir)
         creds = state.load_credentials()
@@ -430,6 +432,8 @@ def stack_hook_url(settings: Settings, environ: Mapping[str, str] | None = None)
 
 def action_yaml(branch: str, url: str, timeout: str = "2m") -> bytes:
     """The lakeFS action that runs the validation webhook on pre-commit and pre-merge of `branch`."""
+    if not _GO_DURATION_RE.match(timeout):
+        raise ConfigError(f"hook timeout {timeout!r} is not a Go duration lakeFS can parse; e.g. 90s, 2m, 1m30s")
     action = {
         "name": ACTION_NAME,
         "description": "Reject commits and merges that bring malformed UMI files (replay buffers, "
@@ -475,7 +479,7 @@ def install_validation_hook(
                              {"robolake_action": ACTION_PATH, "hook_url": _without_query(url)})
     except PreconditionFailedError as exc:
         _reset_object(client, repo, branch, ACTION_PATH)
-        said = "; ".join(hook_failure_reasons(client, repo, exc)) or exc.server_message.strip()
+        said = "; ".join(hook_failure_reasons(client, repo, exc)) or _TOKEN_RE.sub(r"\1...", exc.server_message.strip())
         raise PreconditionFailedError(
             f"installing the UMI validation hook on {repo}/{branch} failed: lakeFS ran it for the install commit "
             f"and it did not pass ({said}); is `robolake hooks serve` running at {_without_query(url)} with the "
@@ -505,6 +509,7 @@ def _reset_object(client: LakeFSClient, repo: str, branch: str, path: str) -> No
 
 
 _RUN_ID_RE = re.compile(r"run id '([^']+)'")
+_TOKEN_RE = re.compile(r"(token=)[^&\s\"']+")
 _REPLY_RE = re.compile(re.escape(REPLY_PREFIX) + r"(.*)")
 
 
@@ -524,7 +529,9 @@ def hook_failure_reasons(client: LakeFSClient, repo: str, exc: PreconditionFaile
             hook_run = str(hook.get("hook_run_id", ""))
             call = Call(f"read the output of hook run {hook_run!r}", repo)
             output = client._request("GET", f"{base}/{quote(hook_run, safe='')}/output", call).text
-            reasons.append(_reply_in(output) or f"hook {hook.get('hook_id')!r} failed: {_last_error(output)}")
+            said = _reply_in(output) or f"hook {hook.get('hook_id')!r} failed: {_last_error(output)}"
+            # lakeFS's own errors quote the webhook URL, token included: never pass that on.
+            reasons.append(_TOKEN_RE.sub(r"\1...", said))
     except RobolakeError:
         return reasons
     return reasons
