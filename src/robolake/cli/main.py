@@ -10,6 +10,7 @@ from robolake.cli.bench import bench
 from robolake.cli.bench_data import bench_small_files, bench_upload
 from robolake.cli.common import run_cli
 from robolake.cli.data import generate, ingest, upload
+from robolake.cli.hooks import hooks
 from robolake.cli.stack import buckets, stack
 from robolake.cli.version import version
 
@@ -31,6 +32,7 @@ cli.add_command(stack)
 cli.add_command(buckets)
 cli.add_command(version)
 cli.add_command(accelerator)
+cli.add_command(hooks)
 cli.add_command(bench)
 bench.add_command(bench_small_files)
 bench.add_command(bench_upload)

@@ -413,3 +413,29 @@ def import_(source: str, branch_name: str, destination: str | None, message: str
                     "ingested_objects": status.ingested_objects, "commit_id": commit_id},
           f"imported {status.ingested_objects} objects from {source} to {destination or '/'!r} on "
           f"{branch_name!r}: {commit_id}")
+
+
+@version.command("install-hook")
+@click.option("--branch", "branch_name", default="main", show_default=True,
+              help="Branch whose commits and merges the hook checks.")
+@click.option("--url", default=None, help="Webhook URL with ?token= [default: the stack's hooks server and token].")
+@click.option("--timeout", default="2m", show_default=True, help="How long lakeFS waits for the hook (Go duration).")
+@common
+def install_hook(branch_name: str, url: str | None, timeout: str, repo: str | None, as_json: bool) -> None:
+    """Guard a branch with the UMI validation hook (pre-commit and pre-merge).
+
+    Commits _lakefs_actions/robolake-validate-umi.yaml to the branch, unless the same file is
+    committed there already. lakeFS runs the hook for that commit too, so a hook server it cannot
+    reach fails the install and leaves the branch unchanged.
+
+    \b
+    Example:
+      robolake version install-hook --branch main
+    """
+    from robolake.versioning.hooks import ACTION_PATH, install_validation_hook, stack_hook_url
+
+    client, repo = _open(repo)
+    done = install_validation_hook(client, repo, branch_name, url or stack_hook_url(load_settings()), timeout=timeout)
+    _emit(as_json, {"repo": repo, "branch": branch_name, "path": ACTION_PATH, "commit_id": done.id if done else None},
+          f"installed the UMI validation hook on {branch_name!r}: {done.id}" if done else
+          f"the UMI validation hook is installed on {branch_name!r} already")
