@@ -21,10 +21,11 @@ def free_ports(count: int) -> list[int]:
 
 def isolated_env(state_dir: Path) -> dict[str, str]:
     """ROBOLAKE_* variables for a stack in `state_dir` on free ports (never the user's)."""
-    p = free_ports(9)
+    p = free_ports(10)
     return {
         "ROBOLAKE_ACCELERATOR_PORT": str(p[7]),
         "ROBOLAKE_ACCELERATOR_ADMIN_PORT": str(p[8]),
+        "ROBOLAKE_HOOKS_PORT": str(p[9]),
         "ROBOLAKE_STATE_DIR": str(state_dir),
         "ROBOLAKE_MINIO_PORTS": ",".join(map(str, p[0:3])),
         "ROBOLAKE_MINIO_CONSOLE_PORTS": ",".join(map(str, p[3:6])),
@@ -52,6 +53,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ROBOLAKE_LAKEFS_PORT": str(settings.lakefs_port),
         "ROBOLAKE_ACCELERATOR_PORT": str(settings.accelerator_port),
         "ROBOLAKE_ACCELERATOR_ADMIN_PORT": str(settings.accelerator_admin_port),
+        "ROBOLAKE_HOOKS_PORT": str(settings.hooks_port),
         "MINIO_ROOT_USER": settings.minio_root_user,
         "MINIO_ROOT_PASSWORD": settings.minio_root_password,
         "ROBOLAKE_ENV_FILE": "/nonexistent/.env",

@@ -27,14 +27,15 @@ def test_deploy_local_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
     env = {**os.environ, **isolated_env(state), "ROBOLAKE_ENV_FILE": "/nonexistent/.env"}
     first = run(["./deploy-local.sh", "--runtime", "native"], env)
     assert first.returncode == 0, first.stderr
-    assert "started minio-1, minio-2, minio-3, accelerator, lakefs" in first.stderr
+    assert "started minio-1, minio-2, minio-3, accelerator, hooks, lakefs" in first.stderr
     assert "Next steps" in first.stdout and env["ROBOLAKE_LAKEFS_PORT"] in first.stdout
 
     status = run([".venv/bin/robolake", "stack", "status", "--json"], env)
     assert status.returncode == 0, status.stdout + status.stderr
     doc = json.loads(status.stdout)
     assert [(c["name"], c["healthy"]) for c in doc["components"]] == [
-        ("minio-1", True), ("minio-2", True), ("minio-3", True), ("accelerator", True), ("lakefs", True)]
+        ("minio-1", True), ("minio-2", True), ("minio-3", True), ("accelerator", True), ("hooks", True),
+        ("lakefs", True)]
     assert doc["cluster"]["one_cluster"] and doc["repository"]["exists"]
     assert all(set(c) >= {"name", "endpoint", "healthy"} for c in doc["components"])
 

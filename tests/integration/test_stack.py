@@ -25,7 +25,7 @@ def test_status_reports_one_healthy_cluster_and_the_repository(stack: NativeStac
     status = stack.status().as_dict()
     assert status["healthy"] is True
     names = [c["name"] for c in status["components"]]
-    assert names == ["minio-1", "minio-2", "minio-3", "accelerator", "lakefs"]
+    assert names == ["minio-1", "minio-2", "minio-3", "accelerator", "hooks", "lakefs"]
     assert all(c["healthy"] and c["running"] for c in status["components"])
     cluster = status["cluster"]
     assert cluster["one_cluster"] is True and len(cluster["deployment_ids"]) == 1
@@ -152,10 +152,10 @@ def test_down_stops_everything_keeps_data_and_volumes_wipes(tmp_path) -> None:  
     native.up()
     client = s3_client(settings.minio_endpoints[0], settings.minio_root_user, settings.minio_root_password)
     client.put_object(Bucket="umi-processed", Key="keep/me.txt", Body=b"still here")
-    assert len(processes_using(settings.state_dir)) == 5
+    assert len(processes_using(settings.state_dir)) == 6
 
     stopped = native.down()
-    assert sorted(stopped) == ["accelerator", "lakefs", "minio-1", "minio-2", "minio-3"]
+    assert sorted(stopped) == ["accelerator", "hooks", "lakefs", "minio-1", "minio-2", "minio-3"]
     assert processes_using(settings.state_dir) == []
 
     native.up()

@@ -1,7 +1,7 @@
 """The native runtime: three MinIO processes forming one erasure-coded cluster, and lakeFS.
 
-Start order is fixed (MinIO nodes, buckets, lakeFS, lakeFS setup, repository) and every step is
-idempotent, so a second `up`, or an `up` after a half-finished one, only does what is missing.
+Start order is fixed (MinIO nodes, buckets, accelerator, hooks, lakeFS, lakeFS setup, repository,
+the UMI validation hook on main) and every step is idempotent, so a second `up`, or an `up` after a half-finished one, only does what is missing.
 Stop order is the reverse, and errors are collected so one stuck process never hides another.
 """
 
@@ -26,6 +26,9 @@ from robolake.stack.binaries import BinaryBuilder
 from robolake.stack.bootstrap import LakeFSAdmin, ensure_buckets, ensure_notifications
 from robolake.stack.process import ManagedProcess, ProcessSpec, check_ports_free
 from robolake.stack.state import Credentials, StateDir
+from robolake.versioning.client import LakeFSClient
+from robolake.versioning.errors import LakeFSError
+from robolake.versioning.hooks import HookInstallError, install_validation_hook, validation_hook_url
 
 Reporter = Callable[[str], None]
 
@@ -183,6 +186,27 @@ class NativeStack:
             log_path=self.state.log("accelerator"), pid_path=self.state.pid("accelerator"), cwd=self.state.root,
         )
 
+    def hooks_spec(self, creds: Credentials) -> ProcessSpec:
+        """The UMI validation hook server lakeFS calls on pre-commit and pre-merge."""
+        s = self.settings
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.state.root),
+            "ROBOLAKE_ENV_FILE": "/dev/null",
+            "ROBOLAKE_STATE_DIR": str(self.state.root),
+            "ROBOLAKE_HOOKS_TOKEN": creds.hooks_token,
+            "ROBOLAKE_LAKEFS_ACCESS_KEY_ID": creds.lakefs_access_key_id,
+            "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": creds.lakefs_secret_access_key,
+        }
+        argv = [
+            sys.executable, "-m", "robolake.cli.hooks", "serve", "--host", s.host, "--port", str(s.hooks_port),
+            "--lakefs-endpoint", s.lakefs_endpoint, "--work-dir", str(self.state.root / "hooks"),
+        ]
+        return ProcessSpec(
+            name="hooks", argv=argv, env=env, host=s.host, ports={s.hooks_port: "ROBOLAKE_HOOKS_PORT"},
+            log_path=self.state.log("hooks"), pid_path=self.state.pid("hooks"), cwd=self.state.root,
+        )
+
     def lakefs_config(self, creds: Credentials) -> dict[str, Any]:
         s = self.settings
         return {
@@ -256,8 +280,9 @@ class NativeStack:
             self.state.node_dir(node).mkdir(parents=True, exist_ok=True)
         minio_procs = [ManagedProcess(self.minio_spec(i, binaries["minio"], creds)) for i in range(3)]
         accel_proc = ManagedProcess(self.accelerator_spec(creds))
+        hooks_proc = ManagedProcess(self.hooks_spec(creds))
         lakefs_proc = ManagedProcess(self.lakefs_spec(binaries["lakefs"], creds))
-        missing = [p for p in [*minio_procs, accel_proc, lakefs_proc] if not p.is_running()]
+        missing = [p for p in [*minio_procs, accel_proc, hooks_proc, lakefs_proc] if not p.is_running()]
         # Check every port before starting anything, so a clash leaves nothing half-started.
         check_ports_free([p.spec for p in missing])
 
@@ -290,6 +315,12 @@ class NativeStack:
         accel_proc.wait_healthy(functools.partial(health.accelerator_healthy, s.accelerator_admin_endpoint), deadline)
         ensure_notifications(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password,
                              f"arn:minio:sqs::{WEBHOOK_ID}:webhook", NOTIFIED_BUCKETS)
+
+        if hooks_proc in missing:
+            report(f"starting hooks on {s.hooks_endpoint} (UMI validation for lakeFS)")
+            hooks_proc.start()
+            started.append("hooks")
+        hooks_proc.wait_healthy(lambda: health.http_ok(f"{s.hooks_endpoint}/health"), deadline)
 
         if lakefs_proc in missing:
             report(f"starting lakefs on {s.lakefs_endpoint}")
@@ -325,12 +356,36 @@ class NativeStack:
             ) from exc
         if created:
             report(f"created lakeFS repository {s.lakefs_repo!r} (branch main)")
+        self._install_hook(creds, report)
+
+    def _install_hook(self, creds: Credentials, report: Reporter, attempts: int = 4) -> None:
+        """Guard the repository's main with the UMI validation hook (idempotent)."""
+        s = self.settings
+        url = validation_hook_url(s.hooks_endpoint, creds.hooks_token)
+        with LakeFSClient(s.lakefs_endpoint, creds.lakefs_access_key_id, creds.lakefs_secret_access_key) as client:
+            for attempt in range(1, attempts + 1):
+                try:
+                    if install_validation_hook(client, s.lakefs_repo, "main", url) is not None:
+                        report(f"installed the UMI validation hook on {s.lakefs_repo}/main")
+                    return
+                except HookInstallError as exc:
+                    # Someone's staged work on main must not be committed by `up`; the stack still runs.
+                    report(f"warning: {exc}")
+                    return
+                except LakeFSError as exc:
+                    # Right after a fresh start a MinIO node can answer NoSuchKey for an object just
+                    # written (its connections to the peers' drives are still coming up); lakeFS
+                    # reports that as 410 when it loads the action file. It passes within seconds.
+                    if exc.status != 410 or attempt == attempts:
+                        raise
+                    report(f"lakeFS could not read back the hook's action file yet (attempt {attempt}); retrying")
+                    time.sleep(attempt)
 
     def down(self, *, volumes: bool = False, report: Reporter = _quiet) -> list[str]:
         """Stop every component (lakeFS first); with `volumes`, delete the state directory."""
         stopped: list[str] = []
         errors: list[str] = []
-        for name in ["lakefs", "accelerator", *reversed(self.minio_names())]:
+        for name in ["lakefs", "hooks", "accelerator", *reversed(self.minio_names())]:
             try:
                 if self._process(name).stop():
                     stopped.append(name)
@@ -362,7 +417,9 @@ class NativeStack:
                 cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if marker + "/" in cmd and any(name in cmd for name in ("minio", "lakefs", "robolake.accelerator")):
+            if marker + "/" in cmd and any(
+                name in cmd for name in ("minio", "lakefs", "robolake.accelerator", "robolake.cli.hooks")
+            ):
                 found.append(int(entry.name))
         return found
 
@@ -384,6 +441,11 @@ class NativeStack:
             name="accelerator", endpoint=s.accelerator_endpoint,
             healthy=health.accelerator_healthy(s.accelerator_admin_endpoint), running=pid is not None, pid=pid,
             console=f"{s.accelerator_admin_endpoint}/metrics",
+        ))
+        pid = self._process("hooks").pid()
+        components.append(ComponentStatus(
+            name="hooks", endpoint=s.hooks_endpoint, healthy=health.http_ok(f"{s.hooks_endpoint}/health"),
+            running=pid is not None, pid=pid,
         ))
         pid = self._process("lakefs").pid()
         lakefs_ok = health.lakefs_healthy(s.lakefs_endpoint)
