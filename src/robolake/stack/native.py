@@ -1,7 +1,8 @@
 """The native runtime: three MinIO processes forming one erasure-coded cluster, and lakeFS.
 
 Start order is fixed (MinIO nodes, buckets, accelerator, hooks, lakeFS, lakeFS setup, repository,
-the UMI validation hook on main) and every step is idempotent, so a second `up`, or an `up` after a half-finished one, only does what is missing.
+the UMI validation hook on main) and every step is idempotent, so a second `up`, or an `up`
+after a half-finished one, only does what is missing.
 Stop order is the reverse, and errors are collected so one stuck process never hides another.
 """
 
