@@ -23,7 +23,7 @@ from robolake.storage.errors import DownloadError
 from robolake.storage.retry import RetryPolicy
 
 ByteProgress = Callable[[int, int | None], None]
-CHUNK_BYTES = 1024 * 1024
+CHUNK_BYTES = 256 * 1024  # a broken connection loses at most the chunk being read
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 DOWNLOAD_RETRY = RetryPolicy(max_attempts=4, base_delay_s=0.5, max_delay_s=4.0)
