@@ -38,7 +38,11 @@ ProgressCallback = Callable[[TransferProgress], None]
 @contextlib.contextmanager
 def object_progress(description: str, *, console: Console | None = None,
                     enabled: bool = True) -> Iterator[ProgressCallback]:  # fmt: skip
-    """A rich bar counting objects and bytes, on stderr; yields the callback to pass to the library."""
+    """A rich bar counting objects and bytes, on stderr; yields the callback to pass to the library.
+
+    The bar appears with the first report, so phases before the transfer (or an error before it
+    starts) leave no empty bar behind.
+    """
     if not enabled:
         yield lambda _: None
         return
@@ -47,16 +51,25 @@ def object_progress(description: str, *, console: Console | None = None,
         TextColumn("{task.fields[bytes]}"), TextColumn("{task.fields[extra]}"), TimeElapsedColumn(),
         TimeRemainingColumn(), console=console or Console(stderr=True), transient=False,
     )
-    task = bar.add_task(description, total=None, bytes="", extra="")
+    task = bar.add_task(description, total=None, bytes="", extra="", start=False)
+    started = False
 
     def update(p: TransferProgress) -> None:
+        nonlocal started
+        if not started:
+            bar.start()
+            bar.start_task(task)
+            started = True
         extra = ", ".join(part for part in (f"{p.skipped} unchanged" if p.skipped else "",
                                             f"{p.failed} failed" if p.failed else "") if part)  # fmt: skip
         bar.update(task, completed=p.objects_done, total=p.objects_total,
                    bytes=f"{p.bytes_done / 1e6:,.1f}/{p.bytes_total / 1e6:,.1f} MB", extra=extra)
 
-    with bar:
+    try:
         yield update
+    finally:
+        if started:
+            bar.stop()
 
 
 @contextlib.contextmanager
