@@ -17,7 +17,7 @@ import pytest
 
 from robolake.errors import ServiceUnavailableError
 from robolake.stack.native import NativeStack
-from robolake.storage import NoSuchBucketError, S3Target, TransferProgress, upload_tree
+from robolake.storage import NoSuchBucketError, S3Target, TransferProgress, collect_tree, upload_tree
 from robolake.storage.errors import S3Error
 from robolake.storage.integrity import content_md5, md5_of
 from robolake.storage.s3 import AsyncS3
@@ -180,3 +180,19 @@ def test_cli_upload_json(stack: NativeStack, tmp_path: Path) -> None:
                          env=settings_env(stack.settings), capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "error: bucket 'no-such-bucket-rl' does not exist" in bad.stderr
+
+
+def test_a_file_that_vanished_is_reported_and_the_rest_is_stored(stack: NativeStack, client: Any,
+                                                                  tmp_path: Path) -> None:  # fmt: skip
+    from robolake.storage import UploadIncompleteError, UploadItem, upload_items
+
+    _tree(tmp_path, 3)
+    prefix = f"it-upload/{uuid.uuid4().hex[:8]}"
+    items = collect_tree(tmp_path, BUCKET, prefix)
+    gone = UploadItem(bucket=BUCKET, key=f"{prefix}/pose/episode_00099.json", path=tmp_path / "gone.json", size=10,
+                      content_type="application/json")  # fmt: skip
+    summary = upload_items(stack.settings, [*items, gone])
+    assert summary.objects == len(items) and [f.key for f in summary.failures] == [gone.key]
+    with pytest.raises(UploadIncompleteError, match=r"1 of 8 objects were not stored.*rerun the same command"):
+        summary.raise_for_failures()
+    assert len(_listing(client, prefix + "/")) == len(items)

@@ -236,3 +236,12 @@ def test_download_helpers(tmp_path: Path) -> None:
     path = download_path("http://h/data/cup%20x.zarr.zip?sig=1", tmp_path)
     assert path.name == "cup x.zarr.zip" and path.parent.parent == tmp_path
     assert download_path("http://h/", tmp_path).name == "download"
+
+
+def test_first_error_unwraps_task_groups() -> None:
+    import asyncio
+
+    from robolake.storage.uploader import first_error
+
+    inner = BaseExceptionGroup("inner", [asyncio.CancelledError(), ValueError("real")])
+    assert str(first_error(BaseExceptionGroup("outer", [asyncio.CancelledError(), inner]))) == "real"

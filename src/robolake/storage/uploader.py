@@ -297,9 +297,12 @@ class _Run:
         await self._list_remote()
         self._report()
         queue = iter(self.items)
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(self.options.concurrency, len(self.items))):
-                group.create_task(self._worker(queue))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.options.concurrency, len(self.items))):
+                    group.create_task(self._worker(queue))
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
         return UploadSummary(endpoint=self.s3.target.endpoint, destination=self.destination, objects=self.uploaded,
                              skipped=self.skipped, bytes=self.bytes_uploaded,
                              seconds=round(time.perf_counter() - started, 3), retries=self.s3.retries,
@@ -431,9 +434,12 @@ class _Run:
 
                     etags[number - 1] = await s3.call(attempt)
 
-            async with asyncio.TaskGroup() as group:
-                for number, (offset, length) in enumerate(ranges, start=1):
-                    group.create_task(part(number, offset, length))
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for number, (offset, length) in enumerate(ranges, start=1):
+                        group.create_task(part(number, offset, length))
+            except BaseExceptionGroup as group_error:
+                raise first_error(group_error) from None
             etag = await self._complete(item, upload_id, etags, digest)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -460,6 +466,16 @@ class _Run:
                 raise
 
         return await s3.call(attempt)
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error in a TaskGroup's group (the others are usually its cancellations)."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return first_error(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return group.exceptions[0]
 
 
 def _read_range(path: Path, offset: int, length: int) -> bytes:
