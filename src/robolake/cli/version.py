@@ -18,6 +18,7 @@ from robolake.cli.common import err_console, load_settings, out_console
 from robolake.errors import ConfigError
 from robolake.versioning import Commit, LakeFSClient, TransferProgress, diff_summary, put_dataset, read_dataset
 from robolake.versioning.dataset import content_checksum
+from robolake.versioning.hooks import hook_reasons
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -174,7 +175,8 @@ def commit(branch_name: str, message: str, meta: tuple[str, ...], allow_empty: b
       robolake version commit cup-v2 -m "regenerate poses" --meta seed=7 --meta profile=small
     """
     client, repo = _open(repo)
-    done = client.commit(repo, branch_name, message, _meta(meta), allow_empty=allow_empty)
+    with hook_reasons(client, repo):  # a refusal by the UMI validation hook says why
+        done = client.commit(repo, branch_name, message, _meta(meta), allow_empty=allow_empty)
     _emit(as_json, dataclasses.asdict(done), f"committed {done.id} on {branch_name!r}")
 
 
@@ -247,7 +249,8 @@ def merge(source: str, dest: str, message: str, meta: tuple[str, ...], strategy:
       robolake version merge cup-v2 main -m "cup dataset v2"
     """
     client, repo = _open(repo)
-    merged = client.merge(repo, source, dest, message=message, metadata=_meta(meta), strategy=strategy)
+    with hook_reasons(client, repo):
+        merged = client.merge(repo, source, dest, message=message, metadata=_meta(meta), strategy=strategy)
     _emit(as_json, {"source": source, "dest": dest, "commit_id": merged},
           f"merged {source!r} into {dest!r}: {merged}")
 
@@ -351,9 +354,9 @@ def put(local_dir: Path, branch_name: str, prefix: str, message: str | None, nam
       robolake version put ./episodes --branch cup-v2 --prefix umi/cup --meta seed=7
     """
     client, repo = _open(repo)
-    with _transfer_bar("uploading") as report:
+    with _transfer_bar("uploading") as report, hook_reasons(client, repo):
         done = put_dataset(client, repo, branch_name, local_dir, prefix, _meta(meta), report,
-                           name=name, message=message, workers=workers)
+                       name=name, message=message, workers=workers)
     summary = {k: v for k, v in done.as_dict().items() if k != "files"}
     _emit(as_json, summary, f"committed {done.commit.id} on {branch_name!r}: {done.object_count} files, "
           f"{done.total_bytes} bytes ({done.uploaded} sent, {done.deleted} removed), "
