@@ -194,6 +194,11 @@ def test_put_dataset_then_read_at_the_commit_after_the_branch_moved(
     assert content_checksum(now) == second.content_sha256
     assert not list((tmp_path / "at-first").rglob("*.partial"))
 
+    again = put_dataset(client, REPO, b, local, "datasets/cup", {"seed": 8}, if_changed=True)
+    assert again.commit.id == second.commit.id and again.uploaded == again.deleted == 0
+    forced = put_dataset(client, REPO, b, local, "datasets/cup", {"seed": 8})
+    assert forced.commit.parents == (second.commit.id,)
+
 
 def test_read_dataset_detects_an_object_changed_behind_lakefs(
     client: LakeFSClient, branch: MakeBranch, tmp_path: Path, stack: NativeStack,

@@ -340,9 +340,11 @@ def revert(branch_name: str, ref: str, parent_number: int, repo: str | None, as_
 @click.option("--name", default=None, help="Dataset name in the metadata [default: the prefix's last part].")
 @meta_option
 @click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 8), help="Parallel uploads.")
+@click.option("--if-changed", is_flag=True, help="Make no commit when the branch head already holds exactly this "
+              "content (a re-run is then a no-op).")
 @common
 def put(local_dir: Path, branch_name: str, prefix: str, message: str | None, name: str | None, meta: tuple[str, ...],
-        workers: int, repo: str | None, as_json: bool) -> None:
+        workers: int, if_changed: bool, repo: str | None, as_json: bool) -> None:
     """Upload LOCAL_DIR to PREFIX on a branch, verify every file, and commit once.
 
     The commit's metadata holds the dataset name, object count, total bytes and a content
@@ -356,7 +358,7 @@ def put(local_dir: Path, branch_name: str, prefix: str, message: str | None, nam
     client, repo = _open(repo)
     with _transfer_bar("uploading") as report, hook_reasons(client, repo):
         done = put_dataset(client, repo, branch_name, local_dir, prefix, _meta(meta), report,
-                       name=name, message=message, workers=workers)
+                       name=name, message=message, workers=workers, if_changed=if_changed)
     summary = {k: v for k, v in done.as_dict().items() if k != "files"}
     _emit(as_json, summary, f"committed {done.commit.id} on {branch_name!r}: {done.object_count} files, "
           f"{done.total_bytes} bytes ({done.uploaded} sent, {done.deleted} removed), "

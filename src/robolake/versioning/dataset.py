@@ -113,13 +113,15 @@ def hash_file(path: Path) -> tuple[str, str]:
 def put_dataset(
     client: LakeFSClient, repo: str, branch: str, local_dir: Path, prefix: str,
     metadata: Mapping[str, object] | None = None, progress: ProgressFn | None = None, *,
-    name: str | None = None, message: str | None = None, workers: int = MAX_WORKERS,
+    name: str | None = None, message: str | None = None, workers: int = MAX_WORKERS, if_changed: bool = False,
 ) -> DatasetCommit:
     """Make `prefix` on `branch` hold exactly the files of `local_dir`, verified, as one commit.
 
     Files already there with the same MD5 are not sent again; objects under the prefix that
     the folder no longer has are removed. The commit is made even when nothing changed, so
-    every put leaves a commit whose metadata describes the dataset.
+    every put leaves a commit whose metadata describes the dataset — unless `if_changed`, when
+    a put that changes nothing and finds the branch's head already describing this exact
+    content returns that head commit instead (so re-running a setup script is a no-op).
     """
     extra = dict(metadata or {})
     clash = sorted(set(extra) & set(RESERVED_METADATA))
@@ -174,6 +176,10 @@ def put_dataset(
         **extra, "dataset": dataset, "prefix": prefix, "object_count": len(files),
         "total_bytes": total_bytes, "content_sha256": checksum,
     }
+    if if_changed and uploaded == 0 and deleted == 0:
+        head = client.get_commit(repo, branch)
+        if head.metadata.get("content_sha256") == checksum and head.metadata.get("prefix") == prefix:
+            return DatasetCommit(head, dataset, prefix, len(files), total_bytes, checksum, 0, 0, hashes)
     commit = client.commit(
         repo, branch, message or f"Put dataset {dataset!r}: {len(files)} files, {total_bytes} bytes",
         commit_metadata, allow_empty=True,
