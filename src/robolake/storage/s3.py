@@ -33,7 +33,7 @@ from robolake.accelerator.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, canonical
 from robolake.config import Settings
 from robolake.errors import AuthError, ConfigError
 from robolake.storage.errors import NoSuchBucketError, S3Error
-from robolake.storage.integrity import normalise_etag
+from robolake.storage.integrity import content_md5, md5_of, normalise_etag
 from robolake.storage.retry import RetryPolicy
 
 T = TypeVar("T")
@@ -288,7 +288,8 @@ class AsyncS3:
         items = "".join(f"<Object><Key>{_xml_escape(k)}</Key></Object>" for k in keys)
         body = f"<Delete><Quiet>true</Quiet>{items}</Delete>".encode()
         await self.request("POST", bucket, query=[("delete", "")], body=body,
-                           headers={"content-md5": _b64md5(body)}, payload_hash=hashlib.sha256(body).hexdigest())
+                           headers={"content-md5": content_md5(md5_of(body))},
+                           payload_hash=hashlib.sha256(body).hexdigest())
 
     async def delete_prefix(self, bucket: str, prefix: str) -> int:
         """Delete every object under `prefix`; returns how many."""
@@ -324,9 +325,3 @@ def parse_list(body: bytes) -> tuple[list[ObjectInfo], str]:
 
 def _xml_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
-
-
-def _b64md5(data: bytes) -> str:
-    import base64
-
-    return base64.b64encode(hashlib.md5(data).digest()).decode()

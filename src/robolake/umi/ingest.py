@@ -115,7 +115,7 @@ def ingest(
         options = UploadOptions(concurrency=concurrency)
         status(f"uploading {len(items)} objects to {target.endpoint}")
         summary = upload_items(target, items, options=options, progress=progress,
-                               destination=f"s3://{RAW_BUCKET}/ ({dataset})")  # fmt: skip
+                               destination=f"s3://{RAW_BUCKET}/*/{dataset}/")  # fmt: skip
         summary.raise_for_failures()
         manifest_file = staging / "dataset-manifest.json"
         manifest_file.write_bytes(manifest_bytes)
