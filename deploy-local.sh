@@ -7,10 +7,15 @@ source scripts/lib/venv.sh
 
 usage() {
   cat <<'USAGE'
-Usage: ./deploy-local.sh [up|down|status|env|logs] [--runtime native|docker] [--volumes]
+Usage: ./deploy-local.sh [up|down|status|env|logs] [--runtime native|docker] [--volumes] [--no-sample]
 
   up       (default) create .venv/, build or reuse the MinIO and lakeFS binaries, start the stack,
-           print its endpoints and next steps. Running it again starts only what is missing.
+           then the main job on it: generate a small sample UMI dataset (seed 7, 4 episodes),
+           upload it verified into umi-raw, commit it to lakeFS (robotics-data, main,
+           datasets/sample) and print the small-file benchmark table. Running it again starts
+           only what is missing and changes nothing in the lake (no object rewritten, no new
+           commit; the benchmark of the first run is shown again).
+           --no-sample: only the stack.
   down     stop every process of the stack; data is kept (add --volumes to delete it too).
   status   show each component's health (exit code 0 when all are healthy).
   env      print `export` lines for aws-cli, mc, boto3 and lakectl: eval "$(./deploy-local.sh env)"
@@ -25,13 +30,14 @@ ROBOLAKE_LAKEFS_PORT (8000), MINIO_ROOT_USER / MINIO_ROOT_PASSWORD (also read fr
 USAGE
 }
 
-command="up" runtime="" volumes=""
+command="up" runtime="" volumes="" sample=1
 while [ $# -gt 0 ]; do
   case "$1" in
     up|down|status|env|logs) command="$1" ;;
     --runtime) [ $# -ge 2 ] || die "--runtime needs a value: native or docker"; runtime="$2"; shift ;;
     --runtime=*) runtime="${1#--runtime=}" ;;
     --volumes) volumes="--volumes" ;;
+    --no-sample) sample="" ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument '$1'" ;;
   esac
@@ -110,6 +116,23 @@ ensure_go  # the native runtime builds MinIO and lakeFS; Docker users need no Go
 case "$command" in
   up)
     "$robolake" stack up
+    if [ -n "$sample" ]; then
+      dir="${ROBOLAKE_SAMPLE_DIR:-umi_data/sample}"
+      echo "== main job: sample dataset in $dir -> umi-raw, lakeFS robotics-data/main/datasets/sample"
+      .venv/bin/python download_umi_data.py --generate --upload --experiments --profile tiny --episodes 4 \
+        --seed 7 --out "$dir" --name sample
+      "$robolake" version put "$dir" --branch main --prefix datasets/sample --name sample --if-changed \
+        --meta generator_seed=7 --meta profile=tiny --meta episodes=4
+      report="$dir.small-file-benchmark.txt"
+      if [ -s "$report" ]; then
+        echo "== small-file benchmark (first run; rerun: .venv/bin/python download_umi_data.py --benchmark small_file_performance)"
+        cat "$report"
+      else
+        echo "== small-file benchmark (smoke size)"
+        .venv/bin/python download_umi_data.py --benchmark small_file_performance --smoke | tee "$report.partial"
+        mv "$report.partial" "$report"
+      fi
+    fi
     cat <<'NEXT'
 
 Next steps:

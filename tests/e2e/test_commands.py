@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -24,11 +25,16 @@ def test_deploy_local_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
     import os
 
     state = tmp_path / "state"
-    env = {**os.environ, **isolated_env(state), "ROBOLAKE_ENV_FILE": "/nonexistent/.env"}
+    env = {**os.environ, **isolated_env(state), "ROBOLAKE_ENV_FILE": "/nonexistent/.env",
+           "ROBOLAKE_SAMPLE_DIR": str(tmp_path / "sample"), "COLUMNS": "200"}
     first = run(["./deploy-local.sh", "--runtime", "native"], env)
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 0, first.stdout + first.stderr
     assert "started minio-1, minio-2, minio-3, accelerator, hooks, lakefs" in first.stderr
     assert "Next steps" in first.stdout and env["ROBOLAKE_LAKEFS_PORT"] in first.stdout
+    # The main job: sample generated, uploaded (verified), committed, small-file table printed.
+    assert "| GET | 32 |" in first.stdout and "| LIST | 1 |" in first.stdout
+    commit = re.search(r"committed ([0-9a-f]{64}) on 'main': 17 files", first.stdout)
+    assert commit is not None, first.stdout
 
     status = run([".venv/bin/robolake", "stack", "status", "--json"], env)
     assert status.returncode == 0, status.stdout + status.stderr
@@ -41,6 +47,8 @@ def test_deploy_local_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
 
     again = run(["./deploy-local.sh"], {**env})
     assert again.returncode == 0 and "everything was already running" in again.stderr
+    assert "0 objects uploaded" in again.stdout + again.stderr  # nothing rewritten in the lake
+    assert f"committed {commit[1]} on 'main'" in again.stdout  # and no new commit
 
     down = run(["./deploy-local.sh", "down"], env)
     assert down.returncode == 0, down.stderr
