@@ -236,7 +236,13 @@ def test_episode_prefetch_fetches_siblings_and_counts_use(stack: NativeStack, cl
     before = requests.get(f"{s.accelerator_admin_endpoint}/stats", timeout=5).json()["events"]
     accel.get_object(Bucket=BUCKET, Key=f"{prefix}/pose/episode_00000.json")["Body"].read()
     accel.get_object(Bucket=BUCKET, Key=f"{prefix}/gripper/episode_00000.json")["Body"].read()
-    time.sleep(1.0)
+    deadline = time.monotonic() + 20
+    while True:  # prefetch runs in the background: wait until its queue has drained
+        state = requests.get(f"{s.accelerator_admin_endpoint}/stats", timeout=5).json()["prefetch"]
+        if state["queued"] == 0 and state["inflight"] == 0:
+            break
+        assert time.monotonic() < deadline, state
+        time.sleep(0.1)
     r = accel.get_object(Bucket=BUCKET, Key=f"{prefix}/gripper/episode_00001.json")
     assert r["Body"].read() == b"gripper1"
     assert r["ResponseMetadata"]["HTTPHeaders"]["x-robolake-cache"].startswith("hit")

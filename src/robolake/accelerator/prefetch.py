@@ -47,6 +47,12 @@ class Prefetcher:
 
     def attach(self) -> None:
         self.accel.on_demand_read = self.on_read
+        self.accel.prefetch_state = self.state
+
+    def state(self) -> dict[str, int]:
+        """Work in progress, for the stats endpoint (and tests waiting for prefetch to settle)."""
+        return {"queued": self.queue.qsize() if self.queue else 0, "inflight": len(self.inflight),
+                "prefetched_unused": len(self.pending)}
 
     def _ensure_workers(self) -> asyncio.Queue[ObjectKey]:
         if self.queue is None:
@@ -102,7 +108,7 @@ class Prefetcher:
         headers = {"Host": host, **sign("GET", path, [], host, self.access_key, self.secret,
                                         region=accel.config.region)}
         accel.metrics.inc("prefetch_issued")
-        _, response = await accel.upstream.request("GET", path, headers, None, retry=False)
+        _, response = await accel.upstream.request("GET", path, headers, None, retry=True)
         async with response:
             if response.status != 200 or (response.content_length or 0) > accel.config.max_object_bytes:
                 accel.metrics.inc("prefetch_wasted_missing" if response.status == 404 else "prefetch_wasted_other")

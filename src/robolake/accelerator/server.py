@@ -97,6 +97,7 @@ class Accelerator:
         self.started_at = time.time()
         # Set by the prefetcher (robolake.accelerator.prefetch) when enabled.
         self.on_demand_read: Any = None
+        self.prefetch_state: Any = None
 
     # ---- cache -------------------------------------------------------------------------------
 
@@ -367,6 +368,7 @@ class Accelerator:
                      "max_bytes": self.config.disk_bytes, "dir": str(self.config.cache_dir),
                      "restored_at_start": self.disk.restored if self.disk else 0},
             "events": dict(self.metrics.counters),
+            "prefetch": self.prefetch_state() if self.prefetch_state else None,
             "nodes": [dataclasses.asdict(n) for n in self.upstream.nodes],
             "latency": self.metrics.latency_summary(),
             "config": {"max_object_bytes": self.config.max_object_bytes,
