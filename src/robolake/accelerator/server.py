@@ -291,8 +291,8 @@ class Accelerator:
         length = request.content_length
         started = time.perf_counter()
         if request.body_exists and (length is None or length > BUFFER_BODY_MAX):
-            _, response = await self.upstream.stream_request(request.method, request.raw_path, fwd,
-                                                             request.content)
+            _, response = await self.upstream.request(request.method, request.raw_path, fwd, request.content,
+                                                      retry=False)
         else:
             body = await request.read() if request.body_exists else None
             _, response = await self.upstream.request(request.method, request.raw_path, fwd, body,

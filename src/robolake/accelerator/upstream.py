@@ -83,9 +83,13 @@ class UpstreamPool:
             node.down_since = time.monotonic()
 
     async def request(
-        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes | None, *, retry: bool,
+        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes | aiohttp.StreamReader | None, *,
+        retry: bool,
     ) -> tuple[Node, aiohttp.ClientResponse]:
-        """Send to one node; on a connection failure try the next when `retry` allows."""
+        """Send to one node; on a connection failure try the next when `retry` allows.
+
+        A streamed (unbuffered) body can only be sent once: pass retry=False with it.
+        """
         last: BaseException | None = None
         for node in self.order():
             node.requests += 1
@@ -102,22 +106,6 @@ class UpstreamPool:
                 continue
             return node, response
         raise NoHealthyNodeError(str(last) if last else "no MinIO node answered")
-
-    async def stream_request(
-        self, method: str, path_qs: str, headers: Mapping[str, str], body: aiohttp.StreamReader,
-    ) -> tuple[Node, aiohttp.ClientResponse]:
-        """Send a streamed (unbuffered) body to the first healthy node; no retry is possible."""
-        node = self.order()[0]
-        node.requests += 1
-        try:
-            response = await self.session.request(
-                method, URL(node.endpoint + path_qs, encoded=True), headers=headers, data=body,
-                allow_redirects=False,
-            )
-        except RETRYABLE as exc:
-            self.mark_down(node)
-            raise NoHealthyNodeError(str(exc)) from exc
-        return node, response
 
     async def _probe_loop(self) -> None:
         while True:
