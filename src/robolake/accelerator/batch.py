@@ -105,7 +105,7 @@ async def _fetch(accel: Accelerator, key: ObjectKey, access_key: str, secret: st
     path = "/" + quote(key[0], safe="") + "/" + quote(key[1], safe="/~")
     host = f"{accel.config.host}:{accel.config.port}"
     headers = {"Host": host, **sign("GET", path, [], host, access_key, secret, region=accel.config.region)}
-    _, response = await accel.upstream.request("GET", path, headers, None, retry=True)
+    _, response = await accel.upstream.request("GET", path, headers, None, retry=True, second_opinion=True)
     async with response:
         body = await response.read()
         if response.status != 200:

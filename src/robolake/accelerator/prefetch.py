@@ -108,7 +108,7 @@ class Prefetcher:
         headers = {"Host": host, **sign("GET", path, [], host, self.access_key, self.secret,
                                         region=accel.config.region)}
         accel.metrics.inc("prefetch_issued")
-        _, response = await accel.upstream.request("GET", path, headers, None, retry=True)
+        _, response = await accel.upstream.request("GET", path, headers, None, retry=True, second_opinion=True)
         async with response:
             if response.status != 200 or (response.content_length or 0) > accel.config.max_object_bytes:
                 accel.metrics.inc("prefetch_wasted_missing" if response.status == 404 else "prefetch_wasted_other")

@@ -204,7 +204,8 @@ class Accelerator:
         fwd = _forward_headers(request.headers)
         fwd["If-None-Match"] = obj.etag  # unsigned extra header: allowed by SigV4
         method = request.method
-        _, response = await self.upstream.request(method, request.raw_path, fwd, None, retry=True)
+        _, response = await self.upstream.request(method, request.raw_path, fwd, None, retry=True,
+                                                  second_opinion=True)
         async with response:
             await response.read()
             if response.status == 304:
@@ -251,7 +252,7 @@ class Accelerator:
         fwd = _forward_headers(request.headers)
         started = time.perf_counter()
         _, response = await self.upstream.request(request.method, request.raw_path, fwd, None,
-                                                  retry=True)
+                                                  retry=True, second_opinion=True)
         async with response:
             self.metrics.upstream_latency[request.method.lower()].observe(time.perf_counter() - started)
             length = response.content_length
@@ -277,7 +278,7 @@ class Accelerator:
         fwd = _forward_headers(request.headers)
         started = time.perf_counter()
         _, response = await self.upstream.request(request.method, request.raw_path, fwd, body or None,
-                                                  retry=True)
+                                                  retry=True, second_opinion=request.method in ("GET", "HEAD"))
         async with response:
             self.metrics.upstream_latency["passthrough"].observe(time.perf_counter() - started)
             return await self._relay(request, response)

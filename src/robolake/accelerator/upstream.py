@@ -84,14 +84,18 @@ class UpstreamPool:
 
     async def request(
         self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes | aiohttp.StreamReader | None, *,
-        retry: bool,
+        retry: bool, second_opinion: bool = False,
     ) -> tuple[Node, aiohttp.ClientResponse]:
         """Send to one node; on a connection failure try the next when `retry` allows.
 
         A streamed (unbuffered) body can only be sent once: pass retry=False with it.
+        `second_opinion` (reads only): a 404 or 503 from one node is asked of the next node too.
+        A MinIO node that rejoined the cluster can, for a while, answer NoSuchKey or SlowDownRead
+        for objects the others serve; a genuine 404 costs one extra request.
         """
         last: BaseException | None = None
-        for node in self.order():
+        nodes = self.order()
+        for position, node in enumerate(nodes):
             node.requests += 1
             try:
                 response = await self.session.request(
@@ -103,6 +107,11 @@ class UpstreamPool:
                 last = exc
                 if not retry:
                     break
+                continue
+            if second_opinion and position == 0 and response.status in (404, 503) and len(nodes) > 1 \
+                    and nodes[1].healthy:
+                response.release()
+                node.errors += response.status == 503
                 continue
             return node, response
         raise NoHealthyNodeError(str(last) if last else "no MinIO node answered")
