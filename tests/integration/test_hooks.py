@@ -7,12 +7,10 @@ afterwards.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ import yaml
 
 from robolake.stack.native import NativeStack
 from robolake.umi import generate_dataset
-from robolake.versioning import LakeFSClient, NotFoundError, PreconditionFailedError, put_dataset
+from robolake.versioning import LakeFSClient, PreconditionFailedError, put_dataset
 from robolake.versioning.hooks import (
     ACTION_PATH,
     REPLY_PREFIX,
@@ -32,40 +30,15 @@ from robolake.versioning.hooks import (
     stack_hook_url,
     validation_hook_url,
 )
+from tests.integration.conftest import REPO, MakeBranch
 from tests.stackutil import settings_env
 
 pytestmark = pytest.mark.integration
-
-REPO = "robotics-data"
-MakeBranch = Callable[..., str]
-
-
-@pytest.fixture
-def client(stack: NativeStack) -> Iterator[LakeFSClient]:
-    with LakeFSClient.from_settings(stack.settings, environ={}) as lakefs:
-        yield lakefs
 
 
 @pytest.fixture
 def hook_url(stack: NativeStack) -> str:
     return stack_hook_url(stack.settings, environ={})
-
-
-@pytest.fixture
-def branch(client: LakeFSClient) -> Iterator[MakeBranch]:
-    """Create uniquely named branches (from main, or from `source`); delete them afterwards."""
-    made: list[str] = []
-
-    def make(label: str, source: str = "main") -> str:
-        name = f"t-hook-{label}-{uuid.uuid4().hex[:8]}"
-        client.create_branch(REPO, name, source)
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        with contextlib.suppress(NotFoundError):
-            client.delete_branch(REPO, name)
 
 
 @pytest.fixture

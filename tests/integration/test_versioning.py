@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -31,35 +30,10 @@ from robolake.versioning import (
     read_dataset,
 )
 from tests.conftest import s3_client
+from tests.integration.conftest import REPO, MakeBranch
 from tests.stackutil import settings_env, sha256
 
 pytestmark = pytest.mark.integration
-
-REPO = "robotics-data"
-MakeBranch = Callable[..., str]
-
-
-@pytest.fixture
-def client(stack: NativeStack) -> Iterator[LakeFSClient]:
-    with LakeFSClient.from_settings(stack.settings, environ={}) as lakefs:
-        yield lakefs
-
-
-@pytest.fixture
-def branch(client: LakeFSClient) -> Iterator[MakeBranch]:
-    """Create uniquely named branches (from main, or from `source`); delete them afterwards."""
-    made: list[str] = []
-
-    def make(label: str, source: str = "main") -> str:
-        name = f"t-{label}-{uuid.uuid4().hex[:8]}"
-        client.create_branch(REPO, name, source)
-        made.append(name)
-        return name
-
-    yield make
-    for name in made:
-        with contextlib.suppress(NotFoundError):
-            client.delete_branch(REPO, name)
 
 
 def put_files(client: LakeFSClient, branch_name: str, files: dict[str, bytes]) -> None:

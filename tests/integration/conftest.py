@@ -1,0 +1,40 @@
+"""Fixtures shared by the lakeFS tests: a client for the session stack and throwaway branches."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from robolake.stack.native import NativeStack
+from robolake.versioning import LakeFSClient
+from robolake.versioning.errors import NotFoundError
+
+REPO = "robotics-data"
+MakeBranch = Callable[..., str]
+
+
+@pytest.fixture
+def client(stack: NativeStack) -> Iterator[LakeFSClient]:
+    with LakeFSClient.from_settings(stack.settings, environ={}) as lakefs:
+        yield lakefs
+
+
+@pytest.fixture
+def branch(client: LakeFSClient, request: pytest.FixtureRequest) -> Iterator[MakeBranch]:
+    """Create uniquely named branches (from main, or from `source`); delete them afterwards."""
+    made: list[str] = []
+    tag = "hook-" if request.module.__name__.endswith("test_hooks") else ""
+
+    def make(label: str, source: str = "main") -> str:
+        name = f"t-{tag}{label}-{uuid.uuid4().hex[:8]}"
+        client.create_branch(REPO, name, source)
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        with contextlib.suppress(NotFoundError):
+            client.delete_branch(REPO, name)
