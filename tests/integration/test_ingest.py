@@ -27,6 +27,7 @@ from robolake.umi.ingest import ingest
 from robolake.umi.replay_buffer import ReplayBufferWriter, encode_frame
 from tests.conftest import s3_client
 from tests.stackutil import settings_env
+from tests.umidata import random_lowdim
 
 pytestmark = pytest.mark.integration
 LENGTHS = (7, 5, 6, 4)
@@ -37,25 +38,9 @@ BUCKETS = ("umi-raw", "umi-experiments")
 # ---- inputs ------------------------------------------------------------------------------------
 
 
-def _lowdim(robots: int, poses: bool) -> list[dict[str, np.ndarray[Any, Any]]]:
-    rng = np.random.default_rng(11)
-    episodes = []
-    for t in LENGTHS:
-        ep: dict[str, np.ndarray[Any, Any]] = {}
-        for r in range(robots):
-            ep[f"robot{r}_eef_pos"] = rng.normal(size=(t, 3)).astype(np.float32)
-            ep[f"robot{r}_eef_rot_axis_angle"] = rng.normal(size=(t, 3)).astype(np.float32)
-            ep[f"robot{r}_gripper_width"] = rng.uniform(0, 0.08, (t, 1)).astype(np.float32)
-            if poses:
-                ep[f"robot{r}_demo_start_pose"] = np.tile(rng.normal(size=6), (t, 1))
-                ep[f"robot{r}_demo_end_pose"] = np.tile(rng.normal(size=6), (t, 1))
-        episodes.append(ep)
-    return episodes
-
-
 def write_buffer(path: Path, robots: int = 1, poses: bool = True) -> tuple[Path, list[dict[str, Any]]]:
     cams = tuple(f"camera{c}_rgb" for c in range(robots))
-    episodes = _lowdim(robots, poses)
+    episodes = random_lowdim(LENGTHS, robots=robots, poses=poses, seed=11)
     frame = encode_frame(np.full((IMG, IMG, 3), 90, np.uint8))
     with ReplayBufferWriter(path, cameras=cams, image_size=(IMG, IMG)) as writer:
         for k, ep in enumerate(episodes):
@@ -193,7 +178,7 @@ def test_replay_buffer_is_split_by_episode_ends_and_a_rerun_writes_nothing(
     assert keys == {*(f"{s}/{ds}/episode_{i:05d}.json" for s in ("pose", "gripper") for i in range(4)),
                     f"original/{ds}/cup.zarr.zip", f"manifests/{ds}.json"}  # fmt: skip
 
-    episodes = _lowdim(1, True)
+    episodes = random_lowdim(LENGTHS, seed=11)
     pose = read_json(client, f"pose/{ds}/episode_00001.json")
     assert (pose["first_step"], pose["frame_count"], pose["episode_index"]) == (7, 5, 1)
     np.testing.assert_allclose(pose["robots"]["robot0"]["eef_position_m"], episodes[1]["robot0_eef_pos"], atol=1e-6)
@@ -224,8 +209,8 @@ def test_bimanual_buffer_keeps_both_arms(stack: NativeStack, client: Any, inputs
     pose = read_json(client, f"pose/{ds}/episode_00002.json")
     assert sorted(pose["robots"]) == ["robot0", "robot1"]
     assert "demo_start_pose" not in pose["robots"]["robot1"]
-    np.testing.assert_allclose(pose["robots"]["robot1"]["eef_rot_axis_angle"],
-                               _lowdim(2, False)[2]["robot1_eef_rot_axis_angle"], atol=1e-6)  # fmt: skip
+    expected = random_lowdim(LENGTHS, robots=2, poses=False, seed=11)[2]["robot1_eef_rot_axis_angle"]
+    np.testing.assert_allclose(pose["robots"]["robot1"]["eef_rot_axis_angle"], expected, atol=1e-6)
     assert sorted(read_json(client, f"gripper/{ds}/episode_00000.json")["robots"]) == ["robot0", "robot1"]
 
 

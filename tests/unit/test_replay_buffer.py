@@ -23,25 +23,10 @@ from robolake.umi.replay_buffer import (
     optimal_chunks,
     validate_replay_buffer,
 )
+from tests.umidata import random_lowdim
 
 LENGTHS = (7, 5, 6, 4)  # four episodes: episode_ends is re-chunked twice, as in UMI
 IMG = 32  # the layout does not depend on the image size; small frames keep the tests fast
-
-
-def _episodes(robots: int = 1, poses: bool = True) -> list[dict[str, np.ndarray[Any, Any]]]:
-    rng = np.random.default_rng(5)
-    out = []
-    for t in LENGTHS:
-        ep: dict[str, np.ndarray[Any, Any]] = {}
-        for r in range(robots):
-            ep[f"robot{r}_eef_pos"] = rng.normal(size=(t, 3)).astype(np.float32)
-            ep[f"robot{r}_eef_rot_axis_angle"] = rng.normal(size=(t, 3)).astype(np.float32)
-            ep[f"robot{r}_gripper_width"] = rng.uniform(0, 0.08, (t, 1)).astype(np.float32)
-            if poses:
-                ep[f"robot{r}_demo_start_pose"] = np.tile(rng.normal(size=6), (t, 1))
-                ep[f"robot{r}_demo_end_pose"] = np.tile(rng.normal(size=6), (t, 1))
-        out.append(ep)
-    return out
 
 
 def _frames(n: int, seed: int = 0) -> list[np.ndarray[Any, Any]]:
@@ -58,7 +43,7 @@ def _frames(n: int, seed: int = 0) -> list[np.ndarray[Any, Any]]:
 def _write(path: Path, robots: int = 1, cameras: int = 1, poses: bool = True) -> Path:
     cams = tuple(f"camera{c}_rgb" for c in range(cameras))
     with ReplayBufferWriter(path, cameras=cams, image_size=(IMG, IMG)) as writer:
-        for k, ep in enumerate(_episodes(robots, poses)):
+        for k, ep in enumerate(random_lowdim(LENGTHS, robots=robots, poses=poses, seed=5)):
             frames = {
                 cam: [encode_frame(f) for f in _frames(LENGTHS[k], seed=k + 10 * c)] for c, cam in enumerate(cams)
             }
@@ -79,7 +64,7 @@ def _umi_flow(path: Path) -> None:
     data, meta = root.require_group("data"), root.require_group("meta")
     meta.zeros("episode_ends", shape=(0,), dtype=np.int64, compressor=None)
     n = 0
-    for ep in _episodes():
+    for ep in random_lowdim(LENGTHS, seed=5):
         t = next(iter(ep.values())).shape[0]
         for key, value in ep.items():
             if key not in data:
@@ -136,7 +121,7 @@ def test_zarr2_reads_it_like_umi_loader(buffer: Path) -> None:
     root = zarr.open_group(zarr.ZipStore(str(buffer), mode="r"), mode="r")
     n = sum(LENGTHS)
     assert list(root["meta/episode_ends"][:]) == list(np.cumsum(LENGTHS))
-    eps = _episodes()
+    eps = random_lowdim(LENGTHS, seed=5)
     assert np.array_equal(root["data/robot0_eef_pos"][:], np.concatenate([e["robot0_eef_pos"] for e in eps]))
     assert root["data/robot0_gripper_width"].shape == (n, 1)
     assert root["data/robot0_demo_start_pose"].dtype == np.float64

@@ -16,6 +16,7 @@ import json
 import os
 import struct
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from robolake.accelerator.policy import S3FIFO
@@ -54,6 +55,14 @@ class TierStats:
 
 def object_id(key: ObjectKey) -> str:
     return hashlib.sha256(key[0].encode() + b"\0" + key[1].encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _discard_bucket(index: Iterable[ObjectKey], discard: Callable[[ObjectKey], bool], bucket: str) -> int:
+    """Drop every key of `bucket` from a tier (its index is copied first: discarding mutates it)."""
+    keys = [k for k in index if k[0] == bucket]
+    for key in keys:
+        discard(key)
+    return len(keys)
 
 
 class MemoryTier:
@@ -100,10 +109,7 @@ class MemoryTier:
         return self._data.pop(key, None) is not None
 
     def discard_bucket(self, bucket: str) -> int:
-        keys = [k for k in self._data if k[0] == bucket]
-        for key in keys:
-            self.discard(key)
-        return len(keys)
+        return _discard_bucket(self._data, self.discard, bucket)
 
     @property
     def used_bytes(self) -> int:
@@ -223,10 +229,7 @@ class DiskTier:
         return True
 
     def discard_bucket(self, bucket: str) -> int:
-        keys = [k for k in self._ids if k[0] == bucket]
-        for key in keys:
-            self.discard(key)
-        return len(keys)
+        return _discard_bucket(self._ids, self.discard, bucket)
 
     @property
     def used_bytes(self) -> int:
