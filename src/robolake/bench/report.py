@@ -1,0 +1,214 @@
+"""Reports of a results document: Markdown tables, PNG plots, saving, and comparing two runs.
+
+Plots (matplotlib, Agg backend, no display needed):
+  throughput.png   per-second rate vs concurrency, one line per path x operation;
+  latency_cdf.png  latency CDF (log x) of every series at its highest concurrency.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from robolake.bench import results
+from robolake.config import Settings
+from robolake.errors import ConfigError
+
+UNIT_LABEL = {"objects": "objects/s", "episodes": "episodes/s", "samples": "samples/s", "keys": "keys/s",
+              "ranges": "ranges/s", "streams": "streams/s", "ops": "ops/s"}  # fmt: skip
+
+
+def _fmt(value: Any, digits: int = 1) -> str:
+    if value is None or value == "":
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def series_table(series: Iterable[dict[str, Any]], *, ttfb: bool = False) -> list[str]:
+    """One Markdown row per series: rate, MiB/s, latency percentiles (and TTFB), errors."""
+    head = "| path | op | concurrency | rate | MiB/s | p50 ms | p90 ms | p99 ms |"
+    rule = "|---|---|---:|---:|---:|---:|---:|---:|"
+    if ttfb:
+        head += " TTFB p50 ms | TTFB p99 ms |"
+        rule += "---:|---:|"
+    lines = [head + " errors |", rule + "---:|"]
+    for s in series:
+        lat, t = s.get("latency_ms") or {}, s.get("ttfb_ms") or {}
+        unit = UNIT_LABEL.get(s.get("unit", "objects"), s.get("unit", "") + "/s")
+        row = (f"| {s['path']} | {s['op']} | {s['concurrency']} | {_fmt(s['per_s'])} {unit} | "
+               f"{_fmt(s.get('mib_per_s'), 1)} | {_fmt(lat.get('p50'), 2)} | {_fmt(lat.get('p90'), 2)} | "
+               f"{_fmt(lat.get('p99'), 2)} |")  # fmt: skip
+        if ttfb:
+            row += f" {_fmt(t.get('p50'), 2)} | {_fmt(t.get('p99'), 2)} |"
+        lines.append(row + f" {s.get('errors', 0)} |")
+    return lines
+
+
+def header(doc: dict[str, Any], title: str) -> list[str]:
+    m, v = doc["machine"], doc["versions"]
+    return [
+        f"# {title}",
+        "",
+        f"Run `{doc['run_id']}`, {doc['started']}. Machine: {m['cpus']} CPUs, {m['memory_gib']} GiB, "
+        f"load {m['loadavg_1m']} at start. Versions: " + ", ".join(f"{k} {val}" for k, val in sorted(v.items())) + ".",
+        "",
+    ]
+
+
+# ---- plots ---------------------------------------------------------------------------------------
+
+
+def plots(doc: dict[str, Any], title: str) -> dict[str, bytes]:
+    """throughput.png and latency_cdf.png for the document's series (PNG bytes)."""
+    import importlib
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    plt: Any = importlib.import_module("matplotlib.pyplot")  # typed loosely: its stubs are partial
+
+    out: dict[str, bytes] = {}
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for s in doc["series"]:
+        groups.setdefault((s["path"], s["op"], s.get("unit", "objects")), []).append(s)
+
+    units = sorted({u for _, _, u in groups})
+    fig, axes = plt.subplots(1, len(units), figsize=(6.5 * len(units), 4.5), squeeze=False)
+    for ax, unit in zip(axes[0], units, strict=True):
+        for (path, op, u), rows in sorted(groups.items()):
+            if u != unit:
+                continue
+            rows = sorted(rows, key=lambda r: r["concurrency"])
+            ax.plot([r["concurrency"] for r in rows], [r["per_s"] for r in rows], marker="o", label=f"{path} {op}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("concurrency")
+        ax.set_ylabel(UNIT_LABEL.get(unit, unit + "/s"))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{title}: throughput vs concurrency")
+    fig.tight_layout()
+    out["throughput.png"] = _png(fig)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    drawn = 0
+    for (path, op, _), rows in sorted(groups.items()):
+        top = max(rows, key=lambda r: r["concurrency"])
+        points = top.get("latency_cdf_ms") or []
+        if points:
+            ax.plot([p[0] for p in points], [p[1] for p in points], label=f"{path} {op} (c={top['concurrency']})")
+            drawn += 1
+        elif top.get("latency_ms"):  # warp: only its percentiles
+            lat = top["latency_ms"]
+            pts = [(lat[k], q) for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)) if k in lat]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", linestyle="--",
+                    label=f"{path} {op} (c={top['concurrency']}, percentiles)")  # fmt: skip
+            drawn += 1
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("fraction of requests")
+    ax.set_ylim(0, 1.01)
+    ax.grid(True, which="both", alpha=0.3)
+    if drawn:
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"{title}: latency CDF at the highest concurrency")
+    fig.tight_layout()
+    out["latency_cdf.png"] = _png(fig)
+    plt.close(fig)
+    return out
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+# ---- saving and loading --------------------------------------------------------------------------
+
+
+def save(settings: Settings, doc: dict[str, Any], markdown: str, title: str, out_dir: Path) -> list[str]:
+    """results.json, report.md and the plots, locally and in umi-experiments/benchmarks/<run-id>/."""
+    files = {"results.json": results.as_json(doc), "report.md": markdown.encode(), **plots(doc, title)}
+    where = results.save(settings, doc["run_id"], out_dir, files)
+    doc["written_to"] = where
+    return where
+
+
+def load(ref: str, settings: Settings | None = None, out_dir: Path = Path("benchmarks")) -> dict[str, Any]:
+    """A results document from a path (run dir or results.json), a local run id, or the results bucket."""
+    candidates = [Path(ref), Path(ref) / "results.json", out_dir / ref / "results.json"]
+    for path in candidates:
+        if path.is_file():
+            try:
+                doc: dict[str, Any] = json.loads(path.read_text())
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path} is not a results document (bad JSON: {exc})") from exc
+            return _checked(doc, str(path))
+    if settings is not None:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = boto3.client(
+            "s3", endpoint_url=settings.minio_endpoints[0], aws_access_key_id=settings.minio_root_user,
+            aws_secret_access_key=settings.minio_root_password, region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=3),
+        )  # fmt: skip
+        key = f"benchmarks/{ref.strip('/')}/results.json"
+        try:
+            body = client.get_object(Bucket=results.RESULTS_BUCKET, Key=key)["Body"].read()
+            return _checked(json.loads(body), f"s3://{results.RESULTS_BUCKET}/{key}")
+        except (ClientError, BotoCoreError, json.JSONDecodeError):
+            pass
+    raise ConfigError(f"no benchmark run {ref!r}: not a file, not ./{out_dir}/{ref}/results.json and not in "
+                      f"s3://{results.RESULTS_BUCKET}/benchmarks/; list runs with: ls {out_dir}/")  # fmt: skip
+
+
+def _checked(doc: Any, where: str) -> dict[str, Any]:
+    if not isinstance(doc, dict) or "series" not in doc or "benchmark" not in doc:
+        raise ConfigError(f"{where} is not a robolake results document with series (was it written by an older "
+                          "version? re-run the benchmark)")  # fmt: skip
+    return doc
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """Markdown: for every series in both runs, rate and p50/p99 of A and B and the ratio B/A."""
+
+    def key(s: dict[str, Any]) -> tuple[str, str, int]:
+        return (s["path"], s["op"], int(s["concurrency"]))
+
+    index_b = {key(s): s for s in b["series"]}
+    lines = [
+        f"# Compare {a['benchmark']} runs",
+        "",
+        f"A: `{a['run_id']}` ({a['started']}, load {a['machine'].get('loadavg_1m')}); "
+        f"B: `{b['run_id']}` ({b['started']}, load {b['machine'].get('loadavg_1m')}). Ratio = B / A.",
+        "",
+        "| path | op | concurrency | rate A | rate B | B/A | p50 A ms | p50 B ms | p99 A ms | p99 B ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    matched = 0
+    for s in a["series"]:
+        other = index_b.get(key(s))
+        if other is None:
+            continue
+        matched += 1
+        la, lb = s.get("latency_ms") or {}, other.get("latency_ms") or {}
+        r = f"{other['per_s'] / s['per_s']:.2f}x" if s["per_s"] else "n/a"
+        lines.append(f"| {s['path']} | {s['op']} | {s['concurrency']} | {_fmt(s['per_s'])} | {_fmt(other['per_s'])} "
+                     f"| {r} | {_fmt(la.get('p50'), 2)} | {_fmt(lb.get('p50'), 2)} | {_fmt(la.get('p99'), 2)} | "
+                     f"{_fmt(lb.get('p99'), 2)} |")  # fmt: skip
+    if a["benchmark"] != b["benchmark"]:
+        lines += ["", f"Note: A is {a['benchmark']} and B is {b['benchmark']}; only series present in both are shown."]
+    if not matched:
+        lines += ["", "No series in common (same path, operation and concurrency): nothing to compare."]
+    only_a = {key(s) for s in a["series"]} - set(index_b)
+    if only_a and matched:
+        lines += ["", f"{len(only_a)} series only in A, {len(set(index_b) - {key(s) for s in a['series']})} only in B."]
+    return "\n".join(lines) + "\n"
