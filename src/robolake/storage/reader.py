@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import os
 import time
 import typing
@@ -272,15 +273,24 @@ class ObjectReader:
                           "(robolake stack status)", status=0) from exc  # fmt: skip
         return proto
 
-    def _request(self, method: str, bucket: str, key: str, query: list[tuple[str, str]],
-                 extra: dict[str, str]) -> bytes:  # fmt: skip
-        path = object_path(bucket, key)
+    def _request(self, method: str, path: str, query: list[tuple[str, str]], extra: dict[str, str],
+                 body: bytes = b"") -> bytes:  # fmt: skip
+        payload_hash = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
+        if body:
+            extra = {**extra, "content-length": str(len(body))}
         headers = sign(method, path, query, self._host_port, self.target.access_key, self.target.secret_key,
-                       payload_hash=EMPTY_SHA256, region=self.target.region, extra_headers=extra or None)
+                       payload_hash=payload_hash, region=self.target.region, extra_headers=extra or None)
         qs = canonical_query(query)
         lines = [f"{method} {path}{'?' + qs if qs else ''} HTTP/1.1", f"Host: {self._host_port}"]
         lines += [f"{k}: {v}" for k, v in {**extra, **headers}.items()]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    async def send(self, method: str, path: str, *, body: bytes = b"", headers: dict[str, str] | None = None,
+                   sink: Sink | None = None) -> GetResult:  # fmt: skip
+        """Any signed request to an already encoded `path` (e.g. the accelerator's batch API)."""
+        request = self._request(method, path, [], dict(headers or {}), body)
+        async with self._slots:
+            return await self._get_on_connection(method, path, "", request, sink)
 
     async def get(self, bucket: str, key: str, *, byte_range: tuple[int, int] | None = None,
                   sink: Sink | None = None, method: str = "GET") -> GetResult:
@@ -290,7 +300,7 @@ class ObjectReader:
         only valid during the call (copy it to keep it); without one the body is returned.
         """
         extra = {"range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
-        request = self._request(method, bucket, key, [], extra)
+        request = self._request(method, object_path(bucket, key), [], extra)
         async with self._slots:
             return await self._get_on_connection(method, bucket, key, request, sink)
 
