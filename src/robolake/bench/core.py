@@ -57,6 +57,11 @@ class RunSpec:
                 f"{','.join(map(str, self.concurrency))}")  # fmt: skip
 
 
+def spec_dict(spec: RunSpec) -> dict[str, Any]:
+    """The spec as stored in a results document's params (with its one-line description)."""
+    return {**dataclasses.asdict(spec), "describe": spec.describe()}
+
+
 def parse_levels(text: str) -> tuple[int, ...]:
     """`1,4,16` → (1, 4, 16), with a clear error for anything else."""
     try:

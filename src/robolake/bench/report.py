@@ -77,17 +77,19 @@ def plots(doc: dict[str, Any], title: str) -> dict[str, bytes]:
     for s in doc["series"]:
         groups.setdefault((s["path"], s["op"], s.get("unit", "objects")), []).append(s)
 
-    units = sorted({u for _, _, u in groups})
-    fig, axes = plt.subplots(1, len(units), figsize=(6.5 * len(units), 4.5), squeeze=False)
+    by_bytes = doc.get("plot_metric") == "mib_per_s"  # streaming: MiB/s says more than objects/s
+    units = ["MiB"] if by_bytes else sorted({u for _, _, u in groups})
+    fig, axes = plt.subplots(1, len(units), figsize=(6.5 * len(units) + (2 if by_bytes else 0), 4.5), squeeze=False)
     for ax, unit in zip(axes[0], units, strict=True):
         for (path, op, u), rows in sorted(groups.items()):
-            if u != unit:
+            if u != unit and not by_bytes:
                 continue
             rows = sorted(rows, key=lambda r: r["concurrency"])
-            ax.plot([r["concurrency"] for r in rows], [r["per_s"] for r in rows], marker="o", label=f"{path} {op}")
+            values = [r["mib_per_s"] if by_bytes else r["per_s"] for r in rows]
+            ax.plot([r["concurrency"] for r in rows], values, marker="o", label=f"{path} {op}")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrency")
-        ax.set_ylabel(UNIT_LABEL.get(unit, unit + "/s"))
+        ax.set_ylabel("MiB/s" if by_bytes else UNIT_LABEL.get(unit, unit + "/s"))
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"{title}: throughput vs concurrency")

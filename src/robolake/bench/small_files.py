@@ -1,18 +1,21 @@
-"""Small-file performance: PUT, GET, HEAD and LIST on many pose and gripper JSON objects.
+"""small_file_performance: GET of many small pose and gripper JSON objects through every path, plus PUT/HEAD/LIST.
 
 The bodies are shaped like the generator's per-episode files (timestamps, UR5e joints, tool
 pose; gripper width and force) with `frames_per_object` frames, so sizes are realistic: at 60
 frames a pose object is ~12 KB and a gripper object ~1.7 KB. Keys sit in directories of
 `objects_per_dir` (``<run>/d0003/pose/episode_00312.json``), which is what LIST enumerates.
 
-One run, per concurrency level and operation, for `duration_s` each ("cells"):
-  prepare: every object PUT once (not timed), then read once (so GET measures the accelerator
-           warm, which is its job; against a MinIO node the warm-up changes nothing);
-  put:     overwrite objects in turn;  get: read them;  head: stat them;
-  list:    ListObjectsV2 of one directory (objects/s counts the keys listed).
-Requests come from our own asyncio driver (one aiohttp session, our SigV4 signer): a Python
-client costs CPU per request, and on a small machine that CPU is shared with the servers, so
-figures are a floor for what the server can do. Nothing is retried: errors are counted.
+One run; at every concurrency level, GET through each path (`paths`):
+  direct             MinIO node 1 (or the given MinIO endpoint), no cache;
+  accelerator cold   `objects` fresh objects written straight to MinIO, each read once through
+                     the accelerator (every read a miss: cache fill included);
+  accelerator warm   the accelerator after every object was read once through it;
+  accelerator batch  the accelerator's batch GET, `batch_size` keys per request (objects/s counts keys);
+then PUT (overwrite in turn), HEAD and LIST (ListObjectsV2 of one directory; keys/s) against the
+accelerator or `ops_endpoint`. Each timed cell has the warm-up first (cold reads have none: a
+warm-up would warm them) and lasts `duration_s`. Requests come from our own drivers: ObjectReader
+(raw keep-alive HTTP, see `bench warp-check` for how it compares with warp) for GET, AsyncS3 for
+the rest. Nothing is retried: errors are counted.
 """
 
 from __future__ import annotations
@@ -20,24 +23,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
-import itertools
 import json
-import os
-import platform
 import random
-import time
 from typing import Any
 
 import numpy as np
 
-from robolake.bench.results import new_run_id
+from robolake.accelerator.client import AsyncBatchClient
+from robolake.bench import core, report, results
+from robolake.config import Settings
 from robolake.storage.errors import S3Error
 from robolake.storage.integrity import content_md5, md5_of
+from robolake.storage.reader import ObjectReader
 from robolake.storage.s3 import AsyncS3, S3Target
 from robolake.storage.uploader import run_async
 
+TITLE = "Small-file performance"
 BENCH_BUCKET = "robolake-bench-small"
 OPS = ("put", "get", "head", "list")
+PATHS = ("direct", "accelerator cold", "accelerator warm", "accelerator batch")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -47,51 +51,28 @@ class SmallFileBenchParams:
     objects_per_dir: int = 100
     concurrency_levels: tuple[int, ...] = (1, 8, 32)
     duration_s: float = 5.0
+    warmup_s: float = 1.0
     ops: tuple[str, ...] = OPS
+    paths: tuple[str, ...] = PATHS
+    batch_size: int = 100
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.objects < 2 or self.frames_per_object < 1 or self.objects_per_dir < 2 or self.duration_s <= 0:
             raise ValueError("objects >= 2, frames_per_object >= 1, objects_per_dir >= 2, duration_s > 0")
+        if self.warmup_s < 0 or not 1 <= self.batch_size <= 1000:
+            raise ValueError(f"warm-up {self.warmup_s:g} must be >= 0 and the batch size 1..1000")
         if not self.concurrency_levels or min(self.concurrency_levels) < 1:
             raise ValueError(f"concurrency levels {self.concurrency_levels!r} must be positive")
         unknown = set(self.ops) - set(OPS)
         if unknown:
-            raise ValueError(f"unknown ops {sorted(unknown)}; choose from {OPS}")
+            raise ValueError(f"unknown ops {sorted(unknown)}; choose from {', '.join(OPS)}")
+        unknown = set(self.paths) - set(PATHS)
+        if unknown:
+            raise ValueError(f"unknown paths {sorted(unknown)}; choose from {', '.join(PATHS)}")
 
 
-SMOKE = SmallFileBenchParams(objects=300, duration_s=1.5)
-
-
-@dataclasses.dataclass
-class Cell:
-    """One operation at one concurrency level."""
-
-    op: str
-    concurrency: int
-    requests: int = 0
-    objects: int = 0
-    bytes: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    latencies_s: list[float] = dataclasses.field(default_factory=list, repr=False)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "concurrency": self.concurrency, "requests": self.requests, "objects": self.objects,
-                "bytes": self.bytes, "errors": self.errors, "seconds": round(self.seconds, 3),
-                "objects_per_s": round(self.objects / self.seconds, 1) if self.seconds else 0.0,
-                "requests_per_s": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
-                "mb_per_s": round(self.bytes / 1e6 / self.seconds, 3) if self.seconds else 0.0,
-                "latency_ms": percentiles_ms(self.latencies_s)}  # fmt: skip
-
-
-def percentiles_ms(samples: list[float]) -> dict[str, float]:
-    if not samples:
-        return {}
-    ordered = np.sort(np.asarray(samples)) * 1000.0
-    p50, p90, p99 = np.percentile(ordered, [50, 90, 99])
-    return {"p50": round(float(p50), 3), "p90": round(float(p90), 3), "p99": round(float(p99), 3),
-            "mean": round(float(ordered.mean()), 3), "max": round(float(ordered[-1]), 3)}  # fmt: skip
+SMOKE = SmallFileBenchParams(objects=300, concurrency_levels=(1, 8), duration_s=1.0, warmup_s=0.3)
 
 
 # ---- bodies ------------------------------------------------------------------------------------
@@ -125,129 +106,196 @@ def make_bodies(params: SmallFileBenchParams, prefix: str) -> list[tuple[str, by
     return out
 
 
-# ---- the driver --------------------------------------------------------------------------------
+# ---- the drivers --------------------------------------------------------------------------------
 
 
-class _Driver:
-    def __init__(self, s3: AsyncS3, bucket: str, objects: list[tuple[str, bytes]], dirs: list[str]) -> None:
-        self.s3, self.bucket, self.objects, self.dirs = s3, bucket, objects, dirs
+def _discard(_: memoryview) -> None:
+    return None
+
+
+class _Run:
+    def __init__(self, s3: AsyncS3, objects: list[tuple[str, bytes]], dirs: list[str], params: SmallFileBenchParams,
+                 bucket: str) -> None:  # fmt: skip
+        self.s3, self.objects, self.dirs, self.params, self.bucket = s3, objects, dirs, params, bucket
         self.md5s = [content_md5(md5_of(body)) for _, body in objects]
         self.put_headers = {"content-type": "application/json"}
+        self.rng = random.Random(params.seed)
 
-    async def one(self, op: str, index: int, cell: Cell) -> None:
-        key, body = self.objects[index % len(self.objects)]
+    # PUT/HEAD/LIST with AsyncS3 (against the accelerator or the given endpoint)
+    async def op(self, op: str, index: int, series: core.Series) -> None:
+        i = index % len(self.objects)
+        key, body = self.objects[i]
+        began = asyncio.get_running_loop().time()
         if op == "put":
-            await self.s3.put_object(self.bucket, key, body, content_md5=self.md5s[index % len(self.objects)],
-                                     headers=self.put_headers)  # fmt: skip
-            cell.objects += 1
-            cell.bytes += len(body)
-        elif op == "get":
-            data = await self.s3.get_object(self.bucket, key)
-            cell.objects += 1
-            cell.bytes += len(data)
+            await self.s3.put_object(self.bucket, key, body, content_md5=self.md5s[i], headers=self.put_headers)
+            count, nbytes = 1, len(body)
         elif op == "head":
             if await self.s3.head_object(self.bucket, key) is None:
                 raise S3Error(f"HEAD {key}: 404", status=404)
-            cell.objects += 1
+            count, nbytes = 1, 0
         else:
-            listed, _, nbytes = await self.s3.list_page(self.bucket, self.dirs[index % len(self.dirs)],
-                                                        metadata=False)  # fmt: skip
-            cell.objects += len(listed)
-            cell.bytes += nbytes
+            listed, _, nbytes = await self.s3.list_page(self.bucket, self.dirs[index % len(self.dirs)], metadata=False)
+            count = len(listed)
+        series.ok(count, nbytes, asyncio.get_running_loop().time() - began)
 
-    async def cell(self, op: str, concurrency: int, duration_s: float, start: int) -> Cell:
-        cell = Cell(op, concurrency)
-        counter = itertools.count(start)
-        deadline = time.perf_counter() + duration_s
+    async def put_all(self, s3: AsyncS3, objects: list[tuple[str, bytes]]) -> None:
+        """Every object once, retried, not timed."""
+        todo = iter(objects)
 
         async def worker() -> None:
-            clock = time.perf_counter
-            while clock() < deadline:
-                index = next(counter)
-                t0 = clock()
-                try:
-                    await self.one(op, index, cell)
-                except S3Error:
-                    cell.errors += 1
-                    continue
-                finally:
-                    cell.requests += 1
-                cell.latencies_s.append(clock() - t0)
+            for key, body in todo:
+                md5 = content_md5(md5_of(body))
+                await s3.call(functools.partial(s3.put_object, self.bucket, key, body, content_md5=md5,
+                                                headers=self.put_headers))  # fmt: skip
 
-        began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        cell.seconds = time.perf_counter() - began
-        return cell
-
-    async def each(self, op: str, concurrency: int) -> None:
-        """Every object once (prepare and warm-up), retried, not timed."""
-        indices = iter(range(len(self.objects)))
-
-        async def worker() -> None:
-            for i in indices:
-                await self.s3.call(functools.partial(self.one, op, i, Cell(op, 0)))
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker() for _ in range(32)))
 
 
-async def _run(target: S3Target, params: SmallFileBenchParams, report: Any, bucket: str) -> dict[str, Any]:
-    prefix = new_run_id("small-files")
-    objects = make_bodies(params, prefix)
-    dirs = sorted({key.rsplit("/", 2)[0] + "/" for key, _ in objects})
-    connections = max(params.concurrency_levels) + 4
-    async with AsyncS3(target, connections=connections, read_timeout_s=60.0) as s3:
-        await s3.create_bucket(bucket)
-        driver = _Driver(s3, bucket, objects, dirs)
-        report(f"prepare: PUT {len(objects)} objects into s3://{bucket}/{prefix}/, then read each once")
-        await driver.each("put", 32)
-        await driver.each("get", 32)
-        cells: list[Cell] = []
-        offset = random.Random(params.seed).randrange(len(objects))
+async def _read_all(reader: ObjectReader, bucket: str, keys: list[str]) -> None:
+    todo = iter(keys)
+
+    async def worker() -> None:
+        for key in todo:
+            await reader.get(bucket, key, sink=_discard)
+
+    await asyncio.gather(*(worker() for _ in range(16)))
+
+
+def _get_op(reader: ObjectReader, bucket: str, keys: list[str]) -> core.Operation:
+    async def one(index: int, series: core.Series) -> None:
+        got = await reader.get(bucket, keys[index % len(keys)], sink=_discard)
+        series.ok(1, got.size, got.seconds, got.ttfb_s)
+
+    return one
+
+
+def _batch_op(batcher: AsyncBatchClient, bucket: str, keys: list[str], size: int, seed: int) -> core.Operation:
+    rng = random.Random(seed)
+
+    async def one(index: int, series: core.Series) -> None:
+        start = rng.randrange(0, max(1, len(keys) - size + 1))
+        items, got = await batcher.get_batch(bucket, keys[start:start + size])
+        missing = [i.key for i in items if not i.ok]
+        if got.status != 200 or len(items) != len(keys[start:start + size]) or missing:
+            raise S3Error(f"batch GET answered {got.status} with {len(items)} members, missing {missing[:3]}",
+                          status=got.status or 0)  # fmt: skip
+        series.ok(len(items), sum(len(i.body or b"") for i in items), got.seconds, got.ttfb_s)
+
+    return one
+
+
+async def _run(settings: Settings, params: SmallFileBenchParams, say: core.Reporter, bucket: str,
+               direct: S3Target, ops_target: S3Target, run_id: str) -> tuple[list[core.Series], dict[str, Any]]:
+    accel = S3Target.from_settings(settings)
+    objects = make_bodies(params, run_id)
+    keys = [k for k, _ in objects]
+    dirs = sorted({key.rsplit("/", 2)[0] + "/" for key in keys})
+    spec = core.RunSpec(seed=params.seed, warmup_s=params.warmup_s, duration_s=params.duration_s,
+                        concurrency=params.concurrency_levels)  # fmt: skip
+    get_paths = [p for p in PATHS if p in params.paths] if "get" in params.ops else []
+    other_ops = [o for o in params.ops if o != "get"]
+    total = len(params.concurrency_levels) * (len(get_paths) + len(other_ops))
+    step = 0
+    series: list[core.Series] = []
+
+    def progress(text: str) -> None:
+        nonlocal step
+        step += 1
+        say(f"[{step}/{total}] {text}")
+
+    top = max(params.concurrency_levels)
+    async with (AsyncS3(direct, connections=40, read_timeout_s=60.0) as s3_direct,
+                AsyncS3(ops_target, connections=top + 4, read_timeout_s=60.0) as s3_ops,
+                ObjectReader(direct, connections=top, buffer_size=256 * 1024) as direct_reader,
+                ObjectReader(accel, connections=top, buffer_size=256 * 1024) as accel_reader):  # fmt: skip
+        await s3_direct.create_bucket(bucket)
+        runner = _Run(s3_ops, objects, dirs, params, bucket)
+        say(f"prepare: PUT {len(objects)} objects into s3://{bucket}/{run_id}/ (direct to MinIO, not timed)")
+        await runner.put_all(s3_direct, objects)
+        if any(p in get_paths for p in ("accelerator warm", "accelerator batch")):
+            say("prepare: every object read once through the accelerator (warm cache)")
+            await _read_all(accel_reader, bucket, keys)
         try:
-            for op in params.ops:
+            for level in params.concurrency_levels:
+                for path in get_paths:
+                    cell = core.Series(path, "GET", level)
+                    if path == "direct":
+                        progress(f"direct GET, {level} concurrent, {params.duration_s:g} s")
+                        await core.measured(_get_op(direct_reader, bucket, keys), cell, spec)
+                    elif path == "accelerator warm":
+                        progress(f"accelerator warm GET, {level} concurrent, {params.duration_s:g} s")
+                        await core.measured(_get_op(accel_reader, bucket, keys), cell, spec)
+                    elif path == "accelerator batch":
+                        progress(f"accelerator batch GET ({params.batch_size} keys/request), {level} concurrent, "
+                                 f"{params.duration_s:g} s")  # fmt: skip
+                        op = _batch_op(AsyncBatchClient(accel_reader), bucket, keys, params.batch_size,
+                                       params.seed + level)  # fmt: skip
+                        await core.measured(op, cell, spec)
+                    else:
+                        cold = [(f"{run_id}-cold/c{level}/{k.split('/', 1)[1]}", b) for k, b in objects]
+                        say(f"prepare: {len(cold)} fresh objects straight to MinIO for the cold cell")
+                        await runner.put_all(s3_direct, cold)
+                        progress(f"accelerator cold GET, {level} concurrent, each of {len(cold)} objects once")
+                        cold_keys = [k for k, _ in cold]
+                        await core.closed_loop(_get_op(accel_reader, bucket, cold_keys), cell, level,
+                                               duration_s=3600, operations=len(cold_keys))  # fmt: skip
+                    series.append(cell)
+            for op_name in other_ops:
                 for level in params.concurrency_levels:
-                    report(f"{op.upper():4} concurrency {level:3}: {params.duration_s:g} s")
-                    cell = await driver.cell(op, level, params.duration_s, offset)
-                    offset += cell.requests
-                    cells.append(cell)
+                    where = "accelerator" if ops_target.endpoint == accel.endpoint else ops_target.endpoint
+                    progress(f"{op_name.upper()} via {where}, {level} concurrent, {params.duration_s:g} s")
+                    cell = core.Series(where, op_name.upper(), level, unit="keys" if op_name == "list" else "objects")
+                    await core.measured(functools.partial(runner.op, op_name), cell, spec,
+                                        start=runner.rng.randrange(len(objects)))  # fmt: skip
+                    series.append(cell)
         finally:
-            report(f"cleanup: deleting the {len(objects)} objects")
-            await s3.delete_prefix(bucket, prefix + "/")
+            say("cleanup: deleting the benchmark's objects")
+            await s3_direct.delete_prefix(bucket, run_id + "/")
+            await s3_direct.delete_prefix(bucket, run_id + "-cold/")
     sizes = {s: [len(b) for k, b in objects if f"/{s}/" in k] for s in ("pose", "gripper")}
-    return {
-        "benchmark": "small_files",
-        "endpoint": target.endpoint,
-        "bucket": bucket,
-        "prefix": prefix,
-        "machine": {"cpus": os.cpu_count() or 0, "platform": platform.platform(),
-                    "python": platform.python_version()},
-        "params": dataclasses.asdict(params),
-        "object_bytes": {s: {"count": len(v), "mean": round(sum(v) / len(v)) if v else 0} for s, v in sizes.items()},
-        "cells": [c.as_dict() for c in cells],
-    }
+    object_bytes = {s: {"count": len(v), "mean": round(sum(v) / len(v)) if v else 0} for s, v in sizes.items()}
+    return series, object_bytes
 
 
-def run(target: S3Target, params: SmallFileBenchParams, report: Any = print,
+def run(settings: Settings, params: SmallFileBenchParams, report_line: core.Reporter = print, *,
+        direct_endpoint: str | None = None, ops_endpoint: str | None = None,
         bucket: str = BENCH_BUCKET) -> dict[str, Any]:  # fmt: skip
-    """Run the benchmark against `target` and return its results document."""
-    return run_async(_run(target, params, report, bucket))
+    """Run the benchmark; `direct_endpoint` is the MinIO endpoint of the direct path (default: node 1),
+    `ops_endpoint` where PUT/HEAD/LIST go (default: the accelerator)."""
+    run_id = results.new_run_id("small-files")
+    started = core.now()
+    direct = S3Target.from_settings(settings, direct_endpoint or settings.minio_endpoints[0])
+    ops_target = S3Target.from_settings(settings, ops_endpoint)
+    series, object_bytes = run_async(_run(settings, params, report_line, bucket, direct, ops_target, run_id))
+    summary: dict[str, Any] = {"direct_endpoint": direct.endpoint, "ops_endpoint": ops_target.endpoint}
+    top = max(params.concurrency_levels)
+    at_top = {s.path: s for s in series if s.op == "GET" and s.concurrency == top}
+    if "direct" in at_top:
+        base = at_top["direct"].count / at_top["direct"].seconds if at_top["direct"].seconds else 0.0
+        summary["get_at_concurrency"] = top
+        summary["get_objects_per_s"] = {p: round(s.count / s.seconds, 1) for p, s in at_top.items() if s.seconds}
+        summary["get_vs_direct"] = {p: core.ratio(s.count / s.seconds, base) for p, s in at_top.items() if s.seconds}
+    params_doc = {**dataclasses.asdict(params), "describe": core.RunSpec(
+        seed=params.seed, warmup_s=params.warmup_s, duration_s=params.duration_s,
+        concurrency=params.concurrency_levels).describe()}  # fmt: skip
+    return core.document("small_file_performance", run_id, settings, params_doc, series, summary,
+                         started=started, bucket=bucket, prefix=run_id, object_bytes=object_bytes)  # fmt: skip
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    p = doc["params"]
-    sizes = ", ".join(f"{s} ~{v['mean'] / 1000:.1f} KB" for s, v in doc["object_bytes"].items())
-    lines = [
-        f"# Small-file benchmark — {p['objects']} objects ({sizes}), {p['duration_s']:g} s per cell",
+    p, s = doc["params"], doc["summary"]
+    sizes = ", ".join(f"{k} ~{v['mean'] / 1000:.1f} KB" for k, v in doc["object_bytes"].items())
+    lines = report.header(doc, f"{TITLE} — {p['objects']} objects ({sizes})")
+    lines += [
+        f"Spec: {p['describe']}. GET paths: direct = `{s['direct_endpoint']}`; accelerator cold = each object's "
+        "first read through the accelerator; warm = after one read; batch = "
+        f"{p['batch_size']} keys per request (rate counts objects). PUT/HEAD/LIST via `{s['ops_endpoint']}`; "
+        f"LIST reads one directory of {p['objects_per_dir']} keys per request (rate counts keys).",
         "",
-        f"Endpoint: `{doc['endpoint']}`. LIST lists one directory of {p['objects_per_dir']} keys per request "
-        "(objects/s counts keys). GET reads warm objects.",
-        "",
-        "| op | concurrency | objects/s | requests/s | MB/s | p50 ms | p90 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for c in doc["cells"]:
-        lat = c["latency_ms"]
-        lines.append(f"| {c['op'].upper()} | {c['concurrency']} | {c['objects_per_s']:,.0f} | "
-                     f"{c['requests_per_s']:,.0f} | {c['mb_per_s']:.2f} | {lat.get('p50', '')} | "
-                     f"{lat.get('p90', '')} | {lat.get('p99', '')} | {c['errors']} |")  # fmt: skip
+    if s.get("get_vs_direct"):
+        lines += [f"GET at concurrency {s['get_at_concurrency']}: " + ", ".join(
+            f"{path} {s['get_objects_per_s'][path]:,.0f} objects/s ({r}x direct)"
+            for path, r in s["get_vs_direct"].items()) + ".", ""]  # fmt: skip
+    lines += report.series_table(doc["series"])
     return "\n".join(lines) + "\n"

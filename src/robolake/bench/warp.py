@@ -12,11 +12,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from robolake.bench.core import Series
 from robolake.errors import RobolakeError
 
 _AVG = re.compile(r"\* Average: ([\d.]+) ([KMG]i?B)/s, ([\d.]+) obj/s")
 _REQS = re.compile(r"\* Reqs: Avg: ([\d.]+)(\w+), 50%: ([\d.]+)(\w+), 90%: ([\d.]+)(\w+), 99%: ([\d.]+)(\w+)")
-_TTFB = re.compile(r"\* TTFB: Avg: ([\d.]+)(\w+),")
+_TTFB = re.compile(r"\* TTFB: Avg: ([\d.]+)(\w+),(.*)")
+_TTFB_AT = {"p50": re.compile(r"Median: ([\d.]+)(\w+)"), "p90": re.compile(r"90th: ([\d.]+)(\w+)"),
+            "p99": re.compile(r"99th: ([\d.]+)(\w+)")}
 _UNIT_MS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1000.0}
 _UNIT_MIB = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}
 
@@ -31,14 +34,15 @@ class WarpResult:
     latency_ms: dict[str, float]
     ttfb_avg_ms: float | None
     command: str
+    ttfb_ms: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 def _ms(value: str, unit: str) -> float:
     return float(value) * _UNIT_MS.get(unit, 1.0)
 
 
-def parse_summary(text: str, op: str) -> tuple[float, float, dict[str, float], float | None]:
-    """objects/s, MiB/s, latency percentiles (ms) and mean TTFB from warp's report for `op`."""
+def parse_summary(text: str, op: str) -> tuple[float, float, dict[str, float], dict[str, float]]:
+    """objects/s, MiB/s, latency percentiles (ms) and TTFB mean/percentiles (ms) from warp's report for `op`."""
     section = text.split(f"Report: {op.upper()}.", 1)
     if len(section) != 2:
         raise RobolakeError(f"warp printed no {op.upper()} report; its output ends with:\n{text[-1500:]}")
@@ -52,8 +56,15 @@ def parse_summary(text: str, op: str) -> tuple[float, float, dict[str, float], f
     if reqs:
         lat = {"mean": _ms(reqs[1], reqs[2]), "p50": _ms(reqs[3], reqs[4]), "p90": _ms(reqs[5], reqs[6]),
                "p99": _ms(reqs[7], reqs[8])}
-    ttfb = _TTFB.search(body)
-    return float(avg[3]), mib, lat, _ms(ttfb[1], ttfb[2]) if ttfb else None
+    ttfb: dict[str, float] = {}
+    line = _TTFB.search(body)
+    if line:
+        ttfb["mean"] = _ms(line[1], line[2])
+        for name, pattern in _TTFB_AT.items():
+            found = pattern.search(line[3])
+            if found:
+                ttfb[name] = _ms(found[1], found[2])
+    return float(avg[3]), mib, lat, ttfb
 
 
 def run_warp(
@@ -85,4 +96,13 @@ def run_warp(
         return None
     ops, mib, lat, ttfb = parse_summary(proc.stdout, op)
     return WarpResult(op=op, host=host, concurrency=concurrency, objects_per_s=ops, mib_per_s=mib, latency_ms=lat,
-                      ttfb_avg_ms=ttfb, command=shown)
+                      ttfb_avg_ms=ttfb.get("mean"), command=shown, ttfb_ms=ttfb)
+
+
+def to_series(result: WarpResult, *, path: str = "warp", op: str | None = None) -> Series:
+    """A warp run as a report series: warp's own (millisecond-rounded) figures, no raw samples."""
+    series = Series(path, op or result.op.upper(), result.concurrency)
+    series.reported = {"per_s": round(result.objects_per_s, 3), "mib_per_s": round(result.mib_per_s, 3),
+                       "latency_ms": result.latency_ms, "ttfb_ms": result.ttfb_ms, "command": result.command,
+                       "measured_by": "warp"}  # fmt: skip
+    return series
