@@ -29,7 +29,7 @@ except ImportError:
 
 from robolake.errors import ConfigError, RobolakeError
 
-BENCHMARKS = ("small_file_performance",)
+BENCHMARKS = ("small_file_performance", "large_file_streaming", "mixed_workload", "dataloader", "warp_check")
 PROFILES = ("tiny", "small", "medium", "large")
 EPILOG = """\
 what happens:
@@ -39,15 +39,22 @@ what happens:
                             (umi-raw/pose/<name>/, gripper/, video/, original/, manifests/<name>.json;
                             configs to umi-experiments/configs/<name>/). Every object is verified
                             (Content-MD5, ETag, sha256 metadata); a second run rewrites nothing.
-  --benchmark small_file_performance
-                            PUT/GET/HEAD/LIST of many small pose/gripper objects at concurrency 1, 8, 32;
-                            results in ./benchmarks/<run-id>/ and s3://umi-experiments/benchmarks/<run-id>/.
+  --benchmark NAME          runs one workload of `robolake bench` with its default sizes (--smoke: quick):
+      small_file_performance  GET of small pose/gripper objects direct, via the accelerator cold, warm and
+                              as batch GETs, then PUT/HEAD/LIST, at concurrency 1, 8, 32
+      large_file_streaming    video objects 8 MiB..1 GiB: multipart upload, streaming GET, ranged reads, warp
+      mixed_workload          loaders, video streams, uploads and listings at once, direct vs accelerator
+      dataloader              episodes/s and samples/s of a training loader through each path
+      warp_check              robolake's load driver vs warp on the same GET workload
+                            Reports (Markdown, JSON, PNG plots) go to ./benchmarks/<run-id>/ and
+                            s3://umi-experiments/benchmarks/<run-id>/.
 
 examples:
   .venv/bin/python download_umi_data.py --generate --upload
   .venv/bin/python download_umi_data.py --generate --profile tiny --episodes 4 --experiments --out /tmp/umi
   .venv/bin/python download_umi_data.py --upload --out /tmp/umi --minio-endpoint 127.0.0.1:9001
   .venv/bin/python download_umi_data.py --benchmark small_file_performance --smoke
+  .venv/bin/python download_umi_data.py --benchmark large_file_streaming
 
 Credentials come from MINIO_ROOT_USER / MINIO_ROOT_PASSWORD (environment or .env), as for the stack.
 """
@@ -94,10 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--experiments", action="store_true",
                         help="with --generate: also write experiment configs (configs/experiment_XXX.yaml)")
     parser.add_argument("--benchmark", choices=BENCHMARKS, metavar="NAME",
-                        help="run a benchmark: small_file_performance (e.g. --benchmark small_file_performance)")
+                        help="run a benchmark: " + ", ".join(BENCHMARKS) + " (e.g. --benchmark dataloader --smoke)")
     parser.add_argument("--minio-endpoint", type=_endpoint, default=None, metavar="HOST:PORT",
-                        help="S3 endpoint for --upload and --benchmark (default: the accelerator, 127.0.0.1:9000; "
-                             "e.g. 127.0.0.1:9001 for MinIO node 1)")
+                        help="S3 endpoint for --upload (default: the accelerator, 127.0.0.1:9000; e.g. "
+                             "127.0.0.1:9001 for MinIO node 1); with --benchmark small_file_performance, the MinIO "
+                             "endpoint of the direct path (default: node 1)")
     parser.add_argument("--out", type=Path, default=Path("umi_data"),
                         help="dataset directory for --generate / --upload (default: ./umi_data)")
     parser.add_argument("--profile", choices=PROFILES, default="small",
@@ -108,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", default=None,
                         help="dataset name in the lake for --upload (default: synthetic_<profile>_s<seed>_e<episodes>)")
     parser.add_argument("--concurrency", type=_positive, default=32, help="uploads in flight (default: 32)")
-    parser.add_argument("--smoke", action="store_true", help="with --benchmark: a quick run (about 25 s)")
+    parser.add_argument("--smoke", action="store_true", help="with --benchmark: a quick run (under a minute)")
     parser.add_argument("--json", action="store_true", help="print one JSON document with the results")
     return parser
 
@@ -119,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.generate or args.upload or args.benchmark):
         parser.error("nothing to do: give --generate, --upload and/or --benchmark small_file_performance "
                      "(e.g. --generate --upload)")
+    if args.benchmark not in (None, "small_file_performance") and args.minio_endpoint and not args.upload:
+        parser.error(f"--minio-endpoint does not apply to --benchmark {args.benchmark} (it reads MinIO node 1 and the "
+                     "accelerator of the stack); use it with --upload or --benchmark small_file_performance")
     if args.experiments and not args.generate:
         parser.error("--experiments needs --generate (configs are written while generating)")
     try:
@@ -146,7 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         report["generate"] = _generate(args, console)
     if args.upload:
         report["upload"] = _upload(args, settings, console)
-    if args.benchmark == "small_file_performance":
+    if args.benchmark:
         report["benchmark"] = _benchmark(args, settings, console)
     return report
 
@@ -180,17 +191,31 @@ def _upload(args: argparse.Namespace, settings: Any, console: Any) -> dict[str, 
     return result.as_dict()
 
 
-def _benchmark(args: argparse.Namespace, settings: Any, console: Any) -> dict[str, Any]:
-    from robolake.bench import results, small_files
-    from robolake.storage.s3 import S3Target
+MODULES = {"small_file_performance": "small_files", "large_file_streaming": "streaming", "mixed_workload": "mixed",
+           "dataloader": "dataloader", "warp_check": "warpcheck"}  # fmt: skip
+PARAMS = {"small_file_performance": "SmallFileBenchParams", "large_file_streaming": "StreamingParams",
+          "mixed_workload": "MixedParams", "dataloader": "LoaderParams", "warp_check": "WarpCheckParams"}  # fmt: skip
 
-    params = small_files.SMOKE if args.smoke else small_files.SmallFileBenchParams()
-    target = S3Target.from_settings(settings, args.minio_endpoint)
-    doc = small_files.run(target, params, lambda m: console.print(f"  {m}"))
-    md = small_files.markdown(doc)
-    run_id = results.new_run_id("small-files")
-    doc["written_to"] = results.save(settings, run_id, Path("benchmarks"),
-                                     {"results.json": results.as_json(doc), "report.md": md.encode()})
+
+def _benchmark(args: argparse.Namespace, settings: Any, console: Any) -> dict[str, Any]:
+    import importlib
+
+    from robolake.bench import report
+
+    def say(message: str) -> None:
+        console.print(f"  {message}", markup=False)
+
+    module: Any = importlib.import_module(f"robolake.bench.{MODULES[args.benchmark]}")
+    smoke_params = getattr(module, "SMOKE_PARAMS", None) or getattr(module, "SMOKE", None)
+    params = smoke_params if args.smoke else getattr(module, PARAMS[args.benchmark])()
+    if args.benchmark == "small_file_performance":
+        doc: dict[str, Any] = module.run(settings, params, say, direct_endpoint=args.minio_endpoint)
+    elif args.benchmark == "warp_check":
+        doc = module.run(settings, params, say)
+    else:
+        doc = module.run(settings, module.SMOKE_SPEC if args.smoke else module.DEFAULT_SPEC, params, say)
+    md = module.markdown(doc)
+    report.save(settings, doc, md, module.TITLE, Path("benchmarks"))
     if not args.json:
         print(md)
     console.print(f"results: {', '.join(doc['written_to'])}")

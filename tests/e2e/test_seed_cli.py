@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from robolake.stack.native import NativeStack
-from tests.conftest import s3_client
 from tests.stackutil import settings_env
 
 pytestmark = pytest.mark.e2e
@@ -31,12 +30,6 @@ def run(cmd: list[str], env: dict[str, str], cwd: Path = ROOT,
 def settings_env_free() -> dict[str, str]:
     """The environment without any stack settings (for runs that never reach a server)."""
     return {**os.environ, "ROBOLAKE_ENV_FILE": "/nonexistent/.env"}
-
-
-@pytest.fixture(scope="module")
-def client(stack: NativeStack) -> Any:
-    s = stack.settings
-    return s3_client(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password)
 
 
 def _dataset_state(client: Any, dataset: str) -> dict[tuple[str, str], tuple[str, Any]]:
@@ -107,38 +100,55 @@ def test_without_robolake_it_points_to_deploy_local() -> None:
 
 def test_small_file_benchmark_via_the_seed_flag(stack: NativeStack, client: Any, tmp_path: Path) -> None:
     env = settings_env(stack.settings)
-    accel = stack.settings.accelerator_endpoint.removeprefix("http://")
+    node = stack.settings.minio_endpoints[1].removeprefix("http://")
     result = run([sys.executable, str(SCRIPT), "--benchmark", "small_file_performance", "--smoke",
-                  "--minio-endpoint", accel, "--json"], env, cwd=tmp_path, timeout=120)  # fmt: skip
+                  "--minio-endpoint", node, "--json"], env, cwd=tmp_path, timeout=180)  # fmt: skip
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)["benchmark"]
-    cells = {(c["op"], c["concurrency"]): c for c in doc["cells"]}
-    assert set(cells) == {(op, level) for op in ("put", "get", "head", "list") for level in (1, 8, 32)}
+    assert doc["summary"]["direct_endpoint"] == stack.settings.minio_endpoints[1]
+    cells = {(c["path"], c["op"], c["concurrency"]): c for c in doc["series"]}
+    paths = ("direct", "accelerator cold", "accelerator warm", "accelerator batch")
+    assert set(cells) == {(p, "GET", level) for p in paths for level in (1, 8)} | {
+        ("accelerator", op, level) for op in ("PUT", "HEAD", "LIST") for level in (1, 8)}
     for cell in cells.values():
-        assert cell["errors"] == 0 and cell["objects_per_s"] > 0
-        assert set(cell["latency_ms"]) >= {"p50", "p90", "p99"}
+        assert cell["errors"] == 0 and cell["per_s"] > 0
+        assert set(cell["latency_ms"]) >= {"p50", "p90", "p99", "p99.9"} and cell["latency_cdf_ms"]
+    for level in (1, 8):  # every cold object was read exactly once, each a miss
+        assert cells[("accelerator cold", "GET", level)]["count"] == 300
+        assert cells[("accelerator batch", "GET", level)]["count"] == 100 * cells[
+            ("accelerator batch", "GET", level)]["requests"]  # fmt: skip
+    assert "[14/14] LIST via accelerator, 8 concurrent" in result.stderr
     local = tmp_path / "benchmarks"
     (run_dir,) = list(local.iterdir())
-    assert json.loads((run_dir / "results.json").read_text())["benchmark"] == "small_files"
-    assert "| GET | 32 |" in (run_dir / "report.md").read_text()
+    assert json.loads((run_dir / "results.json").read_text())["benchmark"] == "small_file_performance"
+    assert "| accelerator warm | GET | 8 |" in (run_dir / "report.md").read_text()
+    expected = {"results.json", "report.md", "throughput.png", "latency_cdf.png"}
+    assert {p.name for p in run_dir.iterdir()} == expected
+    assert (run_dir / "throughput.png").read_bytes().startswith(b"\x89PNG")
     remote = client.list_objects_v2(Bucket="umi-experiments", Prefix=f"benchmarks/{run_dir.name}/")
-    assert {o["Key"].rsplit("/", 1)[1] for o in remote.get("Contents", [])} == {"results.json", "report.md"}
-    leftovers = client.list_objects_v2(Bucket="robolake-bench-small", Prefix=doc["prefix"])
-    assert leftovers.get("KeyCount", 0) == 0
+    assert {o["Key"].rsplit("/", 1)[1] for o in remote.get("Contents", [])} == expected
+    for prefix in (doc["prefix"] + "/", doc["prefix"] + "-cold/"):
+        leftovers = client.list_objects_v2(Bucket="robolake-bench-small", Prefix=prefix)
+        assert leftovers.get("KeyCount", 0) == 0
 
 
-def test_bench_small_files_command_against_a_minio_node(stack: NativeStack, tmp_path: Path) -> None:
+def test_bench_small_files_command_puts_to_a_minio_node(stack: NativeStack, tmp_path: Path) -> None:
     node = stack.settings.minio_endpoints[0].removeprefix("http://")
     result = run([ROBOLAKE, "bench", "small-files", "--endpoint", node, "--objects", "40", "--duration", "0.3",
-                  "--concurrency", "1,4", "--ops", "put,get,list", "--out", str(tmp_path), "--json"],
+                  "--warmup", "0", "--concurrency", "1,4", "--ops", "put,get,list",
+                  "--paths", "direct,accelerator warm", "--out", str(tmp_path), "--json"],
                  settings_env(stack.settings), timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["endpoint"] == stack.settings.minio_endpoints[0]
-    assert [(c["op"], c["concurrency"]) for c in doc["cells"]] == [
-        ("put", 1), ("put", 4), ("get", 1), ("get", 4), ("list", 1), ("list", 4)]
+    assert doc["summary"]["ops_endpoint"] == stack.settings.minio_endpoints[0]
+    assert [(c["path"], c["op"], c["concurrency"]) for c in doc["series"]] == [
+        ("direct", "GET", 1), ("accelerator warm", "GET", 1), ("direct", "GET", 4), ("accelerator warm", "GET", 4),
+        (stack.settings.minio_endpoints[0], "PUT", 1), (stack.settings.minio_endpoints[0], "PUT", 4),
+        (stack.settings.minio_endpoints[0], "LIST", 1), (stack.settings.minio_endpoints[0], "LIST", 4)]
     bad = run([ROBOLAKE, "bench", "small-files", "--concurrency", "1,x"], settings_env(stack.settings))
     assert bad.returncode == 2 and "--concurrency '1,x'" in bad.stderr
+    bad = run([ROBOLAKE, "bench", "small-files", "--paths", "direct,sideways"], settings_env(stack.settings))
+    assert bad.returncode == 2 and "unknown paths ['sideways']" in bad.stderr
 
 
 def test_bench_upload_smoke_compares_with_warp(stack: NativeStack, tmp_path: Path) -> None:

@@ -15,8 +15,12 @@ from robolake.errors import ConfigError
 def bench() -> None:
     """Measure the stack. Every figure is a ratio against a baseline from the same run.
 
-    Results are written as JSON and Markdown to ./benchmarks/<run-id>/ (or --out) and to
-    s3://umi-experiments/benchmarks/<run-id>/.
+    Workloads: small-files (small_file_performance), large-file-streaming, mixed-workload,
+    dataloader; warp-check cross-checks our load driver with warp; compare prints the ratios
+    between two runs. Each run has a seed, a warm-up, a duration (or --operations) and a
+    concurrency sweep, and writes report.md, results.json, throughput.png and latency_cdf.png
+    to ./benchmarks/<run-id>/ (or --out) and to s3://umi-experiments/benchmarks/<run-id>/.
+    Start with --smoke (under a minute each).
     """
 
 

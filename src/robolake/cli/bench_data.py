@@ -36,35 +36,52 @@ def _finish(settings: Any, name: str, doc: dict[str, Any], md: str, out: Path, a
 
 
 @click.command("small-files")
-@click.option("--endpoint", default=None, help="S3 endpoint HOST:PORT (default: the accelerator); e.g. a MinIO node.")
+@click.option("--endpoint", default=None,
+              help="Where PUT/HEAD/LIST go, HOST:PORT (default: the accelerator); e.g. a MinIO node.")
+@click.option("--direct-endpoint", default=None, help="MinIO endpoint of the direct GET path (default: node 1).")
 @click.option("--objects", type=click.IntRange(2), default=2000, show_default=True, help="Distinct objects.")
 @click.option("--frames", type=click.IntRange(1), default=60, show_default=True,
               help="Frames per JSON body (60: pose ~12 KB, gripper ~1.7 KB).")
-@click.option("--concurrency", "levels", default="1,8,32", show_default=True, help="Concurrency levels.")
+@click.option("--concurrency", "levels", default="1,8,32", show_default=True, help="Concurrency sweep.")
 @click.option("--duration", "duration_s", type=float, default=5.0, show_default=True, help="Seconds per cell.")
+@click.option("--warmup", "warmup_s", type=float, default=1.0, show_default=True,
+              help="Seconds of unreported load before each cell.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--ops", default="put,get,head,list", show_default=True, help="Operations to measure.")
-@click.option("--smoke", is_flag=True, help="A quick run: 300 objects, 1.5 s per cell (about 25 s).")
+@click.option("--paths", default=",".join(("direct", "accelerator cold", "accelerator warm", "accelerator batch")),
+              show_default=True, help="GET paths to compare.")
+@click.option("--batch-size", type=click.IntRange(1, 1000), default=100, show_default=True,
+              help="Keys per batch GET request.")
+@click.option("--smoke", is_flag=True, help="A quick run: 300 objects, concurrency 1,8, 1 s cells (about 40 s).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks"), show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON.")
-def bench_small_files(endpoint: str | None, objects: int, frames: int, levels: str, duration_s: float, ops: str,
-                      smoke: bool, out: Path, as_json: bool) -> None:
-    """PUT/GET/HEAD/LIST of many small pose and gripper JSON objects at several concurrency levels.
+def bench_small_files(endpoint: str | None, direct_endpoint: str | None, objects: int, frames: int, levels: str,
+                      duration_s: float, warmup_s: float, seed: int, ops: str, paths: str, batch_size: int,
+                      smoke: bool, out: Path, as_json: bool) -> None:  # fmt: skip
+    """small_file_performance: many small pose and gripper JSON objects, GET through every path.
 
-    Reports objects/s, MB/s and latency p50/p90/p99 per operation and level. Uses (and cleans up)
-    the bucket robolake-bench-small. Example: robolake bench small-files --smoke
+    At each concurrency level: GET direct from MinIO, through the accelerator cold (first read)
+    and warm, and as batch GETs; then PUT, HEAD and LIST. Reports objects/s, MiB/s and latency
+    p50/p90/p99 per cell with PNG plots. Uses (and cleans up) the bucket robolake-bench-small.
+
+    \b
+        robolake bench small-files --smoke
+        robolake bench small-files --concurrency 1,8,32,64 --duration 10
     """
     from robolake.bench import small_files
-    from robolake.storage.s3 import S3Target
+    from robolake.cli.bench_suite import finish, say
 
     settings = load_settings()
     try:
         params = small_files.SMOKE if smoke else small_files.SmallFileBenchParams(
             objects=objects, frames_per_object=frames, concurrency_levels=_levels(levels), duration_s=duration_s,
-            ops=tuple(o.strip().lower() for o in ops.split(",") if o.strip()))
+            warmup_s=warmup_s, seed=seed, batch_size=batch_size,
+            ops=tuple(o.strip().lower() for o in ops.split(",") if o.strip()),
+            paths=tuple(p.strip().lower() for p in paths.split(",") if p.strip()))  # fmt: skip
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    doc = small_files.run(S3Target.from_settings(settings, endpoint), params, lambda m: err_console.print(f"  {m}"))
-    _finish(settings, "small-files", doc, small_files.markdown(doc), out, as_json)
+    doc = small_files.run(settings, params, say, direct_endpoint=direct_endpoint, ops_endpoint=endpoint)
+    finish(settings, doc, small_files.markdown(doc), small_files.TITLE, out, as_json)
 
 
 @click.command("upload")

@@ -8,6 +8,7 @@ from robolake import __version__
 from robolake.cli.accelerator import accelerator
 from robolake.cli.bench import bench
 from robolake.cli.bench_data import bench_small_files, bench_upload
+from robolake.cli.bench_suite import compare, dataloader, large_file_streaming, mixed_workload, warp_check
 from robolake.cli.common import run_cli
 from robolake.cli.data import generate, ingest, upload
 from robolake.cli.hooks import hooks
@@ -36,6 +37,8 @@ cli.add_command(hooks)
 cli.add_command(bench)
 bench.add_command(bench_small_files)
 bench.add_command(bench_upload)
+for command in (large_file_streaming, mixed_workload, dataloader, warp_check, compare):
+    bench.add_command(command)
 cli.add_command(generate)
 cli.add_command(upload)
 cli.add_command(ingest)
