@@ -52,7 +52,7 @@ class UpstreamPool:
         # could collide with what the client signed.
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=self._timeout, auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"), read_bufsize=1 << 20,
         )
         self._prober = asyncio.create_task(self._probe_loop())
 
