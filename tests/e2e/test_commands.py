@@ -32,7 +32,7 @@ def test_deploy_local_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
     assert "started minio-1, minio-2, minio-3, accelerator, hooks, lakefs" in first.stderr
     assert "Next steps" in first.stdout and env["ROBOLAKE_LAKEFS_PORT"] in first.stdout
     # The main job: sample generated, uploaded (verified), committed, small-file table printed.
-    assert "| GET | 32 |" in first.stdout and "| LIST | 1 |" in first.stdout
+    assert "| accelerator warm | GET | 8 |" in first.stdout and "| accelerator | LIST | 1 |" in first.stdout
     commit = re.search(r"committed ([0-9a-f]{64}) on 'main': 17 files", first.stdout)
     assert commit is not None, first.stdout
 
