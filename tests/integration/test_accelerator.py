@@ -297,6 +297,51 @@ def test_memory_stays_within_budget(stack: NativeStack, tmp_path: Path) -> None:
         proc.wait(timeout=10)
 
 
+def test_old_copies_are_rechecked_in_the_background(stack: NativeStack, tmp_path: Path) -> None:
+    """A standalone accelerator gets no bucket notifications: only revalidation can catch a direct overwrite."""
+    s = stack.settings
+    port, admin = free_port(), free_port()
+    env = {**os.environ, "MINIO_ROOT_USER": s.minio_root_user, "MINIO_ROOT_PASSWORD": s.minio_root_password,
+           "ROBOLAKE_ENV_FILE": "/dev/null"}
+    cmd = [sys.executable, "-m", "robolake.accelerator", "serve", "--port", str(port), "--admin-port", str(admin),
+           "--disk-mb", "0", "--no-prefetch", "--revalidate-after-s", "1", "--cache-dir", str(tmp_path / "c"),
+           *(f"--upstream={e}" for e in s.minio_endpoints)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while not health.accelerator_healthy(f"http://127.0.0.1:{admin}"):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        direct = s3_client(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password)
+        accel = s3_client(f"http://127.0.0.1:{port}", s.minio_root_user, s.minio_root_password)
+        key, same = f"reval-{uuid.uuid4().hex[:8]}/pose.json", f"reval-{uuid.uuid4().hex[:8]}/gripper.json"
+
+        def read(k: str) -> tuple[bytes, str]:
+            got = accel.get_object(Bucket=BUCKET, Key=k)
+            return got["Body"].read(), got["ResponseMetadata"]["HTTPHeaders"].get("x-robolake-cache", "")
+
+        direct.put_object(Bucket=BUCKET, Key=key, Body=b"v1")
+        direct.put_object(Bucket=BUCKET, Key=same, Body=b"unchanged")
+        assert read(key) == (b"v1", "miss") and read(same) == (b"unchanged", "miss")
+        direct.put_object(Bucket=BUCKET, Key=key, Body=b"v2")  # behind the accelerator's back
+        assert read(key) == (b"v1", "hit-memory")  # young copy: served, nobody told it
+        time.sleep(1.3)
+        assert read(key) == (b"v1", "hit-memory")  # old copy: still served at once, checked in the background
+        assert read(same) == (b"unchanged", "hit-memory")
+        deadline = time.monotonic() + 5
+        while read(key)[0] != b"v2":
+            assert time.monotonic() < deadline, "the background check never dropped the overwritten copy"
+            time.sleep(0.1)
+        assert read(key) == (b"v2", "hit-memory")
+        assert read(same) == (b"unchanged", "hit-memory")
+        counters = requests.get(f"http://127.0.0.1:{admin}/stats", timeout=5).json()["events"]
+        assert counters["revalidated_changed"] >= 1 and counters["revalidated_unchanged"] >= 1
+        direct.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": key}, {"Key": same}]})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
 def test_node_loss_keeps_accelerator_and_lakefs_working(stack: NativeStack, clients: dict[str, Any]) -> None:
     s = stack.settings
     accel = clients["accelerator"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import re
 import time
 from collections import OrderedDict
@@ -37,9 +38,11 @@ HOP_BY_HOP = frozenset({
 })
 # Response headers that belong to one response, not to the object.
 NOT_REPLAYED = HOP_BY_HOP | {"date", "x-amz-request-id", "x-amz-id-2", "content-length"}
+log = logging.getLogger(__name__)
 DATE_CONDITIONALS = ("if-modified-since", "if-unmodified-since")
 _RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 BUFFER_BODY_MAX = 8 * 1024 * 1024  # writes up to this size are buffered so they can be retried
+MAX_REVALIDATIONS = 8  # background ETag checks in flight at once
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -94,6 +97,7 @@ class Accelerator:
         self.upstream = UpstreamPool(list(config.upstreams))
         self.metrics = Metrics()
         self.invalidations = Invalidations()
+        self._revalidating: dict[ObjectKey, asyncio.Task[None]] = {}
         self.started_at = time.time()
         # Set by the prefetcher (robolake.accelerator.prefetch) when enabled.
         self.on_demand_read: Any = None
@@ -188,9 +192,7 @@ class Accelerator:
             return await self._forward(request), "passthrough_unverified"
         obj, tier = self.lookup(key)
         if obj is not None and time.time() - obj.validated_at > self.config.revalidate_after_s:
-            obj = await self._revalidate(request, key, obj)
-            if obj is None:
-                return await self._fill(request, key), "miss"
+            self._revalidate_soon(request, key, obj)
         if obj is None:
             if self.on_demand_read is not None:
                 self.on_demand_read(key, hit=False)
@@ -199,23 +201,50 @@ class Accelerator:
             self.on_demand_read(key, hit=True)
         return await self._answer_from_cache(request, obj, tier), f"hit_{tier}"
 
-    async def _revalidate(self, request: web.Request, key: ObjectKey, obj: CachedObject) -> CachedObject | None:
-        """Ask MinIO whether the cached ETag is still current (a notification may have been lost)."""
+    def _revalidate_soon(self, request: web.Request, key: ObjectKey, obj: CachedObject) -> None:
+        """Check an old cached copy in the background (stale-while-revalidate).
+
+        Bucket notifications are what keeps the cache fresh; this re-check only catches one that
+        was lost. Doing it in line would put a MinIO round trip in front of every read of an
+        epoch longer than `revalidate_after_s`, which is exactly the loader the cache is for. So
+        this read is answered from the cache and the next read sees the outcome. One check per
+        key at a time, at most MAX_REVALIDATIONS at once (a key skipped now is checked on its
+        next read). The client's own signed headers (valid for 15 minutes) authorise the check.
+        """
+        if key in self._revalidating:
+            return
+        if len(self._revalidating) >= MAX_REVALIDATIONS:
+            self.metrics.inc("revalidation_deferred")
+            return
         fwd = _forward_headers(request.headers)
         fwd["If-None-Match"] = obj.etag  # unsigned extra header: allowed by SigV4
-        method = request.method
-        _, response = await self.upstream.request(method, request.raw_path, fwd, None, retry=True,
-                                                  second_opinion=True)
-        async with response:
-            await response.read()
-            if response.status == 304:
-                fresh = obj.revalidated()
-                self.memory.replace(key, fresh)
-                self.metrics.inc("revalidated_unchanged")
-                return fresh
-        self.metrics.inc("revalidated_changed")
-        self.invalidate(key, "revalidation")
-        return None
+        check = self._revalidate(request.method, request.raw_path, fwd, key, obj)
+        task = asyncio.get_running_loop().create_task(check)
+        self._revalidating[key] = task
+        task.add_done_callback(lambda _: self._revalidating.pop(key, None))
+
+    async def _revalidate(self, method: str, raw_path: str, fwd: CIMultiDict[str], key: ObjectKey,
+                          obj: CachedObject) -> None:  # fmt: skip
+        """Ask MinIO whether the cached ETag is still current; drop the copy if it is not."""
+        epoch = self.invalidations.epoch(key)
+        try:
+            _, response = await self.upstream.request(method, raw_path, fwd, None, retry=True, second_opinion=True)
+            async with response:
+                await response.read()
+                status = response.status
+        except Exception as exc:  # a background check must never take the server down; the next read retries
+            self.metrics.inc("revalidation_failed")
+            log.warning("revalidation of %s/%s failed: %s", key[0], key[1], exc)
+            return
+        if status == 304:
+            if self.invalidations.epoch(key) == epoch:  # no write or notification raced the check
+                self.memory.replace(key, obj.revalidated())
+            self.metrics.inc("revalidated_unchanged")
+        elif status in (200, 404):
+            self.metrics.inc("revalidated_changed")
+            self.invalidate(key, "revalidation")
+        else:  # 403 (an expired signature), 503 ...: no verdict; the next read asks again
+            self.metrics.inc("revalidation_failed")
 
     async def _answer_from_cache(self, request: web.Request, obj: CachedObject, tier: str) -> web.StreamResponse:
         headers = CIMultiDict(obj.headers)
@@ -350,6 +379,8 @@ class Accelerator:
         await self.upstream.start()
 
     async def _on_cleanup(self, _: web.Application) -> None:
+        for task in list(self._revalidating.values()):
+            task.cancel()
         await self.upstream.close()
 
     def stats(self) -> dict[str, Any]:
