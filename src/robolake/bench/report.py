@@ -64,7 +64,12 @@ def header(doc: dict[str, Any], title: str) -> list[str]:
 
 
 def plots(doc: dict[str, Any], title: str) -> dict[str, bytes]:
-    """throughput.png and latency_cdf.png for the document's series (PNG bytes)."""
+    """throughput.png and latency_cdf.png for the document's series (PNG bytes).
+
+    Series are drawn in panels: by their `panel` field when they have one (streaming: one panel
+    per object size), else by unit (objects/s, episodes/s ...). A line is one `label` (default
+    "path op") across concurrency levels.
+    """
     import importlib
 
     import matplotlib
@@ -72,53 +77,70 @@ def plots(doc: dict[str, Any], title: str) -> dict[str, bytes]:
     matplotlib.use("Agg")
     plt: Any = importlib.import_module("matplotlib.pyplot")  # typed loosely: its stubs are partial
 
-    out: dict[str, bytes] = {}
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for s in doc["series"]:
-        groups.setdefault((s["path"], s["op"], s.get("unit", "objects")), []).append(s)
-
     by_bytes = doc.get("plot_metric") == "mib_per_s"  # streaming: MiB/s says more than objects/s
-    units = ["MiB"] if by_bytes else sorted({u for _, _, u in groups})
-    fig, axes = plt.subplots(1, len(units), figsize=(6.5 * len(units) + (2 if by_bytes else 0), 4.5), squeeze=False)
-    for ax, unit in zip(axes[0], units, strict=True):
-        for (path, op, u), rows in sorted(groups.items()):
-            if u != unit and not by_bytes:
-                continue
+    panels: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for s in doc["series"]:
+        panel = s.get("panel") or s.get("unit", "objects")
+        panels.setdefault(panel, {}).setdefault(s.get("label") or f"{s['path']} {s['op']}", []).append(s)
+    names = list(panels)
+    colors = plt.get_cmap("tab10").colors
+    styles = {label: colors[i % len(colors)] for i, label in
+              enumerate(dict.fromkeys(label for lines in panels.values() for label in lines))}  # fmt: skip
+
+    def grid(kind: str) -> tuple[Any, list[Any]]:
+        cols = min(len(names), 2 if len(names) > 2 else len(names))
+        rows = (len(names) + cols - 1) // cols
+        fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
+        flat = list(axes.flat)
+        for extra in flat[len(names):]:
+            extra.set_visible(False)
+        fig.suptitle(f"{title}: {kind}")
+        return fig, flat
+
+    out: dict[str, bytes] = {}
+    fig, axes = grid("throughput vs concurrency")
+    for ax, name in zip(axes, names, strict=False):
+        unit = next(iter(panels[name].values()))[0].get("unit", "objects")
+        for label, rows in panels[name].items():
             rows = sorted(rows, key=lambda r: r["concurrency"])
             values = [r["mib_per_s"] if by_bytes else r["per_s"] for r in rows]
-            ax.plot([r["concurrency"] for r in rows], values, marker="o", label=f"{path} {op}")
+            ax.plot([r["concurrency"] for r in rows], values, marker="o", label=label, color=styles[label])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrency")
         ax.set_ylabel("MiB/s" if by_bytes else UNIT_LABEL.get(unit, unit + "/s"))
+        ax.set_ylim(bottom=0)
+        if name != unit or by_bytes:
+            ax.set_title(name)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"{title}: throughput vs concurrency")
     fig.tight_layout()
     out["throughput.png"] = _png(fig)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(8, 5))
-    drawn = 0
-    for (path, op, _), rows in sorted(groups.items()):
-        top = max(rows, key=lambda r: r["concurrency"])
-        points = top.get("latency_cdf_ms") or []
-        if points:
-            ax.plot([p[0] for p in points], [p[1] for p in points], label=f"{path} {op} (c={top['concurrency']})")
-            drawn += 1
-        elif top.get("latency_ms"):  # warp: only its percentiles
-            lat = top["latency_ms"]
-            pts = [(lat[k], q) for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)) if k in lat]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", linestyle="--",
-                    label=f"{path} {op} (c={top['concurrency']}, percentiles)")  # fmt: skip
-            drawn += 1
-    ax.set_xscale("log")
-    ax.set_xlabel("latency (ms, log scale)")
-    ax.set_ylabel("fraction of requests")
-    ax.set_ylim(0, 1.01)
-    ax.grid(True, which="both", alpha=0.3)
-    if drawn:
-        ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(f"{title}: latency CDF at the highest concurrency")
+    fig, axes = grid("latency CDF at the highest concurrency")
+    for ax, name in zip(axes, names, strict=False):
+        drawn = 0
+        for label, rows in panels[name].items():
+            top = max(rows, key=lambda r: r["concurrency"])
+            points = top.get("latency_cdf_ms") or []
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], label=f"{label} (c={top['concurrency']})",
+                        color=styles[label])  # fmt: skip
+                drawn += 1
+            elif top.get("latency_ms"):  # warp: only its percentiles
+                lat = top["latency_ms"]
+                pts = [(lat[k], q) for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)) if k in lat]
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", linestyle="--", color=styles[label],
+                        label=f"{label} (c={top['concurrency']}, percentiles)")  # fmt: skip
+                drawn += 1
+        ax.set_xscale("log")
+        ax.set_xlabel("latency (ms, log scale)")
+        ax.set_ylabel("fraction of requests")
+        ax.set_ylim(0, 1.01)
+        ax.set_title(name)
+        ax.grid(True, which="both", alpha=0.3)
+        if drawn:
+            ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     out["latency_cdf.png"] = _png(fig)
     plt.close(fig)

@@ -175,7 +175,8 @@ def run(settings: Settings, spec: core.RunSpec, params: StreamingParams, report_
                                          concurrency=params.upload_concurrency, multipart_threshold=part,
                                          part_size=part)  # fmt: skip
                 summary_up.raise_for_failures()
-            up = core.Series("robolake uploader", f"PUT multipart {size_text}", params.upload_concurrency)
+            up = core.Series("robolake uploader", f"PUT multipart {size_text}", params.upload_concurrency,
+                             extra={"panel": f"{size_text} objects", "label": "robolake uploader PUT multipart"})
             up.count, up.requests, up.bytes, up.seconds = summary_up.objects, summary_up.objects, summary_up.bytes, \
                 summary_up.seconds  # fmt: skip
             series.append(up)
@@ -186,11 +187,14 @@ def run(settings: Settings, spec: core.RunSpec, params: StreamingParams, report_
                     progress(f"{size_text}: {path} GET stream, {level} concurrent, {_amount(spec)}")
                     cell = run_async(_stream_cells(target, BENCH_BUCKET, keys, size, path, level, spec))
                     cell.op = f"GET stream {size_text}"
+                    cell.extra.update(panel=f"{size_text} objects", label=f"{path} GET stream")
                     series.append(cell)
                     cells[f"{path}_c{level}_mib_per_s"] = round(cell.bytes / MIB / cell.seconds, 1)
                 progress(f"{size_text}: direct ranged GET of {params.range_size}, {level} concurrent, {_amount(spec)}")
-                series.append(run_async(_range_cell(direct, BENCH_BUCKET, keys, size, size_bytes(params.range_size),
-                                                    level, spec)))  # fmt: skip
+                ranged = run_async(_range_cell(direct, BENCH_BUCKET, keys, size, size_bytes(params.range_size),
+                                               level, spec))  # fmt: skip
+                ranged.extra.update(panel=f"{size_text} objects", label=f"direct GET range {params.range_size}")
+                series.append(ranged)
                 if size_text in warp_sizes:
                     seconds = max(spec.duration_s, WARP_MIN_S)
                     progress(f"{size_text}: warp GET of the same objects, {level} concurrent, {seconds:g} s")
@@ -199,7 +203,9 @@ def run(settings: Settings, spec: core.RunSpec, params: StreamingParams, report_
                                      concurrency=level, duration_s=seconds, list_existing=True,
                                      prefix=prefix.rstrip("/"))  # fmt: skip
                     assert found is not None
-                    series.append(to_series(found, path="warp", op=f"GET stream {size_text}"))
+                    reference = to_series(found, path="warp", op=f"GET stream {size_text}")
+                    reference.extra.update(panel=f"{size_text} objects", label="warp GET stream")
+                    series.append(reference)
                     ours = cells[f"direct_c{level}_mib_per_s"]
                     cells[f"warp_c{level}_mib_per_s"] = round(found.mib_per_s, 1)
                     cells[f"ours_vs_warp_c{level}"] = core.ratio(ours, found.mib_per_s)
