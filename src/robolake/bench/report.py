@@ -97,17 +97,36 @@ def plots(doc: dict[str, Any], title: str) -> dict[str, bytes]:
         fig.suptitle(f"{title}: {kind}")
         return fig, flat
 
+    def metric(row: dict[str, Any]) -> str:
+        return str(row.get("plot_metric") or ("mib_per_s" if by_bytes else "per_s"))
+
     out: dict[str, bytes] = {}
     fig, axes = grid("throughput vs concurrency")
     for ax, name in zip(axes, names, strict=False):
-        unit = next(iter(panels[name].values()))[0].get("unit", "objects")
-        for label, rows in panels[name].items():
+        first = next(iter(panels[name].values()))[0]
+        unit = first.get("unit", "objects")
+        ylabel = "MiB/s" if metric(first) == "mib_per_s" else UNIT_LABEL.get(unit, unit + "/s")
+        lines = panels[name]
+        if all(len(rows) == 1 for rows in lines.values()) and len({r[0]["concurrency"] for r in lines.values()}) == 1:
+            # one concurrency only (warp-check): bars say more than single dots
+            labels = list(lines)
+            values = [lines[label][0][metric(lines[label][0])] for label in labels]
+            ax.bar(range(len(labels)), values, color=[styles[label] for label in labels])
+            ax.set_xticks(range(len(labels)), labels, fontsize=8)
+            for i, v in enumerate(values):
+                ax.annotate(f"{v:,.0f}", (i, v), ha="center", va="bottom", fontsize=8)
+            ax.set_xlabel(f"concurrency {first['concurrency']}")
+            ax.set_ylabel(ylabel)
+            ax.set_title(name)
+            ax.grid(True, axis="y", alpha=0.3)
+            continue
+        for label, rows in lines.items():
             rows = sorted(rows, key=lambda r: r["concurrency"])
-            values = [r["mib_per_s"] if by_bytes else r["per_s"] for r in rows]
+            values = [r[metric(r)] for r in rows]
             ax.plot([r["concurrency"] for r in rows], values, marker="o", label=label, color=styles[label])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrency")
-        ax.set_ylabel("MiB/s" if by_bytes else UNIT_LABEL.get(unit, unit + "/s"))
+        ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
         if name != unit or by_bytes:
             ax.set_title(name)

@@ -116,8 +116,12 @@ def run(settings: Settings, params: WarpCheckParams, report_line: core.Reporter)
                                    params.duration_s, op))  # fmt: skip
             progress(f"{name}: warp GET again (brackets drift), {params.duration_s:g} s")
             after = _warp(warp, params, common)
-            series += [to_series(before, path="warp", op=op), ours, to_series(after, path="warp (again)", op=op)]
             metric = "objects_per_s" if name == "small" else "mib_per_s"
+            trio = [to_series(before, path="warp", op=op), ours, to_series(after, path="warp (again)", op=op)]
+            for member in trio:
+                member.extra.update(panel=f"{name}: GET {size}, {concurrency} concurrent", label=member.path,
+                                    plot_metric="per_s" if name == "small" else "mib_per_s")  # fmt: skip
+            series += trio
             warp_value = (getattr(before, metric) + getattr(after, metric)) / 2
             ours_value = ours.count / ours.seconds if metric == "objects_per_s" else ours.bytes / 2**20 / ours.seconds
             r = core.ratio(ours_value, warp_value)
