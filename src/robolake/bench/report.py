@@ -120,14 +120,21 @@ def plots(doc: dict[str, Any], title: str) -> dict[str, bytes]:
             ax.set_title(name)
             ax.grid(True, axis="y", alpha=0.3)
             continue
+        drawn_values: list[float] = []
         for label, rows in lines.items():
             rows = sorted(rows, key=lambda r: r["concurrency"])
             values = [r[metric(r)] for r in rows]
+            drawn_values += values
             ax.plot([r["concurrency"] for r in rows], values, marker="o", label=label, color=styles[label])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrency")
+        positive = [v for v in drawn_values if v > 0]
+        if positive and max(positive) / min(positive) > 20:  # e.g. batch GET next to single GETs
+            ax.set_yscale("log")
+            ylabel += " (log scale)"
+        else:
+            ax.set_ylim(bottom=0)
         ax.set_ylabel(ylabel)
-        ax.set_ylim(bottom=0)
         if name != unit or by_bytes:
             ax.set_title(name)
         ax.grid(True, which="both", alpha=0.3)

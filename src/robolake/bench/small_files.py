@@ -220,6 +220,8 @@ async def _run(settings: Settings, params: SmallFileBenchParams, say: core.Repor
             for level in params.concurrency_levels:
                 for path in get_paths:
                     cell = core.Series(path, "GET", level)
+                    if path == "accelerator batch":
+                        cell.extra["label"] = f"accelerator batch GET ({params.batch_size} keys/request)"
                     if path == "direct":
                         progress(f"direct GET, {level} concurrent, {params.duration_s:g} s")
                         await core.measured(_get_op(direct_reader, bucket, keys), cell, spec)
