@@ -128,3 +128,19 @@ def test_bad_workload_options_are_refused_before_anything_runs(stack: NativeStac
     seeded = run([sys.executable, str(ROOT / "download_umi_data.py"), "--benchmark", "mixed_workload",
                   "--minio-endpoint", "127.0.0.1:9001"], env)  # fmt: skip
     assert seeded.returncode == 2 and "--minio-endpoint does not apply to --benchmark mixed_workload" in seeded.stderr
+
+
+def test_bench_accelerator_writes_the_same_reports(stack: NativeStack, client: Any, tmp_path: Path) -> None:
+    result = run([ROBOLAKE, "bench", "accelerator", "--duration", "6", "--objects", "200", "--batch-size", "50",
+                  "--concurrency", "8", "--out", str(tmp_path)], settings_env(stack.settings), timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = list(tmp_path.iterdir())
+    doc = json.loads((run_dir / "results.json").read_text())
+    _run_dir(tmp_path, doc, client)
+    assert [(s["path"], s["op"]) for s in doc["series"]] == [
+        ("direct", "GET"), ("accelerator warm", "GET"), ("direct (again)", "GET"), ("accelerator batch", "GET")]
+    summary = doc["summary"]
+    assert summary["direct_get_objects_per_s"] > 0 and summary["batch_get_objects_per_s"] > 0
+    assert summary["warm_get_speedup"] == pytest.approx(
+        summary["accelerator_warm_get_objects_per_s"] / summary["direct_get_objects_per_s"], rel=0.02)  # fmt: skip
+    assert "| accelerator warm GET (warp) |" in result.stdout

@@ -28,7 +28,8 @@ from botocore.config import Config
 
 from robolake.accelerator.client import BATCH_PATH, BatchClient
 from robolake.accelerator.sigv4 import sign
-from robolake.bench.warp import WarpResult, run_warp
+from robolake.bench import core, results
+from robolake.bench.warp import WarpResult, run_warp, to_series
 from robolake.config import Settings
 from robolake.errors import RobolakeError
 from robolake.stack.binaries import BinaryBuilder
@@ -162,8 +163,21 @@ def run(settings: Settings, params: AcceleratorBenchParams, report: Reporter) ->
     baseline = (runs["direct_1"].objects_per_s + runs["direct_2"].objects_per_s) / 2
     accel = runs["accelerator_warm"].objects_per_s
     _empty_bucket(direct, BENCH_BUCKET)
+    level = params.concurrency
+    series = [to_series(runs["direct_1"], path="direct", op="GET"),
+              to_series(runs["accelerator_warm"], path="accelerator warm", op="GET"),
+              to_series(runs["direct_2"], path="direct (again)", op="GET")]  # fmt: skip
+    batched = core.Series("accelerator batch", "GET", params.batch_concurrency,
+                          extra={"label": f"accelerator batch GET\n({params.batch_size} keys/request, "
+                                                f"{params.batch_concurrency} concurrent)"})  # fmt: skip
+    batched.reported = {"per_s": round(batch.objects_per_s, 1), "latency_ms": batch.latency_ms}
+    for member in series:
+        member.extra.update(label=f"{member.path} GET\n(warp, {level} concurrent)")
     return {
         "benchmark": "accelerator",
+        "run_id": results.new_run_id("accelerator"),
+        "started": core.now(),
+        "series": [s.as_dict() for s in [*series, batched]],
         "machine": {"cpus": _cpus(), "platform": platform.platform(), "python": platform.python_version()},
         "versions": {"warp": BinaryBuilder(settings.cache_dir).version_of("warp"),
                      "minio": BinaryBuilder(settings.cache_dir).version_of("minio")},

@@ -107,15 +107,16 @@ def plots(doc: dict[str, Any], title: str) -> dict[str, bytes]:
         unit = first.get("unit", "objects")
         ylabel = "MiB/s" if metric(first) == "mib_per_s" else UNIT_LABEL.get(unit, unit + "/s")
         lines = panels[name]
-        if all(len(rows) == 1 for rows in lines.values()) and len({r[0]["concurrency"] for r in lines.values()}) == 1:
-            # one concurrency only (warp-check): bars say more than single dots
+        if all(len(rows) == 1 for rows in lines.values()):
+            # one point per line (warp-check, the accelerator benchmark): bars say more than single dots
             labels = list(lines)
             values = [lines[label][0][metric(lines[label][0])] for label in labels]
             ax.bar(range(len(labels)), values, color=[styles[label] for label in labels])
             ax.set_xticks(range(len(labels)), labels, fontsize=8)
             for i, v in enumerate(values):
                 ax.annotate(f"{v:,.0f}", (i, v), ha="center", va="bottom", fontsize=8)
-            ax.set_xlabel(f"concurrency {first['concurrency']}")
+            levels = {rows[0]["concurrency"] for rows in lines.values()}
+            ax.set_xlabel(f"concurrency {first['concurrency']}" if len(levels) == 1 else "")
             ax.set_ylabel(ylabel)
             ax.set_title(name)
             ax.grid(True, axis="y", alpha=0.3)

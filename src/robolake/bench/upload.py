@@ -20,8 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from robolake.bench import core
 from robolake.bench.results import new_run_id
-from robolake.bench.warp import WarpResult, run_warp
+from robolake.bench.warp import WarpResult, run_warp, to_series
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
 from robolake.stack.binaries import BinaryBuilder
@@ -112,8 +113,17 @@ def run(settings: Settings, params: UploadBenchParams, report: Reporter, *, endp
                             f"prefix; the comparison is void")  # fmt: skip
     warp_rate = (runs["warp_before"].objects_per_s + runs["warp_after"].objects_per_s) / 2
     ratio = summary.objects_per_s / warp_rate if warp_rate else None
+    ours = core.Series("robolake upload_tree", "PUT", params.concurrency, count=summary.objects,
+                       requests=summary.objects, bytes=summary.bytes, seconds=summary.seconds)  # fmt: skip
+    series = [to_series(runs["warp_before"], path="warp", op="PUT"), ours,
+              to_series(runs["warp_after"], path="warp (again)", op="PUT")]  # fmt: skip
+    for member in series:
+        member.extra["label"] = member.path
     return {
         "benchmark": "upload",
+        "run_id": prefix,
+        "started": core.now(),
+        "series": [s.as_dict() for s in series],
         "endpoint": target.endpoint,
         "machine": {"cpus": os.cpu_count() or 0, "platform": platform.platform(),
                     "python": platform.python_version()},

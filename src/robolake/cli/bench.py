@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from robolake.cli.common import err_console, load_settings, out_console
+from robolake.cli.common import err_console, load_settings
 from robolake.errors import ConfigError
 
 
@@ -46,7 +46,7 @@ def accelerator_bench(obj_size: str, objects: int, concurrency: int, duration_s:
     robolake bench accelerator --duration 5 --objects 500
     """
     from robolake.bench import accelerator as run
-    from robolake.bench import results
+    from robolake.cli.bench_suite import finish
 
     if objects < batch_size or objects < 1 or concurrency < 1 or duration_s <= 0:
         raise ConfigError("--objects must be >= --batch-size, and --concurrency and --duration positive")
@@ -55,8 +55,4 @@ def accelerator_bench(obj_size: str, objects: int, concurrency: int, duration_s:
                                         duration_s=duration_s, batch_size=batch_size,
                                         batch_concurrency=batch_concurrency)
     doc = run.run(settings, params, lambda m: err_console.print(f"  {m}"))
-    run_id = results.new_run_id("accelerator")
-    md = run.markdown(doc)
-    where = results.save(settings, run_id, out, {"results.json": results.as_json(doc), "report.md": md.encode()})
-    out_console.print(md, markup=False)
-    err_console.print(f"results: {', '.join(where)}")
+    finish(settings, doc, run.markdown(doc), "Accelerator benchmark", out, as_json=False)

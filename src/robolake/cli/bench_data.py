@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 import click
 
-from robolake.cli.common import err_console, load_settings, out_console
+from robolake.cli.common import err_console, load_settings
 from robolake.errors import ConfigError
 
 
@@ -20,19 +18,6 @@ def _levels(text: str) -> tuple[int, ...]:
     if not levels or min(levels) < 1 or max(levels) > 1024:
         raise ConfigError(f"--concurrency {text!r}: every level must be between 1 and 1024")
     return levels
-
-
-def _finish(settings: Any, name: str, doc: dict[str, Any], md: str, out: Path, as_json: bool) -> None:
-    from robolake.bench import results
-
-    run_id = results.new_run_id(name)
-    where = results.save(settings, run_id, out, {"results.json": results.as_json(doc), "report.md": md.encode()})
-    doc["written_to"] = where
-    if as_json:
-        click.echo(json.dumps(doc, indent=2, sort_keys=True))
-    else:
-        out_console.print(md, markup=False)
-    err_console.print(f"results: {', '.join(where)}")
 
 
 @click.command("small-files")
@@ -102,6 +87,7 @@ def bench_upload(endpoint: str | None, objects: int, obj_size: str, concurrency:
     robolake-bench-upload. Example: robolake bench upload --objects 10000 --obj-size 4KiB
     """
     from robolake.bench import upload
+    from robolake.cli.bench_suite import finish
     from robolake.storage.progress import object_progress
 
     settings = load_settings()
@@ -110,4 +96,4 @@ def bench_upload(endpoint: str | None, objects: int, obj_size: str, concurrency:
     with object_progress("uploading", console=err_console) as progress:
         doc = upload.run(settings, params, lambda m: err_console.print(f"  {m}"), endpoint=endpoint,
                          progress=progress)  # fmt: skip
-    _finish(settings, "upload", doc, upload.markdown(doc), out, as_json)
+    finish(settings, doc, upload.markdown(doc), "Upload benchmark", out, as_json)
