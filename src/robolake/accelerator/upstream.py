@@ -89,13 +89,17 @@ class UpstreamPool:
         """Send to one node; on a connection failure try the next when `retry` allows.
 
         A streamed (unbuffered) body can only be sent once: pass retry=False with it.
-        `second_opinion` (reads only): a 404 or 503 from one node is asked of the next node too.
-        A MinIO node that rejoined the cluster can, for a while, answer NoSuchKey or SlowDownRead
-        for objects the others serve; a genuine 404 costs one extra request.
+        `second_opinion` (reads only): a 404 or 503 is passed on only when every healthy node
+        gives it. A MinIO node that rejoined the cluster can, for a while, answer NoSuchKey or
+        SlowDownRead for objects the others serve (seen as lakeFS answering 410 for an object it
+        had just written); a genuine 404 costs one extra request per other healthy node.
         """
         last: BaseException | None = None
+        held: tuple[Node, aiohttp.ClientResponse] | None = None  # a 404/503 waiting for other opinions
         nodes = self.order()
         for position, node in enumerate(nodes):
+            if held is not None and not node.healthy:
+                continue  # second opinions come from healthy nodes only
             node.requests += 1
             try:
                 response = await self.session.request(
@@ -108,12 +112,17 @@ class UpstreamPool:
                 if not retry:
                     break
                 continue
-            if second_opinion and position == 0 and response.status in (404, 503) and len(nodes) > 1 \
-                    and nodes[1].healthy:
-                response.release()
+            if second_opinion and response.status in (404, 503) and any(n.healthy for n in nodes[position + 1:]):
                 node.errors += response.status == 503
+                if held is not None:
+                    held[1].release()
+                held = (node, response)
                 continue
+            if held is not None:
+                held[1].release()
             return node, response
+        if held is not None:
+            return held
         raise NoHealthyNodeError(str(last) if last else "no MinIO node answered")
 
     async def _probe_loop(self) -> None:
