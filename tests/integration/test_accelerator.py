@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -266,13 +267,18 @@ def _rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def test_memory_stays_within_budget(stack: NativeStack, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def standalone_accelerator(stack: NativeStack, cache_dir: Path, *flags: str) -> Iterator[tuple[int, int, int]]:
+    """A second accelerator process in front of the stack's MinIO, which no bucket notification reaches.
+
+    Yields (S3 port, admin port, pid) once it is healthy; stops it on exit.
+    """
     s = stack.settings
     port, admin = free_port(), free_port()
     env = {**os.environ, "MINIO_ROOT_USER": s.minio_root_user, "MINIO_ROOT_PASSWORD": s.minio_root_password,
            "ROBOLAKE_ENV_FILE": "/dev/null"}
     cmd = [sys.executable, "-m", "robolake.accelerator", "serve", "--port", str(port), "--admin-port", str(admin),
-           "--memory-mb", "16", "--disk-mb", "0", "--no-prefetch", "--cache-dir", str(tmp_path / "c"),
+           "--disk-mb", "0", "--no-prefetch", "--cache-dir", str(cache_dir), *flags,
            *(f"--upstream={e}" for e in s.minio_endpoints)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
@@ -280,13 +286,22 @@ def test_memory_stays_within_budget(stack: NativeStack, tmp_path: Path) -> None:
         while not health.accelerator_healthy(f"http://127.0.0.1:{admin}"):
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.2)
+        yield port, admin, proc.pid
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def test_memory_stays_within_budget(stack: NativeStack, tmp_path: Path) -> None:
+    s = stack.settings
+    with standalone_accelerator(stack, tmp_path / "c", "--memory-mb", "16") as (port, admin, pid):
         direct = s3_client(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password)
         accel = s3_client(f"http://127.0.0.1:{port}", s.minio_root_user, s.minio_root_password)
         prefix = f"mem-{uuid.uuid4().hex[:8]}"
         blob = os.urandom(512 * 1024)
         for _ in range(8):  # warm the process up before taking the baseline
             accel.head_bucket(Bucket=BUCKET)
-        rss_before = _rss_mb(proc.pid)
+        rss_before = _rss_mb(pid)
         for i in range(96):  # 48 MB of objects through a 16 MB memory tier
             direct.put_object(Bucket=BUCKET, Key=f"{prefix}/{i}.bin", Body=blob[i:] + blob[:i])
         for _ in range(2):
@@ -295,28 +310,14 @@ def test_memory_stays_within_budget(stack: NativeStack, tmp_path: Path) -> None:
         stats = requests.get(f"http://127.0.0.1:{admin}/stats", timeout=5).json()
         assert stats["memory"]["used_bytes"] <= 16 * 2**20
         assert stats["tiers"]["memory"]["evictions"] > 0
-        grown = _rss_mb(proc.pid) - rss_before
+        grown = _rss_mb(pid) - rss_before
         assert grown < 16 + 24, f"RSS grew {grown:.1f} MB for a 16 MB memory tier"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
 
 
 def test_old_copies_are_rechecked_in_the_background(stack: NativeStack, tmp_path: Path) -> None:
     """A standalone accelerator gets no bucket notifications: only revalidation can catch a direct overwrite."""
     s = stack.settings
-    port, admin = free_port(), free_port()
-    env = {**os.environ, "MINIO_ROOT_USER": s.minio_root_user, "MINIO_ROOT_PASSWORD": s.minio_root_password,
-           "ROBOLAKE_ENV_FILE": "/dev/null"}
-    cmd = [sys.executable, "-m", "robolake.accelerator", "serve", "--port", str(port), "--admin-port", str(admin),
-           "--disk-mb", "0", "--no-prefetch", "--revalidate-after-s", "1", "--cache-dir", str(tmp_path / "c"),
-           *(f"--upstream={e}" for e in s.minio_endpoints)]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 30
-        while not health.accelerator_healthy(f"http://127.0.0.1:{admin}"):
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.2)
+    with standalone_accelerator(stack, tmp_path / "c", "--revalidate-after-s", "1") as (port, admin, _):
         direct = s3_client(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password)
         accel = s3_client(f"http://127.0.0.1:{port}", s.minio_root_user, s.minio_root_password)
         key, same = f"reval-{uuid.uuid4().hex[:8]}/pose.json", f"reval-{uuid.uuid4().hex[:8]}/gripper.json"
@@ -342,9 +343,6 @@ def test_old_copies_are_rechecked_in_the_background(stack: NativeStack, tmp_path
         counters = requests.get(f"http://127.0.0.1:{admin}/stats", timeout=5).json()["events"]
         assert counters["revalidated_changed"] >= 1 and counters["revalidated_unchanged"] >= 1
         direct.delete_objects(Bucket=BUCKET, Delete={"Objects": [{"Key": key}, {"Key": same}]})
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
 
 
 def test_node_loss_keeps_accelerator_and_lakefs_working(stack: NativeStack, clients: dict[str, Any]) -> None:

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from robolake.config import Settings
-from robolake.errors import ConfigError
+from robolake.errors import ConfigError, RobolakeError
 from robolake.storage.errors import S3Error
+from robolake.storage.reader import ObjectReader
 
 Reporter = Callable[[str], None]
 CDF_POINTS = 50  # quantiles kept per series for the latency CDF plot
@@ -175,6 +176,22 @@ async def closed_loop(op: Operation, series: Series, concurrency: int, *, durati
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     series.seconds += time.perf_counter() - began
     return series
+
+
+def get_op(reader: ObjectReader, bucket: str, keys: list[str], size: int | None = None) -> Operation:
+    """Whole-object GETs of `keys` in turn, body discarded; `size`: every object must be that long."""
+
+    def discard(_: memoryview) -> None:
+        return None
+
+    async def one(index: int, series: Series) -> None:
+        key = keys[index % len(keys)]
+        got = await reader.get(bucket, key, sink=discard)
+        if size is not None and got.size != size:
+            raise RobolakeError(f"{key}: read {got.size} bytes, expected {size}")
+        series.ok(1, got.size, got.seconds, got.ttfb_s)
+
+    return one
 
 
 async def measured(op: Operation, series: Series, spec: RunSpec, *, start: int = 0, warmup: bool = True) -> Series:

@@ -46,6 +46,7 @@ from robolake.bench.small_files import SmallFileBenchParams, make_bodies
 from robolake.config import Settings
 from robolake.errors import ConfigError
 from robolake.storage.errors import S3Error
+from robolake.storage.integrity import MIB as MiB
 from robolake.storage.integrity import content_md5, md5_of
 from robolake.storage.reader import ObjectReader
 from robolake.storage.s3 import AsyncS3, S3Target
@@ -58,7 +59,6 @@ OPS = {"loader": ("GET small", "objects"), "stream": ("GET video", "streams"),
        "upload": ("PUT episode", "episodes"), "list": ("LIST", "keys")}  # fmt: skip
 PATHS = ("direct", "accelerator")
 DEFAULT_MIX = {"loader": 12, "stream": 2, "upload": 2, "list": 1}
-MiB = 1 << 20
 
 
 def parse_mix(text: str) -> dict[str, int]:

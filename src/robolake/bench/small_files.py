@@ -162,14 +162,6 @@ async def _read_all(reader: ObjectReader, bucket: str, keys: list[str]) -> None:
     await asyncio.gather(*(worker() for _ in range(16)))
 
 
-def _get_op(reader: ObjectReader, bucket: str, keys: list[str]) -> core.Operation:
-    async def one(index: int, series: core.Series) -> None:
-        got = await reader.get(bucket, keys[index % len(keys)], sink=_discard)
-        series.ok(1, got.size, got.seconds, got.ttfb_s)
-
-    return one
-
-
 def _batch_op(batcher: AsyncBatchClient, bucket: str, keys: list[str], size: int, seed: int) -> core.Operation:
     rng = random.Random(seed)
 
@@ -224,10 +216,10 @@ async def _run(settings: Settings, params: SmallFileBenchParams, say: core.Repor
                         cell.extra["label"] = f"accelerator batch GET ({params.batch_size} keys/request)"
                     if path == "direct":
                         progress(f"direct GET, {level} concurrent, {params.duration_s:g} s")
-                        await core.measured(_get_op(direct_reader, bucket, keys), cell, spec)
+                        await core.measured(core.get_op(direct_reader, bucket, keys), cell, spec)
                     elif path == "accelerator warm":
                         progress(f"accelerator warm GET, {level} concurrent, {params.duration_s:g} s")
-                        await core.measured(_get_op(accel_reader, bucket, keys), cell, spec)
+                        await core.measured(core.get_op(accel_reader, bucket, keys), cell, spec)
                     elif path == "accelerator batch":
                         progress(f"accelerator batch GET ({params.batch_size} keys/request), {level} concurrent, "
                                  f"{params.duration_s:g} s")  # fmt: skip
@@ -240,7 +232,7 @@ async def _run(settings: Settings, params: SmallFileBenchParams, say: core.Repor
                         await runner.put_all(s3_direct, cold)
                         progress(f"accelerator cold GET, {level} concurrent, each of {len(cold)} objects once")
                         cold_keys = [k for k, _ in cold]
-                        await core.closed_loop(_get_op(accel_reader, bucket, cold_keys), cell, level,
+                        await core.closed_loop(core.get_op(accel_reader, bucket, cold_keys), cell, level,
                                                duration_s=3600, operations=len(cold_keys))  # fmt: skip
                     series.append(cell)
             for op_name in other_ops:

@@ -87,18 +87,9 @@ def _write_files(root: Path, size: int, count: int, rng: np.random.Generator) ->
 
 async def _stream_cells(target: S3Target, bucket: str, keys: list[str], size: int, path: str, level: int,
                         spec: core.RunSpec) -> core.Series:  # fmt: skip
-    def discard(_: memoryview) -> None:
-        return None
-
     async with ObjectReader(target, connections=level) as reader:
-
-        async def one(index: int, series: core.Series) -> None:
-            got = await reader.get(bucket, keys[index % len(keys)], sink=discard)
-            if got.size != size:
-                raise ConfigError(f"{keys[index % len(keys)]}: streamed {got.size} bytes, expected {size}")
-            series.ok(1, got.size, got.seconds, got.ttfb_s)
-
-        return await core.measured(one, core.Series(path, "GET stream", level), spec, start=level)
+        return await core.measured(core.get_op(reader, bucket, keys, size), core.Series(path, "GET stream", level),
+                                   spec, start=level)  # fmt: skip
 
 
 async def _range_cell(target: S3Target, bucket: str, keys: list[str], size: int, range_size: int, level: int,

@@ -62,18 +62,9 @@ async def _ours(target: S3Target, bucket: str, prefix: str, size: int, concurren
     if not keys:
         raise RobolakeError(f"warp left no objects under s3://{bucket}/{prefix}; nothing to read")
 
-    def discard(_: memoryview) -> None:
-        return None
-
     async with ObjectReader(target, connections=concurrency) as reader:
-
-        async def one(index: int, series: core.Series) -> None:
-            got = await reader.get(bucket, keys[index % len(keys)], sink=discard)
-            if got.size != size:
-                raise RobolakeError(f"{keys[index % len(keys)]}: read {got.size} bytes, expected {size}")
-            series.ok(1, got.size, got.seconds, got.ttfb_s)
-
-        return await core.closed_loop(one, core.Series("robolake driver", op, concurrency), concurrency,
+        series = core.Series("robolake driver", op, concurrency)
+        return await core.closed_loop(core.get_op(reader, bucket, keys, size), series, concurrency,
                                       duration_s=duration_s, start=concurrency)  # fmt: skip
 
 

@@ -10,16 +10,6 @@ from robolake.cli.common import err_console, load_settings
 from robolake.errors import ConfigError
 
 
-def _levels(text: str) -> tuple[int, ...]:
-    try:
-        levels = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise ConfigError(f"--concurrency {text!r} is not a comma-separated list of integers, e.g. 1,8,32") from None
-    if not levels or min(levels) < 1 or max(levels) > 1024:
-        raise ConfigError(f"--concurrency {text!r}: every level must be between 1 and 1024")
-    return levels
-
-
 @click.command("small-files")
 @click.option("--endpoint", default=None,
               help="Where PUT/HEAD/LIST go, HOST:PORT (default: the accelerator); e.g. a MinIO node.")
@@ -54,12 +44,13 @@ def bench_small_files(endpoint: str | None, direct_endpoint: str | None, objects
         robolake bench small-files --concurrency 1,8,32,64 --duration 10
     """
     from robolake.bench import small_files
+    from robolake.bench.core import parse_levels
     from robolake.cli.bench_suite import finish, say
 
     settings = load_settings()
     try:
         params = small_files.SMOKE if smoke else small_files.SmallFileBenchParams(
-            objects=objects, frames_per_object=frames, concurrency_levels=_levels(levels), duration_s=duration_s,
+            objects=objects, frames_per_object=frames, concurrency_levels=parse_levels(levels), duration_s=duration_s,
             warmup_s=warmup_s, seed=seed, batch_size=batch_size,
             ops=tuple(o.strip().lower() for o in ops.split(",") if o.strip()),
             paths=tuple(p.strip().lower() for p in paths.split(",") if p.strip()))  # fmt: skip
