@@ -1,7 +1,10 @@
-"""A generated replay buffer read the way a UMI user reads it: zarr 2 + imagecodecs, NO robolake.
+"""A generated replay buffer read the way UMI users read it, in a separate zarr 2.16 virtualenv, NO robolake.
 
-The reader runs in a separate virtualenv that holds only zarr 2.x, numcodecs and imagecodecs (cached
-outside the checkout, keyed by those requirements), so nothing of robolake can help it along.
+The reader virtualenv holds only UMI's pinned zarr, numcodecs, imagecodecs and numpy (cached outside
+the checkout, keyed by those requirements), so nothing of robolake can help it along. Two readers:
+a plain zarr user (imagecodecs' own codecs), and UMI's training loader -- its vendored JPEG XL codec,
+``ReplayBuffer.copy_from_store`` and ``SequenceSampler`` -- taken from tests/umi_training_loader.py,
+a fixture of UMI's published behaviour (why a fixture and not UMI's files: see that module).
 """
 
 from __future__ import annotations
@@ -9,19 +12,25 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from robolake.umi import generate_dataset
+from tests.umi_training_loader import UMI_RECORDED_CONFIG
 
 pytestmark = pytest.mark.e2e
 
-READER_REQUIREMENTS = ["zarr>=2.16,<3", "numcodecs>=0.11", "imagecodecs>=2023.9.18", "numpy<3"]
+# UMI's conda_environment.yaml pins (it runs Python 3.9; these have wheels up to CPython 3.11).
+READER_REQUIREMENTS = ["zarr==2.16.1", "numcodecs==0.11.0", "imagecodecs==2023.9.18", "numpy==1.24.4"]
+LOADER = Path(__file__).resolve().parents[1] / "umi_training_loader.py"
 
-READER = r"""
+ZARR_READER = r"""
 import json, sys
 import zarr
 from imagecodecs.numcodecs import register_codecs
@@ -42,6 +51,38 @@ out["gripper_range"] = [float(width.min()), float(width.max())]
 print(json.dumps(out))
 """
 
+# argv: the fixture's folder, the replay buffer. Prints one JSON document.
+UMI_LOADER_READER = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import imagecodecs, numcodecs, numpy, zarr
+import umi_training_loader as umi
+umi.register_umi_codecs()
+root = umi.copy_from_store(sys.argv[2])
+cameras = sorted(k for k in root["data"] if k.startswith("camera"))
+out = {"versions": [zarr.__version__, numcodecs.__version__, imagecodecs.__version__, numpy.__version__],
+       "umi_config": umi.UmiJpegXl(level=99, numthreads=1).get_config(), "cameras": {}}
+windows = umi.sampler_windows(root["meta/episode_ends"][:])
+out["windows"] = len(windows)
+for cam in cameras:
+    frames = root["data"][cam]
+    picks = sorted({0, 1, len(windows) // 2, len(windows) - 1})
+    samples = []
+    for k in picks:
+        current, start, _ = windows[k]
+        window = umi.rgb_window(frames, current, start)
+        obs = umi.to_obs(window)
+        samples.append({"current": current, "start": start, "obs_shape": list(obs.shape),
+                        "obs_range": [float(obs.min()), float(obs.max())],
+                        "frame_std": [float(f.std()) for f in window],
+                        "frames_differ": bool(numpy.any(window[0] != window[-1]))})
+    codec = frames.compressor
+    out["cameras"][cam] = {"codec": f"{type(codec).__module__}.{type(codec).__qualname__}",
+                           "zarray_compressor": json.loads(root.store[f"data/{cam}/.zarray"])["compressor"],
+                           "samples": samples}
+print(json.dumps(out))
+"""
+
 
 def reader_python() -> Path:
     key = hashlib.sha256(json.dumps(READER_REQUIREMENTS).encode()).hexdigest()[:12]
@@ -55,18 +96,37 @@ def reader_python() -> Path:
     return python
 
 
-def test_replay_buffer_reads_in_a_separate_zarr2_virtualenv(tmp_path: Path) -> None:
-    manifest = generate_dataset(tmp_path / "umi", profile="tiny", seed=11, episodes=3)
-    path = tmp_path / "umi" / "replay_buffer" / "dataset.zarr.zip"
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int]:
+    """A tiny ``robolake generate`` dataset: (its replay buffer, its frame count)."""
+    out = tmp_path_factory.mktemp("umi")
+    manifest = generate_dataset(out, profile="tiny", seed=11, episodes=3)
+    return out / "replay_buffer" / "dataset.zarr.zip", manifest.frames_total
+
+
+@pytest.fixture(scope="module")
+def python() -> Path:
     python = reader_python()
     isolated = subprocess.run([str(python), "-I", "-c", "import robolake"], capture_output=True, text=True, check=False)
     assert isolated.returncode != 0, "the reader virtualenv must not see robolake"
-    result = subprocess.run([str(python), "-I", "-c", READER, str(path)], capture_output=True, text=True,
+    return python
+
+
+def _run_umi_loader(python: Path, buffer: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    fixture_dir = tmp_path / "umi_fixture"  # only the fixture module, not the rest of tests/
+    fixture_dir.mkdir(exist_ok=True)
+    shutil.copy(LOADER, fixture_dir / LOADER.name)
+    return subprocess.run([str(python), "-I", "-c", UMI_LOADER_READER, str(fixture_dir), str(buffer)],
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+
+
+def test_replay_buffer_reads_in_a_separate_zarr2_virtualenv(generated: tuple[Path, int], python: Path) -> None:
+    path, n = generated
+    result = subprocess.run([str(python), "-I", "-c", ZARR_READER, str(path)], capture_output=True, text=True,
                             timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert doc["zarr"].startswith("2.")
-    n = manifest.frames_total
+    assert doc["zarr"].startswith("2.16.")
     arrays = doc["arrays"]
     assert arrays["data/camera0_rgb"] == [[n, 224, 224, 3], "uint8", [1, 224, 224, 3], "imagecodecs_jpegxl"]
     for name, width, dtype in (("robot0_eef_pos", 3, "float32"), ("robot0_eef_rot_axis_angle", 3, "float32"),
@@ -81,3 +141,44 @@ def test_replay_buffer_reads_in_a_separate_zarr2_virtualenv(tmp_path: Path) -> N
     assert min(doc["frame_std"]) > 5.0, "decoded frames must show a scene, not a constant image"
     low, high = doc["gripper_range"]
     assert 0.0 <= low < high <= 0.1
+
+
+def test_umi_training_loader_opens_and_samples_it(generated: tuple[Path, int], python: Path, tmp_path: Path) -> None:
+    path, _ = generated
+    result = _run_umi_loader(python, path, tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["versions"] == ["2.16.1", "0.11.0", "2023.9.18", "1.24.4"]
+    assert doc["umi_config"] == UMI_RECORDED_CONFIG  # the fixture records what UMI's JpegXl records
+    assert doc["windows"] > 0 and set(doc["cameras"]) == {"camera0_rgb"}
+    for cam, found in doc["cameras"].items():
+        assert found["codec"] == "umi_training_loader.UmiJpegXl", cam  # UMI's class decoded, not imagecodecs'
+        assert found["zarray_compressor"] == UMI_RECORDED_CONFIG, cam
+        for sample in found["samples"]:
+            assert sample["obs_shape"] == [2, 3, 224, 224], sample
+            assert 0.0 <= sample["obs_range"][0] < sample["obs_range"][1] <= 1.0, sample
+            assert min(sample["frame_std"]) > 5.0, f"{cam} window at {sample['current']}: a constant image"
+            if sample["current"] - sample["start"] >= 3:  # two real frames, not one padded twice
+                assert sample["frames_differ"], sample
+
+
+def _with_compressor(src: Path, dst: Path, compressor: dict[str, Any]) -> Path:
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            if info.filename.startswith("data/camera") and info.filename.endswith("/.zarray"):
+                meta = json.loads(data)
+                meta["compressor"] = compressor
+                data = json.dumps(meta, indent=4, sort_keys=True).encode()
+            zout.writestr(info, data)
+    return dst
+
+
+def test_umi_training_loader_rejects_newer_imagecodecs_keys(generated: tuple[Path, int], python: Path,
+                                                            tmp_path: Path) -> None:  # fmt: skip
+    """The control: the fixture has UMI's teeth, so a config with today's imagecodecs keys fails as in issue 10."""
+    newer = {**UMI_RECORDED_CONFIG, "bitspersample": None, "squeeze": None}
+    path = _with_compressor(generated[0], tmp_path / "newer.zarr.zip", newer)
+    result = _run_umi_loader(python, path, tmp_path)
+    assert result.returncode != 0
+    assert "TypeError" in result.stderr and "unexpected keyword argument 'bitspersample'" in result.stderr

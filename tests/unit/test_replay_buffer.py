@@ -1,4 +1,9 @@
-"""The replay-buffer writer against zarr 2 itself, and the validator against damaged files."""
+"""The replay-buffer writer against zarr 2 and UMI's own codec, and the validator against damaged files.
+
+UMI's codec, ReplayBuffer.copy_from_store and SequenceSampler come from tests/umi_training_loader.py,
+a fixture of their published behaviour (that module says why a fixture). Its codec is put into
+numcodecs' registry with monkeypatch only, so other tests keep imagecodecs' own codec.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,33 @@ from pathlib import Path
 from typing import Any
 
 import imagecodecs
+import numcodecs.registry
 import numpy as np
 import pytest
 import zarr
-from imagecodecs.numcodecs import Jpegxl, register_codecs
+from imagecodecs.numcodecs import register_codecs
 
 from robolake.errors import RobolakeError
 from robolake.umi.errors import DatasetFormatError
+from robolake.umi.ingest_sources import plan_replay_buffer
 from robolake.umi.replay_buffer import (
     JPEGXL_CONFIG,
     ReplayBufferWriter,
     encode_frame,
     episode_ends_chunking,
+    open_replay_buffer,
     optimal_chunks,
     validate_replay_buffer,
 )
+from tests.umi_training_loader import UMI_RECORDED_CONFIG, UmiJpegXl, copy_from_store, rgb_window, sampler_windows
 from tests.umidata import random_lowdim
 
 LENGTHS = (7, 5, 6, 4)  # four episodes: episode_ends is re-chunked twice, as in UMI
 IMG = 32  # the layout does not depend on the image size; small frames keep the tests fast
+# What imagecodecs 2023.9.18 .. 2026.3 record for their Jpegxl(level=99, lossless=False, numthreads=1):
+# UMI's keys plus two that UMI's JpegXl.__init__ does not take.
+NEWER_IMAGECODECS_CONFIG = {**UMI_RECORDED_CONFIG, "bitspersample": None, "squeeze": None}
+CAMERA_ZARRAY = "data/camera0_rgb/.zarray"
 
 
 def _frames(n: int, seed: int = 0) -> list[np.ndarray[Any, Any]]:
@@ -56,9 +69,17 @@ def buffer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _write(tmp_path_factory.mktemp("rb") / "dataset.zarr.zip")
 
 
+@pytest.fixture
+def umi_codecs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``imagecodecs_jpegxl`` means UMI's vendored class for this test only (UMI's register_codecs())."""
+    monkeypatch.setitem(numcodecs.registry.codec_registry, UmiJpegXl.codec_id, UmiJpegXl)
+
+
 def _umi_flow(path: Path) -> None:
-    """Build the same buffer the way UMI's ReplayBuffer + 07_generate_replay_buffer.py do, with zarr 2."""
-    register_codecs(verbose=False)
+    """Build the same buffer the way UMI's ReplayBuffer + 07_generate_replay_buffer.py do, with zarr 2.
+
+    Needs the ``umi_codecs`` fixture: zarr reopens the camera array from its .zarray while writing.
+    """
     mem = zarr.MemoryStore()
     root = zarr.group(store=mem)
     data, meta = root.require_group("data"), root.require_group("meta")
@@ -81,7 +102,7 @@ def _umi_flow(path: Path) -> None:
             meta.move("episode_ends", "_temp")
             zarr.copy(meta["_temp"], meta, name="episode_ends", chunks=(int(ends.shape[0] * 1.5),), compressor=None)
             del meta["_temp"]
-    codec = Jpegxl(level=99, lossless=False, numthreads=1)
+    codec = UmiJpegXl(level=99, numthreads=1)  # 07_generate_replay_buffer.py's img_compressor
     img = data.require_dataset("camera0_rgb", shape=(n, IMG, IMG, 3), chunks=(1, IMG, IMG, 3), compressor=codec,
                                dtype=np.uint8)  # fmt: skip
     frames = [f for k, t in enumerate(LENGTHS) for f in _frames(t, seed=k)]
@@ -95,6 +116,7 @@ def _umi_flow(path: Path) -> None:
             zarr.copy_store(mem, zs, source_path=f"/data/{key}", dest_path=f"/data/{key}")
 
 
+@pytest.mark.usefixtures("umi_codecs")
 def test_bytes_match_what_zarr2_writes_for_umi(buffer: Path, tmp_path: Path) -> None:
     reference = tmp_path / "reference.zarr.zip"
     _umi_flow(reference)
@@ -105,10 +127,7 @@ def test_bytes_match_what_zarr2_writes_for_umi(buffer: Path, tmp_path: Path) -> 
             if name.endswith(".zarray"):
                 mine, ref = json.loads(a), json.loads(b)
                 ref.pop("dimension_separator", None)  # zarr >= 2.17 adds it on resize; UMI's 2.16 never did
-                if name == "data/camera0_rgb/.zarray":
-                    assert mine["compressor"] == JPEGXL_CONFIG  # today's imagecodecs names other keys
-                    mine["compressor"] = ref["compressor"]
-                assert mine == ref, name
+                assert mine == ref, name  # the camera's compressor included: UMI's codec recorded it
             else:
                 assert a == b, name
         for info in ours.infolist():
@@ -116,7 +135,7 @@ def test_bytes_match_what_zarr2_writes_for_umi(buffer: Path, tmp_path: Path) -> 
             assert info.date_time == (1980, 1, 1, 0, 0, 0)
 
 
-def test_zarr2_reads_it_like_umi_loader(buffer: Path) -> None:
+def test_zarr2_reads_it_with_imagecodecs_own_codecs(buffer: Path) -> None:
     register_codecs(verbose=False)
     root = zarr.open_group(zarr.ZipStore(str(buffer), mode="r"), mode="r")
     n = sum(LENGTHS)
@@ -131,6 +150,43 @@ def test_zarr2_reads_it_like_umi_loader(buffer: Path) -> None:
     )  # fmt: skip
     first = _frames(LENGTHS[0], seed=0)[0]
     assert np.abs(cam[0].astype(int) - first.astype(int)).mean() < 3  # lossy but close (distance 0.19)
+
+
+def test_camera_compressor_is_what_umis_jpegxl_records(buffer: Path, umi_codecs: None) -> None:
+    with zipfile.ZipFile(buffer) as z:
+        recorded = json.loads(z.read(CAMERA_ZARRAY))["compressor"]
+    assert recorded == JPEGXL_CONFIG == UMI_RECORDED_CONFIG == UmiJpegXl(level=99, numthreads=1).get_config()
+    assert isinstance(numcodecs.registry.get_codec(recorded), UmiJpegXl)  # what zarr does on opening the array
+    with pytest.raises(TypeError, match="unexpected keyword argument 'bitspersample'"):  # issue 10's failure
+        numcodecs.registry.get_codec(NEWER_IMAGECODECS_CONFIG)
+
+
+@pytest.mark.usefixtures("umi_codecs")
+def test_umi_training_loader_opens_and_samples_it(buffer: Path) -> None:
+    root = copy_from_store(str(buffer))
+    frames = root["data/camera0_rgb"]
+    assert type(frames.compressor) is UmiJpegXl
+    # UMI's action horizon of 16 needs longer episodes than these; 2 keeps t - 3 windows per episode.
+    windows = sampler_windows(root["meta/episode_ends"][:], action_horizon=2)
+    assert len(windows) == sum(t - 3 for t in LENGTHS)
+    sources = [f for k, t in enumerate(LENGTHS) for f in _frames(t, seed=k)]
+    for current, start, _ in windows:
+        window = rgb_window(frames, current, start)
+        assert window.shape == (2, IMG, IMG, 3) and window.dtype == np.uint8
+        assert window.reshape(2, -1).std(axis=1).min() > 5.0, f"window at {current}: a constant image"
+        assert np.abs(window[-1].astype(int) - sources[current].astype(int)).mean() < 3
+
+
+@pytest.mark.parametrize("compressor", [UMI_RECORDED_CONFIG, NEWER_IMAGECODECS_CONFIG],
+                         ids=["written-by-umi", "written-by-newer-imagecodecs"])  # fmt: skip
+def test_ingest_accepts_either_shape_of_jpegxl_config(buffer: Path, tmp_path: Path, compressor: dict[str, Any]) -> None:
+    patched = _patched_zarray(buffer, CAMERA_ZARRAY, compressor=compressor)
+    path = _rewrite(buffer, tmp_path / "cup.zarr.zip", patch={CAMERA_ZARRAY: patched})
+    plan = plan_replay_buffer(path, "cup", tmp_path / "staging", lambda _: None)
+    assert (plan.kind, plan.episodes, plan.info["cameras"]) == ("replay_buffer", len(LENGTHS), ["camera0_rgb"])
+    assert len(plan.objects) == 2 * len(LENGTHS) + 1  # pose + gripper per episode, and the original
+    frame = open_replay_buffer(path)["data/camera0_rgb"][0]  # robolake's own zarr reader takes either shape too
+    assert np.abs(frame.astype(int) - _frames(LENGTHS[0], seed=0)[0].astype(int)).mean() < 3
 
 
 def test_writer_is_byte_deterministic(buffer: Path, tmp_path: Path) -> None:

@@ -38,7 +38,10 @@ from robolake.umi.errors import DatasetFormatError
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 IMAGE_SIZE = (224, 224)
 JPEGXL_CODEC_ID = "imagecodecs_jpegxl"
-# What UMI's vendored imagecodecs_numcodecs.JpegXl(level=99, numthreads=1).get_config() returns.
+# What UMI's vendored imagecodecs_numcodecs.JpegXl(level=99, numthreads=1).get_config() returns, key for
+# key. No more: UMI's loader rebuilds the codec as JpegXl(**config), and its __init__ rejects the keys
+# newer imagecodecs records (bitspersample, squeeze) with a TypeError. Our readers (validate_replay_buffer,
+# open_replay_buffer, so ingest) take either shape.
 JPEGXL_CONFIG: dict[str, Any] = {
     "id": JPEGXL_CODEC_ID,
     "level": 99,
@@ -47,10 +50,8 @@ JPEGXL_CONFIG: dict[str, Any] = {
     "lossless": False,
     "decodingspeed": None,
     "photometric": None,
-    "bitspersample": None,
     "planar": None,
     "usecontainer": None,
-    "squeeze": None,
     "index": None,
     "keeporientation": None,
     "numthreads": 1,
