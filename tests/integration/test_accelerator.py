@@ -24,6 +24,7 @@ from robolake.stack import health
 from robolake.stack.native import NativeStack
 from robolake.stack.process import free_port
 from tests.conftest import s3_client
+from tests.integration.test_accelerator_conformance import boto3_client
 
 pytestmark = pytest.mark.integration
 BUCKET = "umi-raw"
@@ -249,7 +250,9 @@ def test_episode_prefetch_fetches_siblings_and_counts_use(stack: NativeStack, cl
             break
         assert time.monotonic() < deadline, state
         time.sleep(0.1)
-    r = accel.get_object(Bucket=bucket, Key=f"{prefix}/gripper/episode_00001.json")
+    # boto3's defaults ask for checksums: a hit shows the prefetched copy knows them too.
+    validating = boto3_client(s.accelerator_endpoint, s.minio_root_user, s.minio_root_password)
+    r = validating.get_object(Bucket=bucket, Key=f"{prefix}/gripper/episode_00001.json")
     assert r["Body"].read() == b"gripper1"
     assert r["ResponseMetadata"]["HTTPHeaders"]["x-robolake-cache"].startswith("hit")
     after = requests.get(f"{s.accelerator_admin_endpoint}/stats", timeout=5).json()["events"]

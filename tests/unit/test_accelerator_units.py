@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+import struct
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -16,7 +19,7 @@ from multidict import CIMultiDict
 
 from robolake.accelerator.cache import CachedObject, DiskTier, MemoryTier, object_id
 from robolake.accelerator.policy import S3FIFO, scan_pattern_demo
-from robolake.accelerator.server import _parse_range
+from robolake.accelerator.replay import ByteRange, etag_matches, not_modified_headers, parse_range
 from robolake.accelerator.sigv4 import EMPTY_SHA256, Rejected, Verified, Verifier, sign
 
 KEYS = ["pose/episode_00001.json", "a b+c/ü€ (1).bin", "../../etc/passwd", "x/%2F..%2F/y", "k~!*'();:@&=$,?#[]"]
@@ -130,8 +133,66 @@ def test_disk_tier_survives_restart_and_drops_corrupt_files(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("header", "size", "expected"),
     [("bytes=0-9", 100, (0, 9)), ("bytes=90-", 100, (90, 99)), ("bytes=-10", 100, (90, 99)),
-     ("bytes=50-500", 100, (50, 99)), ("bytes=100-", 100, None), ("bytes=5-1", 100, None), ("bytes=-0", 100, None),
-     ("lines=1-2", 100, None)],
+     ("bytes=-500", 100, (0, 99)), ("bytes=50-500", 100, (50, 99)), ("bytes=007-9", 100, (7, 9)),
+     ("bytes=99-99", 100, (99, 99)), ("bytes=100-", 100, None), ("bytes=0-0", 0, None), ("bytes=-5", 0, None)],
 )
 def test_single_byte_ranges(header: str, size: int, expected: tuple[int, int] | None) -> None:
-    assert _parse_range(header, size) == expected
+    wanted = parse_range(header)
+    assert wanted is not None
+    assert wanted.span(size) == expected
+
+
+@pytest.mark.parametrize(
+    "header",
+    # MinIO answers 416 before any precondition (reversed, -0) or ignores the header (the rest).
+    ["bytes=5-1", "bytes=-0", "bytes=-", "lines=1-2", "bytes=0-1,5-6", "bytes=a-b", "bytes=+1-2", "bytes= 1-2",
+     "bytes=0-99999999999999999999", "bytes=\u0663-4", ""],
+)
+def test_ranges_the_cache_leaves_to_minio(header: str) -> None:
+    assert parse_range(header) is None
+
+
+def test_suffix_range_spans_the_last_bytes() -> None:
+    assert ByteRange(None, 3).span(10) == (7, 9)
+
+
+@pytest.mark.parametrize(
+    ("header", "matches"),
+    # MinIO's isETagEqual: quotes trimmed, `*` matches, no weak tags, no lists.
+    [('"abc"', True), ("abc", True), ('"abc', True), ("*", True), (" * ", True), ('W/"abc"', False),
+     ('"x", "abc"', False), ('"abd"', False)],
+)
+def test_etags_match_as_minio_compares_them(header: str, matches: bool) -> None:
+    assert etag_matches(header, '"abc"') is matches
+
+
+def test_checksums_are_kept_apart_and_unknown_unless_asked() -> None:
+    sent = [("ETag", '"e"'), ("X-Amz-Checksum-Crc32", "7j1HhQ=="), ("X-Amz-Checksum-Type", "FULL_OBJECT"),
+            ("X-Amz-Request-Id", "1"), ("Content-Length", "3"), ("Vary", "Origin"), ("Vary", "Accept-Encoding"),
+            ("Access-Control-Allow-Origin", "http://x")]
+    asked = CachedObject.from_response(b"abc", sent, checksums_asked=True, validated_at=1.0)
+    assert asked.headers == (("ETag", '"e"'), ("Vary", "Origin"), ("Vary", "Accept-Encoding"))
+    assert asked.checksums == (("X-Amz-Checksum-Crc32", "7j1HhQ=="), ("X-Amz-Checksum-Type", "FULL_OBJECT"))
+    assert asked.etag == '"e"'
+    none = CachedObject.from_response(b"abc", sent[:1], checksums_asked=True, validated_at=1.0)
+    assert none.checksums == ()  # asked, none sent: the object has none
+    unknown = CachedObject.from_response(b"abc", sent[:1], checksums_asked=False, validated_at=1.0)
+    assert unknown.checksums is None
+    assert not_modified_headers([*asked.headers, ("Content-Type", "x"), ("x-amz-meta-a", "b")]) == list(asked.headers)
+
+
+def test_disk_tier_keeps_checksums_and_reads_files_of_the_old_format(tmp_path: Path) -> None:
+    tier = DiskTier(tmp_path, 1 << 20)
+    for checksums in (None, (), (("X-Amz-Checksum-Crc32", "AAAA"),)):
+        obj = CachedObject(b"x", (("ETag", '"e"'),), '"e"', 1.0, checksums)
+        assert tier.put(("b", "k"), obj)
+        assert tier.get(("b", "k")) == obj
+    path = tmp_path / object_id(("b", "old"))[:2] / object_id(("b", "old"))
+    crc = ("X-Amz-Checksum-Crc32", "AAAA")
+    for stored, checksums in (((("ETag", '"e"'), crc), (crc,)), ((("ETag", '"e"'),), None)):
+        meta = json.dumps({"bucket": "b", "key": "old", "size": 1, "etag": '"e"', "headers": stored,
+                           "sha256": hashlib.sha256(b"x").hexdigest(), "validated_at": 1.0}).encode()
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(struct.pack(">4sI", b"RLC1", len(meta)) + meta + b"x")
+        old = DiskTier(tmp_path, 1 << 20).get(("b", "old"))
+        assert old == CachedObject(b"x", (("ETag", '"e"'),), '"e"', 1.0, checksums)

@@ -25,15 +25,15 @@ from aiohttp import web
 
 from robolake.accelerator import s3xml
 from robolake.accelerator.cache import CachedObject, ObjectKey
+from robolake.accelerator.replay import CHECKSUM_MODE
 from robolake.accelerator.sigv4 import Verified, sign
+from robolake.accelerator.upstream import response_headers
 
 if TYPE_CHECKING:
     from robolake.accelerator.server import Accelerator
 
 MAX_KEYS = 10_000
 FETCH_CONCURRENCY = 16
-NOT_REPLAYED = frozenset({"date", "x-amz-request-id", "x-amz-id-2", "content-length", "connection",
-                          "keep-alive", "transfer-encoding"})
 
 
 def _member(name: str, data: bytes, pax: dict[str, str] | None = None) -> bytes:
@@ -104,7 +104,8 @@ async def _fetch(accel: Accelerator, key: ObjectKey, access_key: str, secret: st
     epoch = accel.invalidations.epoch(key)
     path = "/" + quote(key[0], safe="") + "/" + quote(key[1], safe="/~")
     host = f"{accel.config.host}:{accel.config.port}"
-    headers = {"Host": host, **sign("GET", path, [], host, access_key, secret, region=accel.config.region)}
+    headers = {"Host": host, **sign("GET", path, [], host, access_key, secret, region=accel.config.region,
+                                    extra_headers={CHECKSUM_MODE: "ENABLED"})}  # a complete copy: see prefetch
     _, response = await accel.upstream.request("GET", path, headers, None, retry=True, second_opinion=True)
     async with response:
         body = await response.read()
@@ -113,10 +114,8 @@ async def _fetch(accel: Accelerator, key: ObjectKey, access_key: str, secret: st
             accel.metrics.inc("batch_missing")
             return b"", response.status, code
         if len(body) <= accel.config.max_object_bytes:
-            obj = CachedObject(
-                body=body, headers=tuple((k, v) for k, v in response.headers.items() if k.lower() not in NOT_REPLAYED),
-                etag=response.headers.get("ETag", ""), validated_at=time.time(),
-            )
+            obj = CachedObject.from_response(body, response_headers(response), checksums_asked=True,
+                                             validated_at=time.time())
             accel.store(key, obj, epoch)
         accel.metrics.inc("batch_miss")
         return body, 200, ""

@@ -1,7 +1,8 @@
 """Two cache tiers for small objects: bounded memory, then bounded disk, both under S3-FIFO.
 
 A cached object is its body plus the response headers MinIO sent for it, so a hit is answered
-with the same headers a miss would have had. Disk files are named by a hash of (bucket, key) —
+with the same headers a miss would have had; its `x-amz-checksum-*` headers are kept apart, since
+MinIO sends them only to some requests (robolake.accelerator.replay). Disk files are named by a hash of (bucket, key) —
 never by the key, so a key such as `../../etc/passwd` or one holding NUL bytes cannot name a path
 — and written atomically (`.partial`, fsync-free `os.replace`). Each file carries the sha256 of
 its body; a file whose body does not match (torn write, disk corruption) is deleted and counted
@@ -20,25 +21,53 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from robolake.accelerator.policy import S3FIFO
+from robolake.accelerator.replay import Headers, split_checksums
 
 ObjectKey = tuple[str, str]  # (bucket, key)
 
 _MAGIC = b"RLC1"
 _HEADER = struct.Struct(">4sI")  # magic, length of the JSON metadata that follows
+# Headers that belong to one response, not to the object: never stored, never replayed.
+PER_RESPONSE = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
+    "upgrade", "date", "x-amz-request-id", "content-length",
+})
 
 
 @dataclasses.dataclass(frozen=True)
 class CachedObject:
-    """An object body with the response headers to replay and the time it was validated."""
+    """An object body with the response headers to replay and the time it was validated.
+
+    `headers` never hold checksum headers; `checksums` are the object's `x-amz-checksum-*`
+    headers, () when it has none, None when unknown (the fill did not ask MinIO for them).
+    """
 
     body: bytes
-    headers: tuple[tuple[str, str], ...]
+    headers: Headers
     etag: str
     validated_at: float
+    checksums: Headers | None = None
+
+    @classmethod
+    def from_response(cls, body: bytes, headers: Iterable[tuple[str, str]], *, checksums_asked: bool,
+                      validated_at: float) -> CachedObject:  # fmt: skip
+        """What to keep of MinIO's 200 to a whole-object GET; `checksums_asked`: the GET had
+        `x-amz-checksum-mode: ENABLED`, so an answer without checksum headers means there are none."""
+        # Access-Control-* answer one request's Origin (requests with one are not answered from cache).
+        kept = [(n, v) for n, v in headers
+                if n.lower() not in PER_RESPONSE and not n.lower().startswith("access-control-")]
+        rest, checksums = split_checksums(kept)
+        etag = next((v for n, v in rest if n.lower() == "etag"), "")
+        return cls(body=body, headers=rest, etag=etag, validated_at=validated_at,
+                   checksums=checksums if checksums_asked or checksums else None)
 
     @property
     def size(self) -> int:
         return len(self.body)
+
+    @property
+    def header_bytes(self) -> int:
+        return sum(len(n) + len(v) for n, v in (*self.headers, *(self.checksums or ())))
 
     def revalidated(self) -> CachedObject:
         return dataclasses.replace(self, validated_at=time.time())
@@ -93,7 +122,7 @@ class MemoryTier:
         return obj
 
     def put(self, key: ObjectKey, obj: CachedObject) -> bool:
-        cost = obj.size + self.ENTRY_OVERHEAD + sum(len(n) + len(v) for n, v in obj.headers)
+        cost = obj.size + self.ENTRY_OVERHEAD + obj.header_bytes
         if not self.policy.admit(key, cost):
             return False
         self._data[key] = obj
@@ -190,10 +219,15 @@ class DiskTier:
         self.policy.touch(key)
         self.stats.hits += 1
         self.stats.bytes_served += len(body)
-        return CachedObject(
-            body=body, headers=tuple((n, v) for n, v in meta["headers"]), etag=meta["etag"],
-            validated_at=float(meta["validated_at"]),
-        )
+        headers = tuple((n, v) for n, v in meta["headers"])
+        if "checksums" in meta:
+            listed = meta["checksums"]
+            checksums = None if listed is None else tuple((n, v) for n, v in listed)
+        else:  # written before checksums were kept apart: they are among the headers, if MinIO sent any
+            headers, found = split_checksums(headers)
+            checksums = found or None
+        return CachedObject(body=body, headers=headers, etag=meta["etag"], validated_at=float(meta["validated_at"]),
+                            checksums=checksums)
 
     def put(self, key: ObjectKey, obj: CachedObject) -> bool:
         if not self.policy.admit(key, obj.size):
@@ -202,7 +236,7 @@ class DiskTier:
         meta = json.dumps({
             "bucket": key[0], "key": key[1], "size": obj.size, "etag": obj.etag,
             "sha256": hashlib.sha256(obj.body).hexdigest(), "headers": obj.headers,
-            "validated_at": obj.validated_at,
+            "checksums": obj.checksums, "validated_at": obj.validated_at,
         }).encode()
         path = self._path(oid)
         path.parent.mkdir(exist_ok=True)

@@ -19,7 +19,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from robolake.accelerator.cache import CachedObject, ObjectKey
+from robolake.accelerator.replay import CHECKSUM_MODE
 from robolake.accelerator.sigv4 import sign
+from robolake.accelerator.upstream import response_headers
 
 if TYPE_CHECKING:
     from robolake.accelerator.server import Accelerator
@@ -29,8 +31,6 @@ if TYPE_CHECKING:
 EPISODE_RE = re.compile(
     r"^(?P<pre>(?:.*[/_.\-])?(?:episode|ep|demo)[_-]?)(?P<num>\d+)(?P<post>(?:[/_.\-].*)?)$", re.IGNORECASE
 )
-NOT_REPLAYED = frozenset({"date", "x-amz-request-id", "x-amz-id-2", "content-length", "connection",
-                          "keep-alive", "transfer-encoding"})
 
 
 class Prefetcher:
@@ -105,8 +105,9 @@ class Prefetcher:
         epoch = accel.invalidations.epoch(key)
         path = "/" + quote(key[0], safe="") + "/" + quote(key[1], safe="/~")
         host = f"{accel.config.host}:{accel.config.port}"  # any Host works: it is signed and sent as is
+        # Asking for the checksum headers makes the copy complete for clients that ask too.
         headers = {"Host": host, **sign("GET", path, [], host, self.access_key, self.secret,
-                                        region=accel.config.region)}
+                                        region=accel.config.region, extra_headers={CHECKSUM_MODE: "ENABLED"})}
         accel.metrics.inc("prefetch_issued")
         _, response = await accel.upstream.request("GET", path, headers, None, retry=True, second_opinion=True)
         async with response:
@@ -115,10 +116,8 @@ class Prefetcher:
                 await response.release()
                 return
             body = await response.read()
-            obj = CachedObject(
-                body=body, headers=tuple((k, v) for k, v in response.headers.items() if k.lower() not in NOT_REPLAYED),
-                etag=response.headers.get("ETag", ""), validated_at=time.time(),
-            )
+            obj = CachedObject.from_response(body, response_headers(response), checksums_asked=True,
+                                             validated_at=time.time())
         if accel.store(key, obj, epoch):
             self.pending[key] = time.time()
             if len(self.pending) > 65536:

@@ -7,6 +7,8 @@ Request flow:
     anything else (writes, listings, bucket ops, unsigned or unverifiable requests)
         -> MinIO untouched; writes invalidate the keys they touch, before and after.
 MinIO therefore authenticates every request the cache does not answer, and produces every error.
+A cache answer carries the headers MinIO would send for that request (robolake.accelerator.replay):
+whatever the cache cannot answer exactly (a 412, a 416, an odd Range) is forwarded instead.
 A fill is dropped if the key was invalidated while it was in flight (per-key epochs), so a read
 that raced a write cannot put old bytes back into the cache.
 """
@@ -26,21 +28,20 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from robolake.accelerator import s3xml
+from robolake.accelerator import replay, s3xml
 from robolake.accelerator.cache import CachedObject, DiskTier, MemoryTier, ObjectKey
 from robolake.accelerator.metrics import Metrics
 from robolake.accelerator.sigv4 import Verified, Verifier
-from robolake.accelerator.upstream import NoHealthyNodeError, UpstreamPool
+from robolake.accelerator.upstream import NoHealthyNodeError, UpstreamPool, response_headers
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade",
 })
-# Response headers that belong to one response, not to the object.
-NOT_REPLAYED = HOP_BY_HOP | {"date", "x-amz-request-id", "x-amz-id-2", "content-length"}
 log = logging.getLogger(__name__)
-DATE_CONDITIONALS = ("if-modified-since", "if-unmodified-since")
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# Request headers whose answer the cache leaves to MinIO: date conditionals (MinIO's second-
+# granularity rules), and Origin (MinIO's CORS headers answer the request, not the object).
+FORWARDED_WHEN_PRESENT = ("if-modified-since", "if-unmodified-since", "origin")
 BUFFER_BODY_MAX = 8 * 1024 * 1024  # writes up to this size are buffered so they can be retried
 MAX_REVALIDATIONS = 8  # background ETag checks in flight at once
 
@@ -183,7 +184,10 @@ class Accelerator:
 
     async def _read(self, request: web.Request, key: ObjectKey) -> tuple[web.StreamResponse, str]:
         headers = request.headers
-        if any(h in headers for h in DATE_CONDITIONALS) or "," in headers.get("range", ""):
+        range_header = headers.get("range", "")
+        # A Range MinIO judges itself (416 at once, or ignored: replay.parse_range) goes there too.
+        odd_range = bool(range_header) and replay.parse_range(range_header) is None
+        if odd_range or any(h in headers for h in FORWARDED_WHEN_PRESENT):
             return await self._forward(request), "passthrough_conditional"
         principal = self._verified(request)
         if principal is None:
@@ -199,7 +203,10 @@ class Accelerator:
             return await self._fill(request, key), "miss"
         if self.on_demand_read is not None:
             self.on_demand_read(key, hit=True)
-        return await self._answer_from_cache(request, obj, tier), f"hit_{tier}"
+        answer = await self._answer_from_cache(request, obj, tier)
+        if answer is None:  # MinIO's to answer (and, for a whole GET, to refresh the copy with)
+            return await self._fill(request, key), "forwarded"
+        return answer, f"hit_{tier}"
 
     def _revalidate_soon(self, request: web.Request, key: ObjectKey, obj: CachedObject) -> None:
         """Check an old cached copy in the background (stale-while-revalidate).
@@ -246,35 +253,42 @@ class Accelerator:
         else:  # 403 (an expired signature), 503 ...: no verdict; the next read asks again
             self.metrics.inc("revalidation_failed")
 
-    async def _answer_from_cache(self, request: web.Request, obj: CachedObject, tier: str) -> web.StreamResponse:
-        headers = CIMultiDict(obj.headers)
-        headers["X-Amz-Request-Id"] = s3xml.request_id()
-        headers["X-Robolake-Cache"] = f"hit-{tier}"
-        etag = obj.etag
-        if_match = request.headers.get("if-match")
-        if if_match is not None and not _etag_matches(if_match, etag):
-            return s3xml.error_response(412, "PreconditionFailed", "At least one of the pre-conditions you "
-                                        "specified did not hold", request.path)
-        if_none = request.headers.get("if-none-match")
-        if if_none is not None and _etag_matches(if_none, etag):
-            keep = {k: v for k, v in headers.items() if k.lower() in ("etag", "last-modified", "x-amz-request-id",
-                                                                     "server", "x-robolake-cache")}
-            return web.Response(status=304, headers=keep)
-        body = obj.body
-        status = 200
-        range_header = request.headers.get("range")
-        if range_header:
-            span = _parse_range(range_header, len(body))
+    async def _answer_from_cache(self, request: web.Request, obj: CachedObject,
+                                 tier: str) -> web.StreamResponse | None:  # fmt: skip
+        """The answer MinIO would give, from the cached copy; None where only MinIO can give it.
+
+        The order is MinIO's (checkPreconditions, then the range, then the checksums): an
+        If-None-Match hit is a 304 even for a Range past the end; an If-Match miss and an
+        unsatisfiable range are errors, written by MinIO.
+        """
+        headers = request.headers
+        marker = (("X-Amz-Request-Id", s3xml.request_id()), ("X-Robolake-Cache", f"hit-{tier}"))
+        # An empty condition is no condition (MinIO tests `!= ""`).
+        if_none = headers.get("if-none-match", "").strip()
+        if if_none and replay.etag_matches(if_none, obj.etag):
+            return web.Response(status=304, headers=CIMultiDict([*replay.not_modified_headers(obj.headers), *marker]))
+        if_match = headers.get("if-match", "").strip()
+        if if_match and not replay.etag_matches(if_match, obj.etag):
+            return None
+        out = CIMultiDict([*obj.headers, *marker])
+        body, status = obj.body, 200
+        range_header = headers.get("range", "")
+        wanted = replay.parse_range(range_header) if range_header else None  # _read forwarded odd ones
+        if wanted is not None:
+            span = wanted.span(len(body))
             if span is None:
-                return s3xml.error_response(416, "InvalidRange", "The requested range is not satisfiable",
-                                            request.path)
+                return None
             start, end = span
-            headers["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
-            body = body[start:end + 1]
-            status = 206
+            out["Content-Range"] = f"bytes {start}-{end}/{len(body)}"
+            body, status = body[start:end + 1], 206
+        elif replay.wants_checksums(headers):
+            # MinIO sends checksum headers to whole-object reads that ask, never to ranged ones.
+            if obj.checksums is None:
+                return None  # filled by a read that did not ask: MinIO knows, and the copy learns
+            out.extend(obj.checksums)
         if request.method == "HEAD":
-            return await _bodiless(request, status, headers, len(body))
-        return web.Response(status=status, body=body, headers=headers)
+            return await _bodiless(request, status, out, len(body))
+        return web.Response(status=status, body=body, headers=out)
 
     async def _fill(self, request: web.Request, key: ObjectKey) -> web.StreamResponse:
         epoch = self.invalidations.epoch(key)
@@ -292,12 +306,11 @@ class Accelerator:
             if not cacheable:
                 return await self._relay(request, response)
             body = await response.read()
-            stored_headers = tuple((k, v) for k, v in response.headers.items() if k.lower() not in NOT_REPLAYED)
-            obj = CachedObject(body=body, headers=stored_headers, etag=response.headers.get("ETag", ""),
-                               validated_at=time.time())
+            sent = response_headers(response)
+            obj = CachedObject.from_response(body, sent, checksums_asked=replay.wants_checksums(request.headers),
+                                             validated_at=time.time())
             self.store(key, obj, epoch)
-            out = CIMultiDict(stored_headers)
-            out["X-Amz-Request-Id"] = response.headers.get("X-Amz-Request-Id", s3xml.request_id())
+            out = CIMultiDict((k, v) for k, v in sent if k.lower() not in HOP_BY_HOP and k.lower() != "content-length")
             out["X-Robolake-Cache"] = "miss"
             return web.Response(status=200, body=body, headers=out)
 
@@ -347,7 +360,7 @@ class Accelerator:
         return [(bucket, "")]  # bucket-level write (delete bucket, policy ...): drop the bucket
 
     async def _relay(self, request: web.Request, response: aiohttp.ClientResponse) -> web.StreamResponse:
-        headers = CIMultiDict((k, v) for k, v in response.headers.items() if k.lower() not in HOP_BY_HOP)
+        headers = CIMultiDict((k, v) for k, v in response_headers(response) if k.lower() not in HOP_BY_HOP)
         length = response.content_length
         if request.method == "HEAD" or response.status in (204, 304):
             await response.release()
@@ -431,30 +444,6 @@ async def _bodiless(
 
 def _forward_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
-
-
-def _etag_matches(header: str, etag: str) -> bool:
-    if header.strip() == "*":
-        return True
-    wanted = {t.strip().removeprefix("W/").strip('"') for t in header.split(",")}
-    return etag.strip('"') in wanted
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """RFC 9110 single byte range -> inclusive (start, end), or None when unsatisfiable."""
-    match = _RANGE_RE.match(header.strip())
-    if not match or size == 0:
-        return None
-    first, last = match.groups()
-    if first == "":
-        if not last or int(last) == 0:
-            return None
-        return max(0, size - int(last)), size - 1
-    start = int(first)
-    if start >= size:
-        return None
-    end = min(int(last), size - 1) if last else size - 1
-    return (start, end) if end >= start else None
 
 
 def _xml_unescape(text: str) -> str:

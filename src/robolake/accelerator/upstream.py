@@ -30,6 +30,13 @@ class Node:
     live_since: float | None = None  # first successful probe after being down
 
 
+def response_headers(response: aiohttp.ClientResponse) -> list[tuple[str, str]]:
+    """A node's response headers as it sent them: names in its spelling (`ETag`, not aiohttp's
+    `Etag`), repeated ones (MinIO sends `Vary` twice) kept apart, values decoded as aiohttp does."""
+    return [(n.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+            for n, v in response.raw_headers]
+
+
 class NoHealthyNodeError(Exception):
     """Every node failed for this request."""
 
