@@ -35,6 +35,8 @@ EPILOG = """\
 what happens:
   --generate                writes a synthetic UMI dataset to --out (pose/ gripper/ video/ replay_buffer/
                             manifest.json); the same --seed/--profile/--episodes give the same bytes.
+                            By default each dataset has its own folder, ./umi_data/<name>; a folder that
+                            holds anything but an earlier generated dataset is never written to.
   --upload                  checks --out against its manifest.json, then uploads it into the lake layout
                             (umi-raw/pose/<name>/, gripper/, video/, original/, manifests/<name>.json;
                             configs to umi-experiments/configs/<name>/). Every object is verified
@@ -106,15 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="S3 endpoint for --upload (default: the accelerator, 127.0.0.1:9000; e.g. "
                              "127.0.0.1:9001 for MinIO node 1); with --benchmark small_file_performance, the MinIO "
                              "endpoint of the direct path (default: node 1)")
-    parser.add_argument("--out", type=Path, default=Path("umi_data"),
-                        help="dataset directory for --generate / --upload (default: ./umi_data)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="dataset directory for --generate / --upload (default: ./umi_data/<name>, e.g. "
+                             "umi_data/synthetic_small_s0_e8; every dataset gets its own folder)")
     parser.add_argument("--profile", choices=PROFILES, default="small",
                         help="dataset size for --generate (default: small; tiny takes seconds, large ~1 h)")
     parser.add_argument("--episodes", type=_positive, default=None,
                         help="episodes for --generate (default: the profile's count, e.g. 8 for small)")
     parser.add_argument("--seed", type=_non_negative, default=0, help="random seed for --generate (default: 0)")
     parser.add_argument("--name", default=None,
-                        help="dataset name in the lake for --upload (default: synthetic_<profile>_s<seed>_e<episodes>)")
+                        help="dataset name in the lake for --upload, and the folder under ./umi_data "
+                             "(default: synthetic_<profile>_s<seed>_e<episodes>)")
     parser.add_argument("--concurrency", type=_positive, default=32, help="uploads in flight (default: 32)")
     parser.add_argument("--smoke", action="store_true", help="with --benchmark: a quick run (under a minute)")
     parser.add_argument("--json", action="store_true", help="print one JSON document with the results")
@@ -133,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.experiments and not args.generate:
         parser.error("--experiments needs --generate (configs are written while generating)")
     try:
+        if args.out is None:
+            from robolake.umi import default_dataset_dir
+
+            args.out = default_dataset_dir(args.profile, args.seed, args.episodes, args.name)
         report = run(args)
     except RobolakeError as exc:
         sys.stderr.write(f"error: {exc}\n")

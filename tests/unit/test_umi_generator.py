@@ -92,6 +92,25 @@ def test_refuses_a_foreign_directory_and_replaces_its_own(tmp_path: Path) -> Non
     assert {f.path for f in manifest.files} == {k for k in _tree(out) if k != "manifest.json"}
 
 
+def test_a_rerun_with_the_same_parameters_rewrites_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    first = generate_dataset(out, profile="tiny", episodes=1, seed=5)
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert generate_dataset(out, profile="tiny", episodes=1, seed=5) == first
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps
+    with_configs = generate_dataset(out, profile="tiny", episodes=1, seed=5, experiments=True)
+    added = {f.path for f in with_configs.files} - {f.path for f in first.files}
+    assert added and all(a.startswith("configs/") for a in added)
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p.name != "manifest.json")
+    (out / "pose" / "episode_00000.json").write_text("{}")  # damaged: generated again
+    again = generate_dataset(out, profile="tiny", episodes=1, seed=5, experiments=True)
+    assert again == with_configs and _tree(out)["pose/episode_00000.json"] != b"{}"
+    (out / "mine.txt").write_text("keep me")  # something of the user's: refused, kept
+    with pytest.raises(ConfigError, match=r"'mine\.txt', which robolake did not write"):
+        generate_dataset(out, profile="tiny", episodes=1, seed=6)
+    assert (out / "mine.txt").read_text() == "keep me"
+
+
 # ---------------------------------------------------------------- physics
 
 

@@ -11,7 +11,7 @@ import click
 import requests
 from rich.table import Table
 
-from robolake.cli.common import err_console, load_settings, out_console, run_cli
+from robolake.cli.common import PORT, err_console, load_settings, out_console, run_cli
 from robolake.errors import ConfigError, ServiceUnavailableError
 
 
@@ -28,8 +28,8 @@ def accelerator() -> None:
 
 @accelerator.command()
 @click.option("--host", default=None, help="Address to listen on [default: the stack's host].")
-@click.option("--port", type=int, default=None, help="S3 port [default: ROBOLAKE_ACCELERATOR_PORT or 9000].")
-@click.option("--admin-port", type=int, default=None, help="Metrics/stats port [default: 9010].")
+@click.option("--port", type=PORT, default=None, help="S3 port [default: ROBOLAKE_ACCELERATOR_PORT or 9000].")
+@click.option("--admin-port", type=PORT, default=None, help="Metrics/stats port [default: 9010].")
 @click.option("--upstream", "upstreams", multiple=True, help="MinIO endpoint URL; repeat for each node "
               "[default: the stack's nodes].")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("aistor/cache"), show_default=True,

@@ -10,11 +10,20 @@ from rich.text import Text
 
 from robolake.config import Settings
 from robolake.errors import RobolakeError
+from robolake.keys import check_prefix
 
 # Not a terminal (a pipe, a log file, CI): rich would assume 80 columns and cut URLs in tables.
 _WIDTH = None if sys.stdout.isatty() else 160
 err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 out_console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+
+
+PORT = click.IntRange(1, 65535)  # a TCP port a server listens on
+
+
+def prefix_callback(_ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """A click callback: refuse a prefix that climbs out (ConfigError, printed as one line)."""
+    return check_prefix(value, f"--{param.name}" if isinstance(param, click.Option) else str(param.name).upper())
 
 
 def load_settings() -> Settings:

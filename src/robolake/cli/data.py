@@ -37,22 +37,25 @@ def _upload_table(title: str, upload: dict[str, Any]) -> Table:
 
 
 @click.command()
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("umi_data"), show_default=True,
-              help="Directory to write (must be empty, or hold an earlier robolake dataset).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Directory to write (must be empty, or hold an earlier robolake dataset) "
+                   "[default: umi_data/synthetic_<profile>_s<seed>_e<episodes>].")
 @click.option("--episodes", type=int, default=None, help="Episodes to generate (default: the profile's count).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option("--profile", type=click.Choice(["tiny", "small", "medium", "large"]), default="small",
               show_default=True, help="Dataset size: frames per episode and video resolution.")
 @click.option("--experiments", is_flag=True, help="Also write experiment configs (configs/experiment_XXX.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
-def generate(out_dir: Path, episodes: int | None, seed: int, profile: str, experiments: bool, as_json: bool) -> None:
+def generate(out_dir: Path | None, episodes: int | None, seed: int, profile: str, experiments: bool,
+             as_json: bool) -> None:
     """Generate a synthetic UMI dataset (pose/gripper JSON, H.264 videos, the replay buffer).
 
-    Example: robolake generate --out umi_data --profile tiny --episodes 4 --experiments
+    Example: robolake generate --out umi_data/tiny4 --profile tiny --episodes 4 --experiments
     """
     from robolake.storage.progress import counter_progress
-    from robolake.umi import generate_dataset
+    from robolake.umi import default_dataset_dir, generate_dataset
 
+    out_dir = out_dir or default_dataset_dir(profile, seed, episodes)
     started = time.monotonic()
     with counter_progress("generating episodes", console=err_console) as progress:
         manifest = generate_dataset(out_dir, episodes=episodes, seed=seed, profile=profile,

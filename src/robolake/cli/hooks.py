@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from robolake.cli.common import err_console, load_settings, run_cli
+from robolake.cli.common import PORT, err_console, load_settings, run_cli
 from robolake.errors import ConfigError
 from robolake.stack.state import StateDir
 
@@ -27,7 +27,7 @@ def hooks() -> None:
 
 @hooks.command()
 @click.option("--host", default=None, help="Address to listen on [default: the stack's host].")
-@click.option("--port", type=int, default=None, help="Port [default: ROBOLAKE_HOOKS_PORT or 9020].")
+@click.option("--port", type=PORT, default=None, help="Port [default: ROBOLAKE_HOOKS_PORT or 9020].")
 @click.option("--lakefs-endpoint", default=None, help="lakeFS URL to read objects from [default: the stack's].")
 @click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Where replay buffers and videos are downloaded to be checked [default: the temp dir].")

@@ -14,7 +14,7 @@ import click
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from robolake.cli.common import err_console, load_settings, out_console
+from robolake.cli.common import err_console, load_settings, out_console, prefix_callback
 from robolake.errors import ConfigError
 from robolake.versioning import Commit, LakeFSClient, TransferProgress, diff_summary, put_dataset, read_dataset
 from robolake.versioning.dataset import content_checksum
@@ -183,7 +183,7 @@ def commit(branch_name: str, message: str, meta: tuple[str, ...], allow_empty: b
 @version.command()
 @click.argument("ref", default="main")
 @click.option("-n", "--limit", default=20, show_default=True, help="Show at most this many commits (0: all).")
-@click.option("--prefix", default="", help="Only commits that touched this prefix.")
+@click.option("--prefix", default="", help="Only commits that touched this prefix.", callback=prefix_callback)
 @common
 def log(ref: str, limit: int, prefix: str, repo: str | None, as_json: bool) -> None:
     """Show the commits reachable from REF (default main), newest first, with metadata.
@@ -201,7 +201,7 @@ def log(ref: str, limit: int, prefix: str, repo: str | None, as_json: bool) -> N
 @version.command()
 @click.argument("ref_a")
 @click.argument("ref_b")
-@click.option("--prefix", default="", help="Only paths under this prefix.")
+@click.option("--prefix", default="", help="Only paths under this prefix.", callback=prefix_callback)
 @click.option("--two-dot", is_flag=True, help="Compare the two refs directly, not from their merge base.")
 @common
 def diff(ref_a: str, ref_b: str, prefix: str, two_dot: bool, repo: str | None, as_json: bool) -> None:

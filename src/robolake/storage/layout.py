@@ -53,7 +53,6 @@ CONTENT_TYPES: dict[str, str] = {
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 _EPISODE = re.compile(r"(?:^|[^a-z0-9])episode_(\d+)(?:[^0-9]|$)")
-_DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _SENSOR_DIRS = {"pose": "pose", "gripper": "gripper", "video": "video", "videos": "video",
                 "configs": "config", "replay_buffer": "replay_buffer"}  # fmt: skip
 
@@ -97,16 +96,6 @@ def join_key(prefix: str, relpath: str) -> str:
     prefix = prefix.strip("/")
     relpath = relpath.lstrip("/")
     return f"{prefix}/{relpath}" if prefix else relpath
-
-
-def check_dataset_name(name: str) -> str:
-    """A dataset name usable in every key of the layout; raises ValueError naming the problem."""
-    if not _DATASET_NAME.fullmatch(name) or ".." in name:
-        raise ValueError(
-            f"dataset name {name!r} is not usable in object keys: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit (e.g. cup_in_the_wild)"
-        )
-    return name
 
 
 def episode_file(index: int, ext: str) -> str:

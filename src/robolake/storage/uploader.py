@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 
 from robolake.config import Settings
 from robolake.errors import ConfigError, ServiceUnavailableError
+from robolake.keys import check_bucket, check_key, check_prefix
 from robolake.storage import integrity
 from robolake.storage.errors import (
     IntegrityError,
@@ -154,7 +155,8 @@ def collect_tree(local_dir: str | Path, bucket: str, prefix: str = "", *,
             if not path.is_file():
                 continue
             rel = path.relative_to(root).as_posix()
-            items.append(UploadItem(bucket=bucket, key=join_key(prefix, rel), path=path, size=path.stat().st_size,
+            key = check_key(join_key(prefix, rel), f"the key for {str(path)!r}")
+            items.append(UploadItem(bucket=bucket, key=key, path=path, size=path.stat().st_size,
                                     content_type=content_type_for(name), metadata=dict(metadata_fn(rel))))
     return items
 
@@ -198,6 +200,8 @@ def upload_tree(
 
     `target`: Settings (root credentials; `endpoint` defaults to the accelerator) or an S3Target.
     """
+    check_bucket(bucket)
+    check_prefix(prefix)
     items = collect_tree(local_dir, bucket, prefix, metadata_fn=metadata_fn)
     options = UploadOptions(concurrency=concurrency, multipart_threshold=multipart_threshold, part_size=part_size,
                             retry=retry or RetryPolicy())  # fmt: skip

@@ -9,7 +9,15 @@ MP4), ``replay_buffer`` (UMI's zarr v2 zip: writer and validator), ``generator``
 """
 
 from robolake.umi.errors import DatasetFormatError
-from robolake.umi.generator import PROFILES, Manifest, ManifestEntry, Profile, generate_dataset
+from robolake.umi.generator import (
+    PROFILES,
+    Manifest,
+    ManifestEntry,
+    Profile,
+    default_dataset_dir,
+    generate_dataset,
+    synthetic_name,
+)
 from robolake.umi.replay_buffer import ReplayBufferInfo, open_replay_buffer, validate_replay_buffer
 from robolake.umi.video import VideoInfo, probe_mp4
 
@@ -21,8 +29,10 @@ __all__ = [
     "Profile",
     "ReplayBufferInfo",
     "VideoInfo",
+    "default_dataset_dir",
     "generate_dataset",
     "open_replay_buffer",
     "probe_mp4",
+    "synthetic_name",
     "validate_replay_buffer",
 ]

@@ -263,6 +263,24 @@ def _experiment_configs(out: Path, plan: _Plan, n_steps: int) -> None:
         path.write_text(yaml.safe_dump(config, sort_keys=False, default_flow_style=False))
 
 
+DATASETS_DIR = Path("umi_data")  # where generated datasets go by default, one folder per dataset
+
+
+def synthetic_name(profile: str, seed: int, episodes: int | None = None) -> str:
+    """The lake name of a generated dataset (``synthetic_small_s0_e8``); episodes default to the profile's."""
+    if profile not in PROFILES:
+        raise ConfigError(f"profile {profile!r} is unknown; choose one of {sorted(PROFILES)}")
+    return f"synthetic_{profile}_s{seed}_e{PROFILES[profile].episodes if episodes is None else episodes}"
+
+
+def default_dataset_dir(profile: str, seed: int, episodes: int | None = None, name: str | None = None) -> Path:
+    """``umi_data/<name>``: each dataset its own folder, so generating one never touches another."""
+    return DATASETS_DIR / (name or synthetic_name(profile, seed, episodes))
+
+
+_GENERATED_ENTRIES = frozenset({"pose", "gripper", "video", "configs", "replay_buffer", "manifest.json"})
+
+
 def _prepare(out: Path) -> None:
     """Use an empty or missing directory, or replace a dataset robolake generated there before."""
     if not out.exists():
@@ -278,8 +296,14 @@ def _prepare(out: Path) -> None:
             f"out_dir {str(out)!r} is not empty and holds no robolake manifest.json; "
             "choose an empty directory so nothing of yours is overwritten"
         )
-    (manifest).unlink()
-    for sub in ("pose", "gripper", "video", "configs", "replay_buffer"):
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in _GENERATED_ENTRIES)
+    if foreign:
+        raise ConfigError(
+            f"out_dir {str(out)!r} holds an earlier generated dataset but also {', '.join(map(repr, foreign[:3]))}, "
+            "which robolake did not write; choose another directory so nothing of yours is overwritten"
+        )
+    manifest.unlink()
+    for sub in _GENERATED_ENTRIES - {"manifest.json"}:
         shutil.rmtree(out / sub, ignore_errors=True)
 
 
@@ -315,8 +339,16 @@ def generate_dataset(
     if seed < 0:
         raise ConfigError(f"seed={seed!r} must be a non-negative integer")
     out = Path(out_dir)
-    _prepare(out)
     plan = _plan(seed, prof, n_episodes)
+    earlier = _intact_earlier(out, seed, profile, n_episodes)
+    if earlier is not None and (earlier.experiments > 0) == experiments:
+        if progress:
+            progress(n_episodes, n_episodes)
+        return earlier  # the same parameters give the same bytes: nothing to redo
+    if earlier is not None and experiments:
+        _experiment_configs(out, plan, earlier.frames_total)  # only the configs are missing
+        return _write_manifest(out, plan, profile, n_episodes, earlier.frames_total, experiments)
+    _prepare(out)
     n_workers = max(1, workers if workers is not None else min(4, os.cpu_count() or 1))
     if progress:
         progress(0, n_episodes)
@@ -329,11 +361,36 @@ def generate_dataset(
     n_steps = sum(plan.frames)
     if experiments:
         _experiment_configs(out, plan, n_steps)
+    return _write_manifest(out, plan, profile, n_episodes, n_steps, experiments)
+
+
+def _intact_earlier(out: Path, seed: int, profile: str, episodes: int) -> Manifest | None:
+    """The manifest in `out` if it was made with these parameters and every file still matches it."""
+    try:
+        earlier = Manifest.load(out / "manifest.json")
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    same = (earlier.schema_version, earlier.generator, earlier.seed, earlier.profile, earlier.episodes,
+            earlier.encoders) == (SCHEMA_VERSION, f"robolake.umi {__version__}", seed, profile, episodes, _encoders())
+    if not same:
+        return None
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    if on_disk != {f.path for f in earlier.files}:
+        return None
+    for entry in earlier.files:
+        path = out / entry.path
+        if path.stat().st_size != entry.size_bytes or _sha256(path) != entry.sha256:
+            return None
+    return earlier
+
+
+def _write_manifest(out: Path, plan: _Plan, profile: str, n_episodes: int, n_steps: int,
+                    experiments: bool) -> Manifest:  # fmt: skip
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     manifest = Manifest(
         schema_version=SCHEMA_VERSION,
         generator=f"robolake.umi {__version__}",
-        seed=seed,
+        seed=plan.seed,
         profile=profile,
         episodes=n_episodes,
         frames_total=n_steps,

@@ -29,9 +29,10 @@ from typing import Any
 
 from robolake.config import Settings
 from robolake.errors import ConfigError
+from robolake.keys import check_dataset_name
 from robolake.storage.download import ByteProgress, check_sha256, fetch_url, file_sha256, is_url
 from robolake.storage.errors import S3Error
-from robolake.storage.layout import RAW_BUCKET, SCHEMA_VERSION, check_dataset_name, content_type_for, manifest_key
+from robolake.storage.layout import RAW_BUCKET, SCHEMA_VERSION, content_type_for, manifest_key
 from robolake.storage.progress import ProgressCallback
 from robolake.storage.s3 import AsyncS3, S3Target
 from robolake.storage.uploader import UploadItem, UploadOptions, UploadSummary, run_async, upload_items
@@ -98,10 +99,7 @@ def ingest(
                                          "nothing was uploaded; check --sha256 or the file")
     kind = detect_kind(path)
     dataset = dataset_name or default_dataset_name(path, kind)
-    try:
-        check_dataset_name(dataset)
-    except ValueError as exc:
-        raise ConfigError(f"{exc}; choose one with --name") from exc
+    check_dataset_name(dataset, "dataset name (--name)")
 
     work = settings.cache_dir / "ingest"
     work.mkdir(parents=True, exist_ok=True)

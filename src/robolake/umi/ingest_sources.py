@@ -39,7 +39,7 @@ from robolake.storage.layout import (
     sensor_key,
 )
 from robolake.umi.errors import DatasetFormatError
-from robolake.umi.generator import Manifest
+from robolake.umi.generator import Manifest, synthetic_name
 from robolake.umi.replay_buffer import ReplayBufferInfo, open_replay_buffer, validate_replay_buffer
 from robolake.umi.video import VideoInfo, probe_mp4
 
@@ -103,7 +103,7 @@ def default_dataset_name(path: Path, kind: str) -> str:
     """The dataset name when none is given: from the file or folder name, or the generator's manifest."""
     if kind == "generated":
         manifest = _load_manifest(path / "manifest.json")
-        return f"synthetic_{manifest.profile}_s{manifest.seed}_e{manifest.episodes}"
+        return synthetic_name(manifest.profile, manifest.seed, manifest.episodes)
     name = path.name
     for suffix in (".zarr.zip", ".zip"):
         if name.lower().endswith(suffix):

@@ -26,12 +26,14 @@ import requests
 
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
+from robolake.keys import check_bucket, check_prefix
 from robolake.stack.state import StateDir
 from robolake.versioning.errors import (
     Call,
     ConflictError,
     ImportFailedError,
     IntegrityError,
+    Kind,
     LakeFSError,
     conflict,
     translate_errors,
@@ -218,13 +220,14 @@ class LakeFSClient:
             response.raise_for_status()
         return response
 
-    def _locate(self, call: Call) -> tuple[str, str] | None:
+    def _locate(self, call: Call) -> tuple[Kind, str] | None:
         """After a 404: probe the repository, then each ref, to name the part that is missing."""
         repo = f"/repositories/{_q(call.repo)}"
-        probes = [("repository", call.repo, repo)] if call.repo else []
+        probes: list[tuple[Kind, str, str]] = [("repository", call.repo, repo)] if call.repo else []
         for kind, name in call.refs:
             # GET commits/{ref} dereferences any ref: branch, tag, commit id, or `main~1`.
-            probes.append((kind, name, f"{repo}/{'branches' if kind == 'branch' else 'commits'}/{_q(name)}"))
+            where = {"branch": "branches", "tag": "tags"}.get(kind, "commits")
+            probes.append((kind, name, f"{repo}/{where}/{_q(name)}"))
         for kind, name, path in probes:
             try:
                 status = self._session().get(f"{self.endpoint}/api/v1{path}", timeout=(5.0, self.timeout_s)).status_code
@@ -489,7 +492,11 @@ class LakeFSClient:
         if not source_uri.startswith("s3://") or len(source_uri) <= len("s3://") or source_uri[5] == "/":
             raise ConfigError(f"import source {source_uri!r} is not an s3://bucket/prefix/ URI; e.g. s3://umi-raw/pose/")
         source = source_uri if source_uri.endswith("/") else source_uri + "/"
-        dest = destination.strip("/") + "/" if destination.strip("/") else ""
+        bucket, _, source_prefix = source.removeprefix("s3://").partition("/")
+        check_bucket(bucket, f"the bucket of {source_uri!r}")
+        check_prefix(source_prefix, f"the prefix of {source_uri!r}")
+        dest = check_prefix(destination, "destination").strip("/")
+        dest = dest + "/" if dest else ""
         call = Call(f"import {source!r} into branch {branch!r}", repo, (("branch", branch),))
         body = {
             "paths": [{"type": "common_prefix", "path": source, "destination": dest}],

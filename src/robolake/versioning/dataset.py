@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from robolake.errors import ConfigError, RobolakeError
+from robolake.keys import check_dataset_name, check_prefix
 from robolake.versioning.client import Commit, DiffEntry, LakeFSClient, ObjectStat
 from robolake.versioning.errors import BadRequestError, IntegrityError
 
@@ -72,8 +73,8 @@ class DatasetCommit:
 
 
 def normalize_prefix(prefix: str) -> str:
-    """"a/b" -> "a/b/", "/" or "" -> "" (the repository root)."""
-    stripped = prefix.strip("/")
+    """"a/b" -> "a/b/", "/" or "" -> "" (the repository root); ConfigError for a prefix that climbs out."""
+    stripped = check_prefix(prefix).strip("/")
     return f"{stripped}/" if stripped else ""
 
 
@@ -128,6 +129,8 @@ def put_dataset(
     if clash:
         raise ConfigError(f"metadata key(s) {clash} are set by robolake itself; rename them")
     prefix = normalize_prefix(prefix)
+    if name is not None:
+        check_dataset_name(name)
     files = scan_dir(local_dir)
     if not files:
         raise ConfigError(f"{str(local_dir)!r} holds no files; nothing to put")

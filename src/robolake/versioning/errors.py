@@ -22,10 +22,15 @@ import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Iterator
+from typing import Literal, get_args
 
 import requests
 
 from robolake.errors import AuthError, RobolakeError, ServiceUnavailableError
+
+# Every kind of name a Call can carry; each has a hint in NOT_FOUND_HINTS (a unit test checks it).
+Kind = Literal["repository", "branch", "tag", "ref", "path"]
+REF_KINDS: tuple[Kind, ...] = tuple(k for k in get_args(Kind) if k not in ("repository", "path"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +39,7 @@ class Call:
 
     action: str  # an infinitive clause: "merge 'dev' into 'main'"
     repo: str = ""
-    refs: tuple[tuple[str, str], ...] = ()  # (kind, name): ("branch", "dev"), ("ref", "v1")
+    refs: tuple[tuple[Kind, str], ...] = ()  # (kind, name): ("branch", "dev"), ("ref", "v1")
     path: str = ""
     hints: tuple[tuple[int, str], ...] = ()  # (status, what to do), replacing the table's hint
 
@@ -96,15 +101,16 @@ STATUS_TO_ERROR: dict[int, tuple[type[RobolakeError], str]] = {
     503: (ServiceUnavailableError, "lakeFS is overloaded or starting; try again shortly"),
 }
 
-NOT_FOUND_HINTS: dict[str, str] = {
+NOT_FOUND_HINTS: dict[Kind, str] = {
     "repository": "check --repo (the default is the stack's repository, robotics-data)",
     "branch": "list branches with `robolake version branch list`",
+    "tag": "list tags with `robolake version tag list`",
     "ref": "a ref is a branch, a tag or a commit id; see `robolake version log` and `robolake version tag list`",
     "path": "nothing is stored at that path at this ref",
 }
 
 # Given the call that got a 404, say which of its parts is missing: (kind, name), or None.
-Locator = Callable[[Call], "tuple[str, str] | None"]
+Locator = Callable[[Call], "tuple[Kind, str] | None"]
 
 
 def server_message(response: requests.Response) -> str:
@@ -140,7 +146,7 @@ def error_for_response(
     return lakefs_cls(message, status=status, server_message=said, call=call)
 
 
-def not_found(call: Call, said: str, missing: tuple[str, str] | None) -> NotFoundError:
+def not_found(call: Call, said: str, missing: tuple[Kind, str] | None) -> NotFoundError:
     if missing is None:
         named = [f"repository {call.repo!r}"] if call.repo else []
         named += [f"{kind} {name!r}" for kind, name in call.refs]
