@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,7 +29,7 @@ def test_deploy_local_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
 
     state = tmp_path / "state"
     env = {**os.environ, **isolated_env(state), "ROBOLAKE_ENV_FILE": "/nonexistent/.env",
-           "ROBOLAKE_SAMPLE_DIR": str(tmp_path / "sample"), "COLUMNS": "200"}
+           "ROBOLAKE_SAMPLE_DIR": str(tmp_path / "umi_data" / "sample"), "COLUMNS": "200"}
     first = run(["./deploy-local.sh", "--runtime", "native"], env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "started minio-1, minio-2, minio-3, accelerator, hooks, lakefs" in first.stderr
@@ -44,6 +47,19 @@ def test_deploy_local_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
         ("lakefs", True)]
     assert doc["cluster"]["one_cluster"] and doc["repository"]["exists"]
     assert all(set(c) >= {"name", "endpoint", "healthy"} for c in doc["components"])
+
+    # The seed's quick start right after it, from the same folder (umi_data/ holds the sample already):
+    # twice, then with --experiments. Each dataset has its own folder, so none touches another.
+    seed_cli = [sys.executable, str(ROOT / "download_umi_data.py"), "--generate", "--upload"]
+    quick = [subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+             for cmd in (seed_cli, seed_cli, [*seed_cli, "--experiments"])]
+    for done in quick:
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "in umi_data/synthetic_small_s0_e8" in quick[0].stderr
+    assert re.search(r": [1-9]\d* objects uploaded and verified, 0 already stored", quick[0].stderr), quick[0].stderr
+    assert re.search(r": 0 objects uploaded and verified, [1-9]\d* already stored", quick[1].stderr), quick[1].stderr
+    assert re.search(r": [1-9]\d* objects uploaded and verified", quick[2].stderr), quick[2].stderr
+    assert (tmp_path / "umi_data" / "synthetic_small_s0_e8" / "configs").is_dir()
 
     again = run(["./deploy-local.sh"], {**env})
     assert again.returncode == 0 and "everything was already running" in again.stderr
@@ -81,6 +97,51 @@ def test_stack_env_makes_boto3_work(stack: NativeStack) -> None:
     out = run(["bash", "-c", script], env)
     assert out.returncode == 0, out.stderr
     assert "umi-raw" in out.stdout and "lakefs-storage" in out.stdout
+
+
+def test_stack_env_puts_lakectl_on_path(stack: NativeStack) -> None:
+    env = settings_env(stack.settings)
+    script = f'eval "$({ROOT}/.venv/bin/robolake stack env)" && command -v lakectl && lakectl repo list'
+    out = run(["bash", "-c", script], env, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[0] == str(stack.builder.path_dir / "lakectl")
+    assert stack.settings.lakefs_repo in out.stdout
+    # A bad repository is an error lakectl reports, not a crash.
+    script = f'eval "$({ROOT}/.venv/bin/robolake stack env)" && lakectl branch list lakefs://no-such-repo'
+    bad = run(["bash", "-c", script], env, timeout=120)
+    assert bad.returncode not in (0, 2, 127), bad.stdout + bad.stderr  # 2: a Go panic; 127: not found
+    assert "not found" in (bad.stdout + bad.stderr).lower() and "goroutine" not in bad.stderr
+
+
+@pytest.mark.skipif(shutil.which("aws") is None, reason="aws-cli is not installed")
+def test_readme_aws_cli_setting_makes_presigned_urls_lakefs_accepts(stack: NativeStack, tmp_path: Path) -> None:
+    from robolake.versioning.hooks import ACTION_PATH
+
+    # Never the user's ~/.aws: the README's `aws configure set` writes to this file instead.
+    env = {**settings_env(stack.settings), "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials")}
+    presign = (
+        f'eval "$({ROOT}/.venv/bin/robolake stack env)" && '
+        'AWS_ACCESS_KEY_ID="$LAKECTL_CREDENTIALS_ACCESS_KEY_ID" '
+        'AWS_SECRET_ACCESS_KEY="$LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY" '
+        f'aws s3 presign --endpoint-url "$LAKECTL_SERVER_ENDPOINT_URL" s3://{stack.settings.lakefs_repo}/main/{ACTION_PATH}'
+    )
+
+    def status_of_presigned_get() -> int:
+        out = run(["bash", "-c", presign], env, timeout=120)
+        assert out.returncode == 0, out.stderr
+        try:
+            with urllib.request.urlopen(out.stdout.strip(), timeout=30) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    version = run(["aws", "--version"], env)
+    if (version.stdout + version.stderr).startswith("aws-cli/1."):
+        assert status_of_presigned_get() == 400  # SigV2: lakeFS answers MissingFields
+    setting = run(["aws", "configure", "set", "default.s3.signature_version", "s3v4"], env)
+    assert setting.returncode == 0, setting.stderr
+    assert status_of_presigned_get() == 200
 
 
 def test_setup_buckets_script_on_running_cluster(stack: NativeStack) -> None:

@@ -76,20 +76,22 @@ def _build_reporter(bar: Progress, task: TaskID) -> Callable[[str, str], None]:
 @stack.command()
 @click.option("--all", "build_all", is_flag=True, help="Also build warp (the benchmarks' load generator).")
 def build(build_all: bool) -> None:
-    """Build (or find cached) the pinned MinIO, lakeFS and warp binaries.
+    """Build (or find cached) the pinned MinIO, lakeFS, lakectl and warp binaries.
 
     Versions are pinned in tools/versions.env; binaries are cached in
     ROBOLAKE_CACHE_DIR/bin as <name>-<version>, so only the first build takes minutes.
+    lakectl is also linked as bin/current/lakectl, which `robolake stack env` puts on PATH.
     """
     builder = BinaryBuilder(load_settings().cache_dir)
-    for name in ("minio", "lakefs", "warp"):
+    for name in builder.NAMES:
         if name == "warp" and not build_all:
             continue
         cached = builder.is_cached(name)
         started = time.monotonic()
         with _progress() as bar:
             task = bar.add_task(f"building {name} {builder.version_of(name)}", total=None)
-            path = builder.ensure(name, functools.partial(_build_reporter(bar, task), name))
+            # One binary per line, so each line's time is its own build (no companions).
+            path = builder.ensure(name, functools.partial(_build_reporter(bar, task), name), companions=False)
         how = "cached" if cached else f"built in {time.monotonic() - started:.0f} s"
         err_console.print(f"{name:<7} {builder.version_of(name):<40} {how}: {path}")
 

@@ -3,9 +3,12 @@
 MinIO's community edition is source-only, so it is built with `go install <module>@<version>`.
 lakeFS's go.mod carries a `replace` directive, which `go install pkg@version` refuses, so it is
 built from the wrapper module in `tools/lakefs-build` (which repeats that replace and pins go.sum);
-warp likewise from `tools/warp-build`.
+warp likewise from `tools/warp-build`. lakectl, lakeFS's command-line client, lives in the same
+module at the same version, so it is built from the same wrapper module, whenever lakeFS is.
 Binaries land in `<cache_dir>/bin/<name>-<version>`; a build writes `<name>.partial` first and
 renames it, so an interrupted build never leaves a half-written binary behind.
+The commands a user runs (lakectl) also get a version-free symlink in `<cache_dir>/bin/current/`,
+the directory `robolake stack env` puts on PATH.
 """
 
 from __future__ import annotations
@@ -29,13 +32,22 @@ ProgressFn = Callable[[str], None]
 
 _TOOLS_ENV = "ROBOLAKE_TOOLS_DIR"
 
-# Binaries built from a wrapper module under tools/<name>-build (the package each one builds).
-# lakeFS needs it for its replace directive; warp because the checksum database lacks its release.
+# Binaries built from a wrapper module under tools/ (the module's folder, the package it builds).
+# lakeFS needs it for its replace directive, and so does lakectl, a package of the same module;
+# warp because the checksum database lacks its release.
 # MinIO has neither problem and is built with a plain `go install module@version`.
 _WRAPPED = {
-    "lakefs": "github.com/treeverse/lakefs/cmd/lakefs",
-    "warp": "github.com/minio/warp",
+    "lakefs": ("lakefs-build", "github.com/treeverse/lakefs/cmd/lakefs"),
+    "lakectl": ("lakefs-build", "github.com/treeverse/lakefs/cmd/lakectl"),
+    "warp": ("warp-build", "github.com/minio/warp"),
 }
+# The field of Versions that pins a binary, where it is not the binary's own name.
+_VERSION_FIELD = {"lakectl": "lakefs"}
+# Built along with a binary: `stack env` exports LAKECTL_* for the lakeFS that `stack up` starts,
+# so whatever provides lakeFS provides its client too.
+_COMPANIONS = {"lakefs": ("lakectl",)}
+# Commands a user runs from the shell, linked version-free into BinaryBuilder.path_dir.
+_ON_PATH = ("lakectl",)
 
 
 def tools_dir() -> Path:
@@ -135,19 +147,35 @@ def find_go(min_version: str) -> Path:
     )
 
 
+def _with_companions(name: str, companions: bool) -> list[str]:
+    return [name, *(_COMPANIONS.get(name, ()) if companions else ())]
+
+
 class BinaryBuilder:
     """Builds and caches the pinned binaries; `ensure(name)` returns a path to a runnable one."""
 
-    NAMES = ("minio", "lakefs", "warp")
+    NAMES = ("minio", "lakefs", "lakectl", "warp")
 
     def __init__(self, cache_dir: Path, versions: Versions | None = None) -> None:
         self.bin_dir = cache_dir / "bin"
-        self.versions = versions or Versions.load()
+        self._versions = versions
+
+    @property
+    def versions(self) -> Versions:
+        # Read on first use: `path_dir` (for `stack env`) needs no checkout's tools/versions.env.
+        if self._versions is None:
+            self._versions = Versions.load()
+        return self._versions
+
+    @property
+    def path_dir(self) -> Path:
+        """Version-free symlinks to the cached user commands (lakectl): the directory for PATH."""
+        return self.bin_dir / "current"
 
     def version_of(self, name: str) -> str:
         if name not in self.NAMES:
             raise ConfigError(f"unknown binary {name!r}; robolake builds {', '.join(self.NAMES)}")
-        return str(getattr(self.versions, name))
+        return str(getattr(self.versions, _VERSION_FIELD.get(name, name)))
 
     def path(self, name: str) -> Path:
         return self.bin_dir / f"{name}-{self.version_of(name)}"
@@ -155,12 +183,27 @@ class BinaryBuilder:
     def is_cached(self, name: str) -> bool:
         return os.access(self.path(name), os.X_OK)
 
-    def ensure(self, name: str, progress: ProgressFn | None = None) -> Path:
-        """Return the cached binary, building it first if this version was never built."""
+    def plan(self, name: str, *, companions: bool = True) -> list[str]:
+        """The binaries `ensure(name)` would build, in order: those not cached at their version."""
+        return [n for n in _with_companions(name, companions) if not self.is_cached(n)]
+
+    def ensure(self, name: str, progress: ProgressFn | None = None, *, companions: bool = True) -> Path:
+        """Return the cached binary, building it first if this version was never built.
+
+        With `companions`, also build what comes with it (lakectl with lakeFS).
+        """
+        todo = self.plan(name, companions=companions)
+        if todo:
+            go = find_go(self.versions.go_min)
+            for each in todo:
+                self._build_cached(go, each, progress)
+        for each in _with_companions(name, companions):
+            if each in _ON_PATH:
+                self._link_on_path(each)
+        return self.path(name)
+
+    def _build_cached(self, go: Path, name: str, progress: ProgressFn | None) -> None:
         target = self.path(name)
-        if self.is_cached(name):
-            return target
-        go = find_go(self.versions.go_min)
         self.bin_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f"robolake-build-{name}-") as tmp:
             built = Path(tmp) / name
@@ -169,7 +212,20 @@ class BinaryBuilder:
             shutil.copy2(built, partial)
             partial.chmod(0o755)
             os.replace(partial, target)
-        return target
+
+    def _link_on_path(self, name: str) -> None:
+        """Point `path_dir/<name>` at the pinned version (relative, so the cache can move)."""
+        link = self.path_dir / name
+        relative = os.path.relpath(self.path(name), self.path_dir)
+        if link.is_symlink() and os.readlink(link) == relative:
+            return
+        self.path_dir.mkdir(parents=True, exist_ok=True)
+        # A new link under a temporary name, renamed over the old: a concurrent `lakectl` always
+        # finds one, the old version's or the new.
+        partial = link.with_name(f".{name}.{os.getpid()}.partial")
+        partial.unlink(missing_ok=True)
+        os.symlink(relative, partial)
+        os.replace(partial, link)
 
     def _build(self, go: Path, name: str, out: Path, progress: ProgressFn | None) -> None:
         env = {
@@ -181,8 +237,9 @@ class BinaryBuilder:
         version = self.version_of(name)
         if name in _WRAPPED:
             # Built inside our wrapper module, whose committed go.mod/go.sum pin every dependency.
-            cwd = tools_dir() / f"{name}-build"
-            cmd = [str(go), "build", "-v", "-trimpath", "-o", str(out), _WRAPPED[name]]
+            module_dir, package = _WRAPPED[name]
+            cwd = tools_dir() / module_dir
+            cmd = [str(go), "build", "-v", "-trimpath", "-o", str(out), package]
         else:
             cwd = out.parent
             env["GOBIN"] = str(out.parent)

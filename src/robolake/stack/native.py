@@ -273,8 +273,8 @@ class NativeStack:
         creds = self.state.credentials()
         binaries = {}
         for name in ("minio", "lakefs"):
-            if not self.builder.is_cached(name):
-                report(f"building {name} {self.builder.version_of(name)} (first run only; takes minutes)")
+            for each in self.builder.plan(name):
+                report(f"building {each} {self.builder.version_of(each)} (first run only; takes minutes)")
             binaries[name] = self.builder.ensure(name, _bind_progress(progress, name))
 
         for node in range(1, 4):
@@ -498,7 +498,10 @@ class NativeStack:
             return {"name": self.settings.lakefs_repo, "exists": False, "error": str(exc)}
 
     def env_exports(self) -> str:
-        """Shell `export` lines that point aws-cli, mc, boto3 and lakectl at this stack."""
+        """Shell `export` lines that point aws-cli, mc, boto3 and lakectl at this stack.
+
+        PATH gains the builder's directory of version-free links, which holds `lakectl`.
+        """
         s = self.settings
         creds = self.state.load_credentials()
         if creds is None:
@@ -519,4 +522,7 @@ class NativeStack:
             "LAKECTL_CREDENTIALS_ACCESS_KEY_ID": creds.lakefs_access_key_id,
             "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY": creds.lakefs_secret_access_key,
         }
-        return "\n".join(f"export {k}={shlex.quote(v)}" for k, v in values.items())
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+        # Single-quoted directory, then the caller's own PATH, expanded by the shell that evals this.
+        lines.append(f'export PATH={shlex.quote(str(self.builder.path_dir))}"${{PATH:+:$PATH}}"')
+        return "\n".join(lines)
