@@ -187,7 +187,7 @@ def _generate(args: argparse.Namespace, console: Any) -> dict[str, Any]:
 
 def _upload(args: argparse.Namespace, settings: Any, console: Any) -> dict[str, Any]:
     from robolake.storage.progress import object_progress
-    from robolake.umi.ingest import ingest
+    from robolake.ingest.pipeline import ingest
 
     with object_progress("uploading", console=console) as progress:
         result = ingest(args.out, settings, dataset_name=args.name, endpoint=args.minio_endpoint,

@@ -43,7 +43,7 @@ ensure_go() {
   for go in "${ROBOLAKE_GO:-}" "$(command -v go 2>/dev/null)" /usr/local/go/bin/go .venv/bin/go; do
     [ -n "$go" ] && [ -x "$go" ] || continue
     have=$(GOTOOLCHAIN=local "$go" env GOVERSION 2>/dev/null) || continue
-    if .venv/bin/python -c 'import sys; from robolake.stack.binaries import parse_go_version as v; sys.exit(0 if v(sys.argv[1]) >= v(sys.argv[2]) else 1)' "$have" "$min"; then
+    if .venv/bin/python -c 'import sys; from robolake.binaries import parse_go_version as v; sys.exit(0 if v(sys.argv[1]) >= v(sys.argv[2]) else 1)' "$have" "$min"; then
       return 0
     fi
   done

@@ -280,7 +280,7 @@ def standalone_accelerator(stack: NativeStack, cache_dir: Path, *flags: str) -> 
     port, admin = free_port(), free_port()
     env = {**os.environ, "MINIO_ROOT_USER": s.minio_root_user, "MINIO_ROOT_PASSWORD": s.minio_root_password,
            "ROBOLAKE_ENV_FILE": "/dev/null"}
-    cmd = [sys.executable, "-m", "robolake.accelerator", "serve", "--port", str(port), "--admin-port", str(admin),
+    cmd = [sys.executable, "-m", "robolake.cli.accelerator", "serve", "--port", str(port), "--admin-port", str(admin),
            "--disk-mb", "0", "--no-prefetch", "--cache-dir", str(cache_dir), *flags,
            *(f"--upstream={e}" for e in s.minio_endpoints)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)

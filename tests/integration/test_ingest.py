@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 
 from robolake.errors import RobolakeError
+from robolake.ingest.pipeline import ingest
 from robolake.stack.native import NativeStack
 from robolake.stack.process import free_port
 from robolake.umi import generate_dataset
-from robolake.umi.ingest import ingest
 from robolake.umi.replay_buffer import ReplayBufferWriter, encode_frame
 from tests.conftest import s3_client
 from tests.stackutil import settings_env

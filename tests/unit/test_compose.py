@@ -14,12 +14,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from robolake.binaries import Versions
 from robolake.cli import stack as cli_stack
 from robolake.cli.stack import stack as stack_group
 from robolake.config import Settings
 from robolake.errors import ConfigError, ToolchainError
 from robolake.stack import bootstrap, health
-from robolake.stack.binaries import Versions
 from robolake.stack.compose import (
     compose_command,
     compose_topology,
@@ -28,7 +28,7 @@ from robolake.stack.compose import (
     native_topology,
 )
 from robolake.stack.native import NOTIFIED_BUCKETS, WEBHOOK_ID, NativeStack
-from robolake.stack.state import Credentials
+from robolake.state import Credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "docker-compose.local.yml"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from robolake.ingest.pipeline import build_manifest
+from robolake.ingest.sources import PlannedObject, SourcePlan, default_dataset_name, detect_kind
 from robolake.umi.errors import DatasetFormatError
-from robolake.umi.ingest import build_manifest
-from robolake.umi.ingest_sources import PlannedObject, SourcePlan, default_dataset_name, detect_kind
 
 
 def test_detect_kind(tmp_path: Path) -> None:

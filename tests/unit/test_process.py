@@ -11,7 +11,7 @@ import pytest
 
 from robolake.errors import PortInUseError, ServerStartError, StateError
 from robolake.stack.process import ManagedProcess, ProcessSpec, check_ports_free, free_port
-from robolake.stack.state import Credentials, StateDir
+from robolake.state import Credentials, StateDir
 
 
 def spec(tmp_path: Path, script: str, ports: dict[int, str] | None = None) -> ProcessSpec:

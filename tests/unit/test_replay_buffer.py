@@ -20,8 +20,8 @@ import zarr
 from imagecodecs.numcodecs import register_codecs
 
 from robolake.errors import RobolakeError
+from robolake.ingest.sources import plan_replay_buffer
 from robolake.umi.errors import DatasetFormatError
-from robolake.umi.ingest_sources import plan_replay_buffer
 from robolake.umi.replay_buffer import (
     JPEGXL_CONFIG,
     ReplayBufferWriter,

@@ -26,8 +26,8 @@ from aiohttp import web
 from robolake.accelerator import s3xml
 from robolake.accelerator.cache import CachedObject, ObjectKey
 from robolake.accelerator.replay import CHECKSUM_MODE
-from robolake.accelerator.sigv4 import Verified, sign
 from robolake.accelerator.upstream import response_headers
+from robolake.sigv4 import Verified, sign
 
 if TYPE_CHECKING:
     from robolake.accelerator.server import Accelerator

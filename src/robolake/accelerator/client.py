@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import requests
 
 from robolake.accelerator.batch import parse_batch
-from robolake.accelerator.sigv4 import sign
 from robolake.errors import AuthError, RobolakeError, ServiceUnavailableError
+from robolake.sigv4 import sign
 from robolake.storage.reader import GetResult, ObjectReader
 
 BATCH_PATH = "/_robolake/batch"

@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 from robolake.accelerator.cache import CachedObject, ObjectKey
 from robolake.accelerator.replay import CHECKSUM_MODE
-from robolake.accelerator.sigv4 import sign
 from robolake.accelerator.upstream import response_headers
+from robolake.sigv4 import sign
 
 if TYPE_CHECKING:
     from robolake.accelerator.server import Accelerator

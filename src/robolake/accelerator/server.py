@@ -31,8 +31,8 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from robolake.accelerator import replay, s3xml
 from robolake.accelerator.cache import CachedObject, DiskTier, MemoryTier, ObjectKey
 from robolake.accelerator.metrics import Metrics
-from robolake.accelerator.sigv4 import Verified, Verifier
 from robolake.accelerator.upstream import NoHealthyNodeError, UpstreamPool, response_headers
+from robolake.sigv4 import Verified, Verifier
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",

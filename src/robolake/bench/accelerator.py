@@ -27,12 +27,12 @@ import boto3
 from botocore.config import Config
 
 from robolake.accelerator.client import BATCH_PATH, BatchClient
-from robolake.accelerator.sigv4 import sign
 from robolake.bench import core, results
 from robolake.bench.warp import WarpResult, run_warp, to_series
+from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
 from robolake.errors import RobolakeError
-from robolake.stack.binaries import BinaryBuilder
+from robolake.sigv4 import sign
 
 BENCH_BUCKET = "robolake-bench"
 Reporter = Callable[[str], None]

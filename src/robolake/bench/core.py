@@ -222,7 +222,7 @@ def machine() -> dict[str, Any]:
 def versions(settings: Settings) -> dict[str, str]:
     from importlib.metadata import version
 
-    from robolake.stack.binaries import BinaryBuilder
+    from robolake.binaries import BinaryBuilder
 
     builder = BinaryBuilder(settings.cache_dir)
     found = {"robolake": version("robolake")}

@@ -27,9 +27,9 @@ import numpy as np
 from robolake.bench import core, report, results
 from robolake.bench.upload import parse_size
 from robolake.bench.warp import run_warp, to_series
+from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
 from robolake.errors import ConfigError
-from robolake.stack.binaries import BinaryBuilder
 from robolake.storage.integrity import MIB
 from robolake.storage.reader import ObjectReader
 from robolake.storage.s3 import AsyncS3, S3Target

@@ -23,9 +23,9 @@ from typing import Any
 from robolake.bench import core
 from robolake.bench.results import new_run_id
 from robolake.bench.warp import WarpResult, run_warp, to_series
+from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
-from robolake.stack.binaries import BinaryBuilder
 from robolake.storage.progress import ProgressCallback
 from robolake.storage.s3 import AsyncS3, S3Target
 from robolake.storage.uploader import UploadSummary, run_async, upload_tree

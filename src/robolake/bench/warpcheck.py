@@ -17,9 +17,9 @@ from typing import Any
 from robolake.bench import core, report, results
 from robolake.bench.streaming import size_bytes
 from robolake.bench.warp import WarpResult, run_warp, to_series
+from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
-from robolake.stack.binaries import BinaryBuilder
 from robolake.storage.reader import ObjectReader
 from robolake.storage.s3 import AsyncS3, S3Target
 from robolake.storage.uploader import run_async

@@ -122,3 +122,7 @@ def stats(as_json: bool, admin_url: str | None) -> None:
 
 def main() -> None:
     run_cli(accelerator)
+
+
+if __name__ == "__main__":  # `python -m robolake.cli.accelerator serve ...` is how the stack starts it
+    main()

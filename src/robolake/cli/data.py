@@ -121,8 +121,8 @@ def ingest(source: str, dataset_name: str | None, sha256: str | None, endpoint: 
     Examples: robolake ingest cup_in_the_wild.zarr.zip;
     robolake ingest https://example.org/cup_in_the_wild_mp4s.zip --sha256 <hex> --name cup_in_the_wild
     """
+    from robolake.ingest.pipeline import ingest as run_ingest
     from robolake.storage.progress import byte_progress, object_progress
-    from robolake.umi.ingest import ingest as run_ingest
 
     if dataset_name is not None and not dataset_name.strip():
         raise ConfigError("--name must not be empty")

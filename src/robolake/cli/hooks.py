@@ -11,7 +11,7 @@ import click
 
 from robolake.cli.common import PORT, err_console, load_settings, run_cli
 from robolake.errors import ConfigError
-from robolake.stack.state import StateDir
+from robolake.state import StateDir
 
 
 @click.group()

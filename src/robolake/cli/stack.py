@@ -12,9 +12,9 @@ import click
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from robolake.binaries import BinaryBuilder
 from robolake.cli.common import err_console, load_settings, out_console
 from robolake.errors import ConfigError
-from robolake.stack.binaries import BinaryBuilder
 from robolake.stack.bootstrap import BUCKET_LAYOUT, LakeFSAdmin, ensure_buckets
 from robolake.stack.native import NativeStack, StackStatus
 

@@ -16,7 +16,7 @@ import yaml
 
 from robolake.errors import ConfigError, ToolchainError
 from robolake.stack.native import WEBHOOK_ID, NativeStack
-from robolake.stack.state import Credentials
+from robolake.state import Credentials
 
 _ELLIPSIS = re.compile(r"\{(\d+)\.\.\.(\d+)\}")  # MinIO's endpoint expansion: data{1...2}
 

@@ -20,13 +20,13 @@ from typing import Any
 
 import yaml
 
+from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
 from robolake.errors import AuthError, RobolakeError, StateError
 from robolake.stack import health
-from robolake.stack.binaries import BinaryBuilder
 from robolake.stack.bootstrap import LakeFSAdmin, ensure_buckets, ensure_notifications
 from robolake.stack.process import ManagedProcess, ProcessSpec, check_ports_free
-from robolake.stack.state import Credentials, StateDir
+from robolake.state import Credentials, StateDir
 from robolake.versioning.client import LakeFSClient
 from robolake.versioning.errors import LakeFSError
 from robolake.versioning.hooks import HookInstallError, install_validation_hook, validation_hook_url
@@ -176,7 +176,7 @@ class NativeStack:
             "ROBOLAKE_ACCELERATOR_MAX_OBJECT_KB": str(s.accelerator_max_object_kb),
         }
         argv = [
-            sys.executable, "-m", "robolake.accelerator", "serve", "--host", s.host,
+            sys.executable, "-m", "robolake.cli.accelerator", "serve", "--host", s.host,
             "--port", str(s.accelerator_port), "--admin-port", str(s.accelerator_admin_port),
             "--cache-dir", str(cache), *(f"--upstream={e}" for e in s.minio_endpoints),
         ]
@@ -419,7 +419,7 @@ class NativeStack:
             except OSError:
                 continue
             if marker + "/" in cmd and any(
-                name in cmd for name in ("minio", "lakefs", "robolake.accelerator", "robolake.cli.hooks")
+                name in cmd for name in ("minio", "lakefs", "robolake.cli.accelerator", "robolake.cli.hooks")
             ):
                 found.append(int(entry.name))
         return found

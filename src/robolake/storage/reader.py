@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from robolake.accelerator.sigv4 import EMPTY_SHA256, canonical_query, sign
 from robolake.errors import AuthError
+from robolake.sigv4 import EMPTY_SHA256, canonical_query, sign
 from robolake.storage.errors import NoSuchBucketError, S3Error
 from robolake.storage.s3 import S3Target, _error_fields, object_path
 

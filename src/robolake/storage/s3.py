@@ -29,9 +29,9 @@ import aiohttp
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from robolake.accelerator.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, canonical_query, sign
 from robolake.config import Settings
 from robolake.errors import AuthError, ConfigError
+from robolake.sigv4 import EMPTY_SHA256, UNSIGNED_PAYLOAD, canonical_query, sign
 from robolake.storage.errors import NoSuchBucketError, S3Error
 from robolake.storage.integrity import content_md5, md5_of, normalise_etag
 from robolake.storage.retry import RetryPolicy

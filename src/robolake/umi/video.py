@@ -192,3 +192,25 @@ def decode_frame(path: str | Path, index: int) -> npt.NDArray[np.uint8]:
     except av.FFmpegError as exc:
         raise DatasetFormatError(path, f"cannot decode frame {index} ({exc})") from exc
     raise DatasetFormatError(path, f"has no frame {index}")
+
+
+KNOWN_VIDEO_CODECS = frozenset({"h264", "hevc", "av1", "vp9"})
+
+
+def check_video(path: Path, shown_as: str = "") -> VideoInfo:
+    """probe_mp4 plus a known codec and, when the header counts frames, that every frame is there."""
+    try:
+        info = probe_mp4(path)
+        if info.codec not in KNOWN_VIDEO_CODECS:
+            raise DatasetFormatError(path, f"unknown video codec {info.codec!r}",
+                                     f"expected one of {sorted(KNOWN_VIDEO_CODECS)}")
+        if info.frame_count > 0:
+            counted = probe_mp4(path, count_frames=True).frame_count
+            if counted != info.frame_count:
+                raise DatasetFormatError(path, f"truncated: the header lists {info.frame_count} frames, "
+                                               f"the file holds {counted}", "copy or download it again")
+    except DatasetFormatError as exc:
+        if shown_as:
+            raise DatasetFormatError(shown_as, exc.problem) from exc
+        raise
+    return info

@@ -27,7 +27,7 @@ import requests
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
 from robolake.keys import check_bucket, check_prefix
-from robolake.stack.state import StateDir
+from robolake.state import StateDir
 from robolake.versioning.errors import (
     Call,
     ConflictError,

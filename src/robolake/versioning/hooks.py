@@ -43,7 +43,7 @@ import yaml
 
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
-from robolake.stack.state import StateDir
+from robolake.state import StateDir
 from robolake.versioning.client import Commit, DiffEntry, LakeFSClient
 from robolake.versioning.errors import Call, NotFoundError, PreconditionFailedError
 
@@ -60,7 +60,7 @@ ACCEPTED_VIDEO_CODECS = ("h264",)
 
 # Series in episode JSON: field -> numbers per row (None: one number per time stamp; 0: any, but
 # the same in every row). The generator writes them at the top level; ingest of a replay buffer
-# writes them per robot under "robots" (umi/generator.py, umi/ingest_sources.py).
+# writes them per robot under "robots" (umi/generator.py, ingest/sources.py).
 POSE_SERIES: dict[str, int | None] = {
     "eef_position_m": 3, "eef_rot_axis_angle": 3, "eef_quaternion_xyzw": 4, "joint_positions_rad": 0,
 }
@@ -263,7 +263,7 @@ def _check_replay_buffer(path: str, local: Path) -> None:
 
 def _check_video(path: str, local: Path) -> None:
     from robolake.umi.errors import DatasetFormatError
-    from robolake.umi.ingest_sources import check_video
+    from robolake.umi.video import check_video
 
     try:
         info = check_video(local)

@@ -41,10 +41,9 @@ from robolake.storage.layout import (
 from robolake.umi.errors import DatasetFormatError
 from robolake.umi.generator import Manifest, synthetic_name
 from robolake.umi.replay_buffer import ReplayBufferInfo, open_replay_buffer, validate_replay_buffer
-from robolake.umi.video import VideoInfo, probe_mp4
+from robolake.umi.video import VideoInfo, check_video
 
 UMI_FPS = 60000 / 1001  # GoPro 59.94 Hz; UMI's replay buffer stores no time stamps
-KNOWN_VIDEO_CODECS = frozenset({"h264", "hevc", "av1", "vp9"})
 Status = Callable[[str], None]
 
 
@@ -191,25 +190,6 @@ def _original(path: Path, dataset: str, relpath: str, status: Status, sha256: st
 
 
 # ---- videos ------------------------------------------------------------------------------------
-
-
-def check_video(path: Path, shown_as: str = "") -> VideoInfo:
-    """probe_mp4 plus a known codec and, when the header counts frames, that every frame is there."""
-    try:
-        info = probe_mp4(path)
-        if info.codec not in KNOWN_VIDEO_CODECS:
-            raise DatasetFormatError(path, f"unknown video codec {info.codec!r}",
-                                     f"expected one of {sorted(KNOWN_VIDEO_CODECS)}")
-        if info.frame_count > 0:
-            counted = probe_mp4(path, count_frames=True).frame_count
-            if counted != info.frame_count:
-                raise DatasetFormatError(path, f"truncated: the header lists {info.frame_count} frames, "
-                                               f"the file holds {counted}", "copy or download it again")
-    except DatasetFormatError as exc:
-        if shown_as:
-            raise DatasetFormatError(shown_as, exc.problem) from exc
-        raise
-    return info
 
 
 def _video_entry(info: VideoInfo, index: int, name: str, key: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@
 Order, so that a bad input never leaves anything behind:
   1. a URL is downloaded (resumable, checksummed) into the cache; a local file is checked against
      `sha256` when given;
-  2. the source is validated and planned in full (ingest_sources.py): per-episode JSON is derived
+  2. the source is validated and planned in full (sources.py): per-episode JSON is derived
      into a staging directory, MP4s are probed, manifests checked. Any problem raises
      DatasetFormatError naming the file, and nothing has been written to the lake;
   3. the objects are uploaded, verified, by the storage uploader (a rerun skips what is stored);
@@ -29,15 +29,7 @@ from typing import Any
 
 from robolake.config import Settings
 from robolake.errors import ConfigError
-from robolake.keys import check_dataset_name
-from robolake.storage.download import ByteProgress, check_sha256, fetch_url, file_sha256, is_url
-from robolake.storage.errors import S3Error
-from robolake.storage.layout import RAW_BUCKET, SCHEMA_VERSION, content_type_for, manifest_key
-from robolake.storage.progress import ProgressCallback
-from robolake.storage.s3 import AsyncS3, S3Target
-from robolake.storage.uploader import UploadItem, UploadOptions, UploadSummary, run_async, upload_items
-from robolake.umi.errors import DatasetFormatError
-from robolake.umi.ingest_sources import (
+from robolake.ingest.sources import (
     PlannedObject,
     SourcePlan,
     default_dataset_name,
@@ -47,6 +39,14 @@ from robolake.umi.ingest_sources import (
     plan_video_folder,
     plan_video_zip,
 )
+from robolake.keys import check_dataset_name
+from robolake.storage.download import ByteProgress, check_sha256, fetch_url, file_sha256, is_url
+from robolake.storage.errors import S3Error
+from robolake.storage.layout import RAW_BUCKET, SCHEMA_VERSION, content_type_for, manifest_key
+from robolake.storage.progress import ProgressCallback
+from robolake.storage.s3 import AsyncS3, S3Target
+from robolake.storage.uploader import UploadItem, UploadOptions, UploadSummary, run_async, upload_items
+from robolake.umi.errors import DatasetFormatError
 
 MANIFEST_SCHEMA = 1
 

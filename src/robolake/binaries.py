@@ -54,7 +54,7 @@ def tools_dir() -> Path:
     """The repository's tools/ folder (pinned versions and the lakeFS wrapper module)."""
     override = os.environ.get(_TOOLS_ENV)
     candidates = [Path(override)] if override else []
-    candidates.append(Path(__file__).resolve().parents[3] / "tools")
+    candidates.append(Path(__file__).resolve().parents[2] / "tools")
     for candidate in candidates:
         if (candidate / "versions.env").is_file():
             return candidate
