@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run robolake's test suite against real servers: creates .venv/ with the dev tools, builds (or
-# reuses) the pinned MinIO, lakeFS and warp binaries, then runs ruff, mypy and pytest. The tests
-# start their own isolated stack on free ports in a temporary directory; your stack is untouched.
+# reuses) the pinned MinIO, lakeFS, lakectl and warp binaries, then runs ruff, mypy, the import-layer
+# contract (pyproject.toml) and pytest. The tests start their own isolated stack on free ports in a
+# temporary directory; your stack is untouched.
 # Extra arguments go to pytest, e.g. ./run-tests.sh tests/unit -k config
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -12,4 +13,5 @@ ensure_go
 .venv/bin/robolake stack build --all
 echo "== ruff"; .venv/bin/ruff check src tests
 echo "== mypy"; .venv/bin/mypy
+echo "== import layers"; .venv/bin/lint-imports --no-cache
 echo "== pytest"; exec .venv/bin/pytest "$@"
