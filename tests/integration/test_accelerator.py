@@ -56,15 +56,21 @@ def outcome(call: Callable[[], Any], prefix: str = "") -> dict[str, Any]:
             out[field] = r[field]
     for listed in ("Contents", "CommonPrefixes"):
         if listed in r:
-            out[listed] = [((c.get("Key") or c.get("Prefix")).removeprefix(prefix), c.get("Size"), c.get("ETag"))
-                           for c in r[listed]]
+            out[listed] = [
+                ((c.get("Key") or c.get("Prefix")).removeprefix(prefix), c.get("Size"), c.get("ETag"))
+                for c in r[listed]
+            ]
     return out
 
 
 def conformance_script(c: Any, prefix: str, small: bytes, big: bytes) -> Iterator[tuple[str, Callable[[], Any]]]:
     k = f"{prefix}/pose/episode_00001.json"
-    yield "put", lambda: c.put_object(Bucket=BUCKET, Key=k, Body=small, ContentType="application/json",
-                                      Metadata={"episode": "1"})
+    yield (
+        "put",
+        lambda: c.put_object(
+            Bucket=BUCKET, Key=k, Body=small, ContentType="application/json", Metadata={"episode": "1"}
+        ),
+    )
     for attempt in ("cold", "warm"):
         yield f"get {attempt}", lambda: c.get_object(Bucket=BUCKET, Key=k)
         yield f"head {attempt}", lambda: c.head_object(Bucket=BUCKET, Key=k)
@@ -83,8 +89,12 @@ def conformance_script(c: Any, prefix: str, small: bytes, big: bytes) -> Iterato
     yield "overwrite", lambda: c.put_object(Bucket=BUCKET, Key=k, Body=small[::-1])
     yield "get after overwrite", lambda: c.get_object(Bucket=BUCKET, Key=k)
     for i in range(3):
-        yield f"put {i}", lambda i=i: c.put_object(Bucket=BUCKET, Key=f"{prefix}/gripper/episode_{i:05d}.json",
-                                                   Body=bytes([i]) * (100 + i))
+        yield (
+            f"put {i}",
+            lambda i=i: c.put_object(
+                Bucket=BUCKET, Key=f"{prefix}/gripper/episode_{i:05d}.json", Body=bytes([i]) * (100 + i)
+            ),
+        )
     yield "list v2", lambda: c.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")
     yield "list v2 delimiter", lambda: c.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/", Delimiter="/")
     yield "list v1", lambda: c.list_objects(Bucket=BUCKET, Prefix=f"{prefix}/gripper/", MaxKeys=2)
@@ -92,11 +102,22 @@ def conformance_script(c: Any, prefix: str, small: bytes, big: bytes) -> Iterato
 
     def multipart() -> Any:
         upload_id = c.create_multipart_upload(Bucket=BUCKET, Key=mk)["UploadId"]
-        parts = [c.upload_part(Bucket=BUCKET, Key=mk, UploadId=upload_id, PartNumber=n + 1,
-                               Body=big[n * 5 * 2**20:(n + 1) * 5 * 2**20])["ETag"] for n in range(2)]
+        parts = [
+            c.upload_part(
+                Bucket=BUCKET,
+                Key=mk,
+                UploadId=upload_id,
+                PartNumber=n + 1,
+                Body=big[n * 5 * 2**20 : (n + 1) * 5 * 2**20],
+            )["ETag"]
+            for n in range(2)
+        ]
         done = c.complete_multipart_upload(
-            Bucket=BUCKET, Key=mk, UploadId=upload_id,
-            MultipartUpload={"Parts": [{"ETag": e, "PartNumber": n + 1} for n, e in enumerate(parts)]})
+            Bucket=BUCKET,
+            Key=mk,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"ETag": e, "PartNumber": n + 1} for n, e in enumerate(parts)]},
+        )
         return {"ResponseMetadata": done["ResponseMetadata"], "ETag": done["ETag"]}
 
     yield "multipart", multipart
@@ -104,15 +125,25 @@ def conformance_script(c: Any, prefix: str, small: bytes, big: bytes) -> Iterato
     yield "ranged read into video", lambda: c.get_object(Bucket=BUCKET, Key=mk, Range="bytes=5242000-5243000")
     yield "delete", lambda: c.delete_object(Bucket=BUCKET, Key=k)
     yield "get deleted", lambda: c.get_object(Bucket=BUCKET, Key=k)
-    yield "delete many", lambda: c.delete_objects(Bucket=BUCKET, Delete={"Objects": [
-        {"Key": f"{prefix}/gripper/episode_{i:05d}.json"} for i in range(3)] + [{"Key": mk}]})
+    yield (
+        "delete many",
+        lambda: c.delete_objects(
+            Bucket=BUCKET,
+            Delete={"Objects": [{"Key": f"{prefix}/gripper/episode_{i:05d}.json"} for i in range(3)] + [{"Key": mk}]},
+        ),
+    )
     yield "list after delete", lambda: c.list_objects_v2(Bucket=BUCKET, Prefix=f"{prefix}/")
     bucket = f"conf-{prefix}"
     yield "create bucket", lambda: c.create_bucket(Bucket=bucket)
     yield "create bucket again", lambda: c.create_bucket(Bucket=bucket)
     yield "head bucket", lambda: c.head_bucket(Bucket=bucket)
-    yield "list buckets has it", lambda: {"ResponseMetadata": {"HTTPStatusCode": 200},
-                                          "KeyCount": int(bucket in [b["Name"] for b in c.list_buckets()["Buckets"]])}
+    yield (
+        "list buckets has it",
+        lambda: {
+            "ResponseMetadata": {"HTTPStatusCode": 200},
+            "KeyCount": int(bucket in [b["Name"] for b in c.list_buckets()["Buckets"]]),
+        },
+    )
     yield "delete bucket", lambda: c.delete_bucket(Bucket=bucket)
     yield "head deleted bucket", lambda: c.head_bucket(Bucket=bucket)
 
@@ -123,8 +154,7 @@ def test_s3_conformance_direct_vs_accelerator(clients: dict[str, Any]) -> None:
     run = uuid.uuid4().hex[:6]
     for name, client in clients.items():
         prefix = f"conf-{run}-{name[:3]}"
-        results[name] = [(step, outcome(call, prefix))
-                         for step, call in conformance_script(client, prefix, small, big)]
+        results[name] = [(step, outcome(call, prefix)) for step, call in conformance_script(client, prefix, small, big)]
     direct, accel = results["direct"], results["accelerator"]
     assert [s for s, _ in direct] == [s for s, _ in accel]
     mismatches = [(step, d, a) for (step, d), (_, a) in zip(direct, accel, strict=True) if d != a]
@@ -182,8 +212,9 @@ def test_traversal_and_nul_keys_never_leave_the_cache_dir(stack: NativeStack, cl
     assert not (stack.state.root / "outside.txt").exists()
 
 
-def test_overwrite_straight_on_a_node_is_seen_through_the_accelerator(stack: NativeStack,
-                                                                       clients: dict[str, Any]) -> None:
+def test_overwrite_straight_on_a_node_is_seen_through_the_accelerator(
+    stack: NativeStack, clients: dict[str, Any]
+) -> None:
     s = stack.settings
     node3 = s3_client(s.minio_endpoints[2], s.minio_root_user, s.minio_root_password)
     key = f"pose/fresh-{uuid.uuid4().hex}.json"
@@ -237,8 +268,9 @@ def test_episode_prefetch_fetches_siblings_and_counts_use(stack: NativeStack, cl
     prefix = f"pf-{uuid.uuid4().hex[:8]}"
     for episode in range(4):
         for sensor in ("pose", "gripper"):
-            clients["direct"].put_object(Bucket=bucket, Key=f"{prefix}/{sensor}/episode_{episode:05d}.json",
-                                         Body=f"{sensor}{episode}".encode())
+            clients["direct"].put_object(
+                Bucket=bucket, Key=f"{prefix}/{sensor}/episode_{episode:05d}.json", Body=f"{sensor}{episode}".encode()
+            )
     accel = clients["accelerator"]
     before = requests.get(f"{s.accelerator_admin_endpoint}/stats", timeout=5).json()["events"]
     accel.get_object(Bucket=bucket, Key=f"{prefix}/pose/episode_00000.json")["Body"].read()
@@ -278,11 +310,29 @@ def standalone_accelerator(stack: NativeStack, cache_dir: Path, *flags: str) -> 
     """
     s = stack.settings
     port, admin = free_port(), free_port()
-    env = {**os.environ, "MINIO_ROOT_USER": s.minio_root_user, "MINIO_ROOT_PASSWORD": s.minio_root_password,
-           "ROBOLAKE_ENV_FILE": "/dev/null"}
-    cmd = [sys.executable, "-m", "robolake.cli.accelerator", "serve", "--port", str(port), "--admin-port", str(admin),
-           "--disk-mb", "0", "--no-prefetch", "--cache-dir", str(cache_dir), *flags,
-           *(f"--upstream={e}" for e in s.minio_endpoints)]
+    env = {
+        **os.environ,
+        "MINIO_ROOT_USER": s.minio_root_user,
+        "MINIO_ROOT_PASSWORD": s.minio_root_password,
+        "ROBOLAKE_ENV_FILE": "/dev/null",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "robolake.cli.accelerator",
+        "serve",
+        "--port",
+        str(port),
+        "--admin-port",
+        str(admin),
+        "--disk-mb",
+        "0",
+        "--no-prefetch",
+        "--cache-dir",
+        str(cache_dir),
+        *flags,
+        *(f"--upstream={e}" for e in s.minio_endpoints),
+    ]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
@@ -309,7 +359,7 @@ def test_memory_stays_within_budget(stack: NativeStack, tmp_path: Path) -> None:
             direct.put_object(Bucket=BUCKET, Key=f"{prefix}/{i}.bin", Body=blob[i:] + blob[:i])
         for _ in range(2):
             for i in range(96):
-                assert accel.get_object(Bucket=BUCKET, Key=f"{prefix}/{i}.bin")["Body"].read()[:1] == blob[i:i + 1]
+                assert accel.get_object(Bucket=BUCKET, Key=f"{prefix}/{i}.bin")["Body"].read()[:1] == blob[i : i + 1]
         stats = requests.get(f"http://127.0.0.1:{admin}/stats", timeout=5).json()
         assert stats["memory"]["used_bytes"] <= 16 * 2**20
         assert stats["tiers"]["memory"]["evictions"] > 0

@@ -132,8 +132,7 @@ def comparable(answer: Answer) -> tuple[Any, ...]:
 
     Error documents carry the request id and the node id too (<RequestId>, <HostId>).
     """
-    headers = sorted((n, "-" if n.lower() in PER_ANSWER else v) for n, v in answer.headers
-                     if n.lower() != CACHE_MARKER)
+    headers = sorted((n, "-" if n.lower() in PER_ANSWER else v) for n, v in answer.headers if n.lower() != CACHE_MARKER)
     body = re.sub(rb"<(RequestId|HostId)>[^<]*</(RequestId|HostId)>", rb"<\1>-</\2>", answer.body)
     return answer.status, headers, body, answer.error
 
@@ -141,7 +140,9 @@ def comparable(answer: Answer) -> tuple[Any, ...]:
 def differences(through: Answer, direct: Answer) -> list[str]:
     """How the accelerator's answer differs from MinIO's, readably: [] when it does not."""
     (status_a, headers_a, body_a, error_a), (status_b, headers_b, body_b, error_b) = (
-        comparable(through), comparable(direct))
+        comparable(through),
+        comparable(direct),
+    )
     out = [f"status {status_a} (MinIO: {status_b})"] if status_a != status_b else []
     out += [f"header only through the accelerator: {h}" for h in headers_a if h not in headers_b]
     out += [f"header only from MinIO: {h}" for h in headers_b if h not in headers_a]
@@ -157,10 +158,19 @@ def boto3_client(endpoint: str, user: str, secret: str, *, plain: bool = False) 
     # botocore's defaults, stated so that AWS_*_CHECKSUM_* in the environment cannot weaken them.
     mode = "when_required" if plain else "when_supported"
     return boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id=user, aws_secret_access_key=secret, region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2, "mode": "standard"},
-                      connect_timeout=5, read_timeout=30, request_checksum_calculation=mode,
-                      response_checksum_validation=mode),
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=user,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=Config(
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+            request_checksum_calculation=mode,
+            response_checksum_validation=mode,
+        ),
     )
 
 
@@ -232,8 +242,13 @@ def ask(client: Any, case: Case, key: str, etag: str) -> Answer:
 def put_small_object(ends: Endpoints, key: str) -> str:
     """Upload as aws-cli does (boto3 defaults: a CRC32 trailer MinIO stores), return the ETag."""
     ends.accelerator.put_object(
-        Bucket=BUCKET, Key=key, Body=BODY, ContentType="application/vnd.apache.parquet", Metadata={"episode": "7"},
-        CacheControl="max-age=60", ContentDisposition='attachment; filename="info.parquet"',
+        Bucket=BUCKET,
+        Key=key,
+        Body=BODY,
+        ContentType="application/vnd.apache.parquet",
+        Metadata={"episode": "7"},
+        CacheControl="max-age=60",
+        ContentDisposition='attachment; filename="info.parquet"',
         Expires=dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC),
     )
     etag: str = ends.direct.head_object(Bucket=BUCKET, Key=key)["ETag"]
@@ -277,8 +292,13 @@ def test_ranged_reads_of_a_cached_object_pass_boto3_checksum_validation(endpoint
     assert whole["Body"].read() == BODY
     assert whole["ResponseMetadata"]["HTTPHeaders"][CACHE_MARKER] == "hit-memory"
     assert whole["ChecksumCRC32"]  # the whole object's checksum, validated by botocore
-    for spec, expected in (("0-99", BODY[:100]), ("0-0", BODY[:1]), (f"{SIZE - 1}-", BODY[-1:]),
-                           ("-8", BODY[-8:]), (f"{SIZE - 4}-{SIZE * 2}", BODY[-4:])):
+    for spec, expected in (
+        ("0-99", BODY[:100]),
+        ("0-0", BODY[:1]),
+        (f"{SIZE - 1}-", BODY[-1:]),
+        ("-8", BODY[-8:]),
+        (f"{SIZE - 4}-{SIZE * 2}", BODY[-4:]),
+    ):
         got = accel.get_object(Bucket=BUCKET, Key=key, Range=f"bytes={spec}")
         assert got["Body"].read() == expected, spec
         assert got["ResponseMetadata"]["HTTPHeaders"][CACHE_MARKER] == "hit-memory"

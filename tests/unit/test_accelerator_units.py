@@ -17,9 +17,10 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 from multidict import CIMultiDict
 
-from robolake.accelerator.cache import CachedObject, DiskTier, MemoryTier, object_id
+from robolake.accelerator.cache import CachedObject
 from robolake.accelerator.policy import S3FIFO, scan_pattern_demo
 from robolake.accelerator.replay import ByteRange, etag_matches, not_modified_headers, parse_range
+from robolake.accelerator.tiers import DiskTier, MemoryTier, object_id
 from robolake.sigv4 import EMPTY_SHA256, Rejected, Verified, Verifier, sign
 
 KEYS = ["pose/episode_00001.json", "a b+c/ü€ (1).bin", "../../etc/passwd", "x/%2F..%2F/y", "k~!*'();:@&=$,?#[]"]
@@ -62,9 +63,14 @@ def test_skewed_clock_is_rejected() -> None:
 
 
 def test_presigned_urls_verify_until_they_expire() -> None:
-    s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:9000", aws_access_key_id="AK",
-                      aws_secret_access_key="SECRET", region_name="us-east-1",
-                      config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url="http://127.0.0.1:9000",
+        aws_access_key_id="AK",
+        aws_secret_access_key="SECRET",
+        region_name="us-east-1",
+        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}),
+    )
     url = urlsplit(s3.generate_presigned_url("get_object", Params={"Bucket": "b", "Key": "p/ä x.json"}, ExpiresIn=60))
     verifier = Verifier({"AK": "SECRET"})
     host = CIMultiDict({"host": url.netloc})
@@ -76,8 +82,9 @@ def test_presigned_urls_verify_until_they_expire() -> None:
 
 def test_our_signer_round_trips() -> None:
     headers = sign("GET", "/b/k%20x", [], "h:1", "AK", "SECRET")
-    assert isinstance(Verifier({"AK": "SECRET"}).verify("GET", "/b/k%20x", "", CIMultiDict({"host": "h:1", **headers})),
-                      Verified)
+    assert isinstance(
+        Verifier({"AK": "SECRET"}).verify("GET", "/b/k%20x", "", CIMultiDict({"host": "h:1", **headers})), Verified
+    )
 
 
 def test_s3fifo_resists_scans_where_lru_collapses() -> None:
@@ -132,9 +139,18 @@ def test_disk_tier_survives_restart_and_drops_corrupt_files(tmp_path: Path) -> N
 
 @pytest.mark.parametrize(
     ("header", "size", "expected"),
-    [("bytes=0-9", 100, (0, 9)), ("bytes=90-", 100, (90, 99)), ("bytes=-10", 100, (90, 99)),
-     ("bytes=-500", 100, (0, 99)), ("bytes=50-500", 100, (50, 99)), ("bytes=007-9", 100, (7, 9)),
-     ("bytes=99-99", 100, (99, 99)), ("bytes=100-", 100, None), ("bytes=0-0", 0, None), ("bytes=-5", 0, None)],
+    [
+        ("bytes=0-9", 100, (0, 9)),
+        ("bytes=90-", 100, (90, 99)),
+        ("bytes=-10", 100, (90, 99)),
+        ("bytes=-500", 100, (0, 99)),
+        ("bytes=50-500", 100, (50, 99)),
+        ("bytes=007-9", 100, (7, 9)),
+        ("bytes=99-99", 100, (99, 99)),
+        ("bytes=100-", 100, None),
+        ("bytes=0-0", 0, None),
+        ("bytes=-5", 0, None),
+    ],
 )
 def test_single_byte_ranges(header: str, size: int, expected: tuple[int, int] | None) -> None:
     wanted = parse_range(header)
@@ -145,8 +161,19 @@ def test_single_byte_ranges(header: str, size: int, expected: tuple[int, int] | 
 @pytest.mark.parametrize(
     "header",
     # MinIO answers 416 before any precondition (reversed, -0) or ignores the header (the rest).
-    ["bytes=5-1", "bytes=-0", "bytes=-", "lines=1-2", "bytes=0-1,5-6", "bytes=a-b", "bytes=+1-2", "bytes= 1-2",
-     "bytes=0-99999999999999999999", "bytes=\u0663-4", ""],
+    [
+        "bytes=5-1",
+        "bytes=-0",
+        "bytes=-",
+        "lines=1-2",
+        "bytes=0-1,5-6",
+        "bytes=a-b",
+        "bytes=+1-2",
+        "bytes= 1-2",
+        "bytes=0-99999999999999999999",
+        "bytes=\u0663-4",
+        "",
+    ],
 )
 def test_ranges_the_cache_leaves_to_minio(header: str) -> None:
     assert parse_range(header) is None
@@ -159,17 +186,32 @@ def test_suffix_range_spans_the_last_bytes() -> None:
 @pytest.mark.parametrize(
     ("header", "matches"),
     # MinIO's isETagEqual: quotes trimmed, `*` matches, no weak tags, no lists.
-    [('"abc"', True), ("abc", True), ('"abc', True), ("*", True), (" * ", True), ('W/"abc"', False),
-     ('"x", "abc"', False), ('"abd"', False)],
+    [
+        ('"abc"', True),
+        ("abc", True),
+        ('"abc', True),
+        ("*", True),
+        (" * ", True),
+        ('W/"abc"', False),
+        ('"x", "abc"', False),
+        ('"abd"', False),
+    ],
 )
 def test_etags_match_as_minio_compares_them(header: str, matches: bool) -> None:
     assert etag_matches(header, '"abc"') is matches
 
 
 def test_checksums_are_kept_apart_and_unknown_unless_asked() -> None:
-    sent = [("ETag", '"e"'), ("X-Amz-Checksum-Crc32", "7j1HhQ=="), ("X-Amz-Checksum-Type", "FULL_OBJECT"),
-            ("X-Amz-Request-Id", "1"), ("Content-Length", "3"), ("Vary", "Origin"), ("Vary", "Accept-Encoding"),
-            ("Access-Control-Allow-Origin", "http://x")]
+    sent = [
+        ("ETag", '"e"'),
+        ("X-Amz-Checksum-Crc32", "7j1HhQ=="),
+        ("X-Amz-Checksum-Type", "FULL_OBJECT"),
+        ("X-Amz-Request-Id", "1"),
+        ("Content-Length", "3"),
+        ("Vary", "Origin"),
+        ("Vary", "Accept-Encoding"),
+        ("Access-Control-Allow-Origin", "http://x"),
+    ]
     asked = CachedObject.from_response(b"abc", sent, checksums_asked=True, validated_at=1.0)
     assert asked.headers == (("ETag", '"e"'), ("Vary", "Origin"), ("Vary", "Accept-Encoding"))
     assert asked.checksums == (("X-Amz-Checksum-Crc32", "7j1HhQ=="), ("X-Amz-Checksum-Type", "FULL_OBJECT"))
@@ -190,8 +232,17 @@ def test_disk_tier_keeps_checksums_and_reads_files_of_the_old_format(tmp_path: P
     path = tmp_path / object_id(("b", "old"))[:2] / object_id(("b", "old"))
     crc = ("X-Amz-Checksum-Crc32", "AAAA")
     for stored, checksums in (((("ETag", '"e"'), crc), (crc,)), ((("ETag", '"e"'),), None)):
-        meta = json.dumps({"bucket": "b", "key": "old", "size": 1, "etag": '"e"', "headers": stored,
-                           "sha256": hashlib.sha256(b"x").hexdigest(), "validated_at": 1.0}).encode()
+        meta = json.dumps(
+            {
+                "bucket": "b",
+                "key": "old",
+                "size": 1,
+                "etag": '"e"',
+                "headers": stored,
+                "sha256": hashlib.sha256(b"x").hexdigest(),
+                "validated_at": 1.0,
+            }
+        ).encode()
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(struct.pack(">4sI", b"RLC1", len(meta)) + meta + b"x")
         old = DiskTier(tmp_path, 1 << 20).get(("b", "old"))

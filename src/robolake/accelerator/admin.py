@@ -2,46 +2,97 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import json
-from typing import TYPE_CHECKING
+import time
+from typing import Any
 from urllib.parse import unquote_plus
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from robolake.accelerator.server import Accelerator
+from robolake.accelerator.cache import TieredCache
+from robolake.accelerator.config import AcceleratorConfig
+from robolake.accelerator.metrics import CONTENT_TYPE, Metrics
+from robolake.accelerator.prefetch import Prefetcher
+from robolake.accelerator.upstream import Upstream
 
 CREATED_OR_REMOVED = ("s3:ObjectCreated:", "s3:ObjectRemoved:")
 
 
-def admin_app(accel: Accelerator) -> web.Application:
-    async def metrics(_: web.Request) -> web.Response:
-        stats = accel.stats()
-        gauges = {
-            "memory_used_bytes": float(accel.memory.used_bytes),
-            "memory_max_bytes": float(accel.config.memory_bytes),
-            "memory_objects": float(len(accel.memory)),
-            "disk_used_bytes": float(accel.disk.used_bytes if accel.disk else 0),
-            "disk_objects": float(len(accel.disk) if accel.disk else 0),
-            "hit_ratio": float(stats["hit_ratio"] or 0.0),
-            "healthy_nodes": float(accel.upstream.healthy_count()),
-        }
-        for node in accel.upstream.nodes:
-            accel.metrics.node_errors[node.endpoint] = node.errors
-        text = accel.metrics.render_prometheus(gauges, stats["tiers"])
-        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Observed:
+    """What the admin port reports on, and the cache the webhook invalidates."""
 
-    async def stats(_: web.Request) -> web.Response:
-        return web.json_response(accel.stats())
+    config: AcceleratorConfig
+    cache: TieredCache
+    upstream: Upstream
+    metrics: Metrics
+    prefetcher: Prefetcher | None
+    started_at: float
+    restored_at_start: int  # disk-tier files re-indexed at start
+
+
+def stats(o: Observed) -> dict[str, Any]:
+    """The /stats document (its shape is what `robolake accelerator stats` and the tests read)."""
+    config = o.config
+    ratio = o.cache.hit_ratio()
+    memory_objects, memory_used = o.cache.usage("memory")
+    disk_objects, disk_used = o.cache.usage("disk")
+    return {
+        "uptime_s": round(time.time() - o.started_at, 1),
+        "hit_ratio": round(ratio, 4) if ratio is not None else None,
+        "tiers": {tier.name: dataclasses.asdict(tier.stats) for tier in o.cache.tiers},
+        "memory": {"objects": memory_objects, "used_bytes": memory_used, "max_bytes": config.memory_bytes},
+        "disk": {
+            "objects": disk_objects,
+            "used_bytes": disk_used,
+            "max_bytes": config.disk_bytes,
+            "dir": str(config.cache_dir),
+            "restored_at_start": o.restored_at_start,
+        },
+        "events": dict(o.metrics.counters),
+        "prefetch": o.prefetcher.state() if o.prefetcher is not None else None,
+        "nodes": [dataclasses.asdict(n) for n in o.upstream.nodes],
+        "latency": o.metrics.latency_summary(),
+        "config": {
+            "max_object_bytes": config.max_object_bytes,
+            "revalidate_after_s": config.revalidate_after_s,
+            "prefetch": config.prefetch,
+        },
+    }
+
+
+def prometheus_text(o: Observed) -> bytes:
+    memory_objects, memory_used = o.cache.usage("memory")
+    disk_objects, disk_used = o.cache.usage("disk")
+    gauges = {
+        "memory_used_bytes": float(memory_used),
+        "memory_max_bytes": float(o.config.memory_bytes),
+        "memory_objects": float(memory_objects),
+        "disk_used_bytes": float(disk_used),
+        "disk_objects": float(disk_objects),
+        "hit_ratio": float(o.cache.hit_ratio() or 0.0),
+        "healthy_nodes": float(o.upstream.healthy_count()),
+    }
+    tier_stats = {tier.name: dataclasses.asdict(tier.stats) for tier in o.cache.tiers}
+    return o.metrics.render(gauges, tier_stats, {node.endpoint: node.errors for node in o.upstream.nodes})
+
+
+def admin_app(o: Observed) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=prometheus_text(o), headers={"Content-Type": CONTENT_TYPE})
+
+    async def stats_doc(_: web.Request) -> web.Response:
+        return web.json_response(stats(o))
 
     async def health(_: web.Request) -> web.Response:
-        healthy = accel.upstream.healthy_count()
+        healthy = o.upstream.healthy_count()
         return web.json_response({"healthy_nodes": healthy}, status=200 if healthy else 503)
 
     async def events(request: web.Request) -> web.Response:
         """MinIO bucket notifications (webhook target): invalidate what changed behind our back."""
-        token = accel.config.webhook_token
+        token = o.config.webhook_token
         auth = request.headers.get("Authorization", "")
         if token and not hmac.compare_digest(auth.removeprefix("Bearer ").strip(), token):
             return web.Response(status=401, text="bad token")
@@ -49,23 +100,31 @@ def admin_app(accel: Accelerator) -> web.Application:
             doc = json.loads(await request.read() or b"{}")
         except ValueError:
             return web.Response(status=400, text="not JSON")
-        count = 0
-        for record in doc.get("Records") or []:
-            name = str(record.get("eventName", ""))
-            s3 = record.get("s3") or {}
-            bucket = (s3.get("bucket") or {}).get("name")
-            key = (s3.get("object") or {}).get("key")
-            if bucket and key is not None and name.startswith(CREATED_OR_REMOVED):
-                # Keys arrive URL-encoded (form encoding, '+' for space) as in AWS event records.
-                accel.invalidate((bucket, unquote_plus(key)), "notification")
-                count += 1
-        accel.metrics.inc("notification_records", count)
+        if not isinstance(doc, dict):
+            return web.Response(status=400, text="not a notification document")
+        changed = notified_keys(doc)
+        o.cache.invalidate(changed, "notification")
+        o.metrics.inc("notification_records", len(changed))
         return web.Response(status=200)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/stats", stats)
+    app.router.add_get("/stats", stats_doc)
     app.router.add_get("/health", health)
     app.router.add_post("/minio/events", events)
     app.router.add_get("/minio/events", health)  # MinIO probes the target with a GET/HEAD
     return app
+
+
+def notified_keys(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (bucket, key) of each created or removed object in a MinIO notification document."""
+    keys: list[tuple[str, str]] = []
+    for record in doc.get("Records") or []:
+        name = str(record.get("eventName", ""))
+        s3 = record.get("s3") or {}
+        bucket = (s3.get("bucket") or {}).get("name")
+        key = (s3.get("object") or {}).get("key")
+        if bucket and key and name.startswith(CREATED_OR_REMOVED):  # "" would name the whole bucket
+            # Keys arrive URL-encoded (form encoding, '+' for space) as in AWS event records.
+            keys.append((bucket, unquote_plus(key)))
+    return keys

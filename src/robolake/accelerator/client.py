@@ -1,5 +1,7 @@
 """Client helpers for the accelerator's own API (batch GET); plain S3 calls need nothing special.
 
+Usage:
+
     from robolake.accelerator.client import BatchClient
     client = BatchClient("http://127.0.0.1:9000", access_key, secret_key)
     for item in client.get_batch("umi-raw", ["pose/episode_00001.json", "gripper/episode_00001.json"]):
@@ -39,8 +41,9 @@ class BatchItem:
 class BatchClient:
     """Fetch many small objects in one request (a tar stream, in request order)."""
 
-    def __init__(self, endpoint: str, access_key: str, secret_key: str, *, region: str = "us-east-1",
-                 timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, endpoint: str, access_key: str, secret_key: str, *, region: str = "us-east-1", timeout_s: float = 60.0
+    ) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.host = urlsplit(self.endpoint).netloc
         self.access_key, self.secret_key, self.region = access_key, secret_key, region
@@ -50,9 +53,17 @@ class BatchClient:
     def signed_request(self, bucket: str, keys: list[str]) -> tuple[bytes, dict[str, str]]:
         """The body and headers of a signed batch request (for custom async clients too)."""
         body = json.dumps({"bucket": bucket, "keys": keys}).encode()
-        headers = sign("POST", BATCH_PATH, [], self.host, self.access_key, self.secret_key,
-                       payload_hash=hashlib.sha256(body).hexdigest(), region=self.region,
-                       extra_headers={"content-type": "application/json"})
+        headers = sign(
+            "POST",
+            BATCH_PATH,
+            [],
+            self.host,
+            self.access_key,
+            self.secret_key,
+            payload_hash=hashlib.sha256(body).hexdigest(),
+            region=self.region,
+            extra_headers={"content-type": "application/json"},
+        )
         return body, headers
 
     def get_batch(self, bucket: str, keys: list[str]) -> list[BatchItem]:
@@ -63,11 +74,15 @@ class BatchClient:
         except requests.RequestException as exc:
             raise ServiceUnavailableError(f"the accelerator at {self.endpoint} does not answer: {exc}") from exc
         if response.status_code == 403:
-            raise AuthError(f"the accelerator at {self.endpoint} refused the batch request for access key "
-                            f"{self.access_key!r} (HTTP 403): {response.text[:200]}")
+            raise AuthError(
+                f"the accelerator at {self.endpoint} refused the batch request for access key "
+                f"{self.access_key!r} (HTTP 403): {response.text[:200]}"
+            )
         if response.status_code != 200:
-            raise RobolakeError(f"batch GET of {len(keys)} keys from {bucket!r} failed: HTTP "
-                                f"{response.status_code}: {response.text[:200]}")
+            raise RobolakeError(
+                f"batch GET of {len(keys)} keys from {bucket!r} failed: HTTP "
+                f"{response.status_code}: {response.text[:200]}"
+            )
         return [BatchItem(k, b, e) for k, b, e in parse_batch(io.BytesIO(response.content))]
 
 

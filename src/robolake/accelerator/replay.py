@@ -23,11 +23,25 @@ CHECKSUM_PREFIX = "x-amz-checksum-"  # x-amz-checksum-crc32 ... and x-amz-checks
 # plus what MinIO's middleware puts on every answer (addCustomHeadersMiddleware, the CORS and
 # gzip handlers' Vary, the request limiter's X-Ratelimit-*). No Content-Type, no metadata, no
 # checksums. The request id is added per answer.
-NOT_MODIFIED_HEADERS = frozenset({
-    "server", "accept-ranges", "x-amz-bucket-region", "last-modified", "etag", "x-amz-version-id", "expires",
-    "cache-control", "x-xss-protection", "x-content-type-options", "strict-transport-security", "vary",
-    "x-ratelimit-limit", "x-ratelimit-remaining", "x-amz-id-2",
-})
+NOT_MODIFIED_HEADERS = frozenset(
+    {
+        "server",
+        "accept-ranges",
+        "x-amz-bucket-region",
+        "last-modified",
+        "etag",
+        "x-amz-version-id",
+        "expires",
+        "cache-control",
+        "x-xss-protection",
+        "x-content-type-options",
+        "strict-transport-security",
+        "vary",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-amz-id-2",
+    }
+)
 
 # canonicalizeETag's pattern (object-handlers-common.go): strips quotes at both ends only.
 _ETAG_QUOTES = re.compile(r'"*?([^"]*?)"*?$')

@@ -3,25 +3,42 @@
 A node that refuses a connection or times out is marked down and skipped; a background task
 probes `/minio/health/live` and brings it back. Idempotent requests (and writes whose body is
 buffered) are retried on the next node, so losing one node costs a retry, not an error.
+
+The handlers see MinIO only through `Sender` (send one request, get one `UpstreamResponse`), so
+their logic can be driven by a scripted upstream in unit tests; `UpstreamPool` is the real one.
+When every node fails it raises NoHealthyNodeError (a robolake.errors.ServiceUnavailableError)
+from the last connection error; the S3 handler answers it with an S3 503.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import functools
 import itertools
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from types import TracebackType
+from typing import Protocol
 
 import aiohttp
 from yarl import URL  # encoded=True: send the request target byte for byte as the client did
 
+from robolake.accelerator.tasks import BackgroundTasks
+from robolake.errors import ConfigError, ServiceUnavailableError
+
 RETRYABLE = (aiohttp.ClientConnectionError, asyncio.TimeoutError)
+Body = bytes | aiohttp.StreamReader | None
+
+
+class NoHealthyNodeError(ServiceUnavailableError):
+    """Every MinIO node failed for this request (connection refused, reset or timed out)."""
 
 
 @dataclasses.dataclass
 class Node:
+    """One MinIO node and what the pool knows of it (reported on /stats)."""
+
     endpoint: str
     healthy: bool = True
     errors: int = 0
@@ -30,44 +47,144 @@ class Node:
     live_since: float | None = None  # first successful probe after being down
 
 
-def response_headers(response: aiohttp.ClientResponse) -> list[tuple[str, str]]:
-    """A node's response headers as it sent them: names in its spelling (`ETag`, not aiohttp's
-    `Etag`), repeated ones (MinIO sends `Vary` twice) kept apart, values decoded as aiohttp does."""
-    return [(n.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
-            for n, v in response.raw_headers]
+class UpstreamResponse(Protocol):
+    """One answer from MinIO, open until released (`async with` releases it)."""
+
+    @property
+    def status(self) -> int:
+        """The HTTP status code."""
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The headers as MinIO sent them: its spelling, repeated names kept apart."""
+
+    @property
+    def content_length(self) -> int | None:
+        """The Content-Length MinIO sent, None if it sent none."""
+
+    async def read(self) -> bytes:
+        """The whole body."""
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives."""
+
+    def release(self) -> None:
+        """Give the connection back (the unread body is discarded)."""
+
+    async def __aenter__(self) -> UpstreamResponse: ...
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
 
-class NoHealthyNodeError(Exception):
-    """Every node failed for this request."""
+@dataclasses.dataclass(frozen=True)
+class UpstreamRequest:
+    """One request for MinIO: `target` is the path and query exactly as they go on the wire."""
+
+    method: str
+    target: str
+    headers: Mapping[str, str]
+    body: Body = None
+
+
+class Sender(Protocol):
+    """What the handlers need of MinIO: send one request, get one answer."""
+
+    async def request(self, request: UpstreamRequest, *, retry: bool, second_opinion: bool = False) -> UpstreamResponse:
+        """Send `request` to a node; see UpstreamPool.request for `retry` and `second_opinion`."""
+
+
+class Upstream(Sender, Protocol):
+    """A Sender with a lifetime and nodes to report on (the accelerator's view of the MinIO cluster)."""
+
+    nodes: list[Node]
+
+    async def start(self) -> None:
+        """Open connections and start background work."""
+
+    async def close(self) -> None:
+        """Stop background work (cancelled and awaited) and close connections."""
+
+    def healthy_count(self) -> int:
+        """How many nodes are taking requests."""
+
+
+class NodeResponse:
+    """aiohttp's response from one node, seen through the UpstreamResponse protocol."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    @property
+    def status(self) -> int:
+        return self._response.status
+
+    @functools.cached_property
+    def headers(self) -> list[tuple[str, str]]:
+        # raw_headers: names in MinIO's spelling (`ETag`, not aiohttp's `Etag`), repeats (two `Vary`) kept.
+        return [
+            (n.decode("utf-8", "surrogateescape"), v.decode("utf-8", "surrogateescape"))
+            for n, v in self._response.raw_headers
+        ]
+
+    @property
+    def content_length(self) -> int | None:
+        return self._response.content_length
+
+    async def read(self) -> bytes:
+        return await self._response.read()
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._response.content.iter_any()  # whatever arrived: fewest Python steps per byte
+
+    def release(self) -> None:
+        self._response.release()
+
+    async def __aenter__(self) -> NodeResponse:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._response.release()
 
 
 class UpstreamPool:
-    def __init__(self, endpoints: list[str], *, connect_timeout_s: float = 2.0, read_timeout_s: float = 300.0,
-                 probation_s: float = 5.0) -> None:
+    """The MinIO nodes as one Upstream: picks a node per request, fails over, probes the ones down."""
+
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        connect_timeout_s: float = 2.0,
+        read_timeout_s: float = 300.0,
+        probation_s: float = 5.0,
+    ) -> None:
         self.probation_s = probation_s
         if not endpoints:
-            raise ValueError("the accelerator needs at least one MinIO endpoint")
+            raise ConfigError("the accelerator needs at least one MinIO endpoint (--upstream)")
         self.nodes = [Node(e.rstrip("/")) for e in endpoints]
         self._rr = itertools.cycle(range(len(self.nodes)))
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
         self._session: aiohttp.ClientSession | None = None
-        self._prober: asyncio.Task[None] | None = None
+        self._background = BackgroundTasks("upstream prober")
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=30, ttl_dns_cache=None)
         # auto_decompress off: bodies pass through byte for byte; no default headers added that
         # could collide with what the client signed.
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=self._timeout, auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"), read_bufsize=1 << 20,
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            read_bufsize=1 << 20,
         )
-        self._prober = asyncio.create_task(self._probe_loop())
+        self._background.spawn(self._probe_loop())
 
     async def close(self) -> None:
-        if self._prober is not None:
-            self._prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prober
+        await self._background.close()
         if self._session is not None:
             await self._session.close()
 
@@ -89,10 +206,7 @@ class UpstreamPool:
             node.healthy = False
             node.down_since = time.monotonic()
 
-    async def request(
-        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes | aiohttp.StreamReader | None, *,
-        retry: bool, second_opinion: bool = False,
-    ) -> tuple[Node, aiohttp.ClientResponse]:
+    async def request(self, request: UpstreamRequest, *, retry: bool, second_opinion: bool = False) -> NodeResponse:
         """Send to one node; on a connection failure try the next when `retry` allows.
 
         A streamed (unbuffered) body can only be sent once: pass retry=False with it.
@@ -102,16 +216,18 @@ class UpstreamPool:
         had just written); a genuine 404 costs one extra request per other healthy node.
         """
         last: BaseException | None = None
-        held: tuple[Node, aiohttp.ClientResponse] | None = None  # a 404/503 waiting for other opinions
+        held: aiohttp.ClientResponse | None = None  # a 404/503 waiting for other opinions
         nodes = self.order()
+        tried = 0
         for position, node in enumerate(nodes):
             if held is not None and not node.healthy:
                 continue  # second opinions come from healthy nodes only
             node.requests += 1
+            tried += 1
             try:
+                url = URL(node.endpoint + request.target, encoded=True)
                 response = await self.session.request(
-                    method, URL(node.endpoint + path_qs, encoded=True), headers=headers, data=body,
-                    allow_redirects=False,
+                    request.method, url, headers=request.headers, data=request.body, allow_redirects=False
                 )
             except RETRYABLE as exc:
                 self.mark_down(node)
@@ -119,18 +235,20 @@ class UpstreamPool:
                 if not retry:
                     break
                 continue
-            if second_opinion and response.status in (404, 503) and any(n.healthy for n in nodes[position + 1:]):
+            if second_opinion and response.status in (404, 503) and any(n.healthy for n in nodes[position + 1 :]):
                 node.errors += response.status == 503
                 if held is not None:
-                    held[1].release()
-                held = (node, response)
+                    held.release()
+                held = response
                 continue
             if held is not None:
-                held[1].release()
-            return node, response
+                held.release()
+            return NodeResponse(response)
         if held is not None:
-            return held
-        raise NoHealthyNodeError(str(last) if last else "no MinIO node answered")
+            return NodeResponse(held)
+        raise NoHealthyNodeError(
+            f"no MinIO node answered {request.method} (tried {tried} of {len(nodes)}): {last}"
+        ) from last
 
     async def _probe_loop(self) -> None:
         while True:
@@ -140,7 +258,8 @@ class UpstreamPool:
                     continue
                 try:
                     async with self.session.get(
-                        node.endpoint + "/minio/health/live", timeout=aiohttp.ClientTimeout(total=2),
+                        node.endpoint + "/minio/health/live",
+                        timeout=aiohttp.ClientTimeout(total=2),
                     ) as response:
                         live = response.status == 200
                 except RETRYABLE:

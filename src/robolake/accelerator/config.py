@@ -1,0 +1,45 @@
+"""How the accelerator runs: one frozen, keyword-only config object, checked when it is made."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from robolake.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class AcceleratorConfig:
+    """How the accelerator runs; build it from Settings (stack) or CLI flags."""
+
+    upstreams: tuple[str, ...]
+    credentials: dict[str, str] = dataclasses.field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 9000
+    admin_port: int = 9010
+    cache_dir: Path = Path("aistor/cache")
+    max_object_bytes: int = 1024 * 1024
+    memory_bytes: int = 256 * 1024 * 1024
+    disk_bytes: int = 4 * 1024 * 1024 * 1024
+    revalidate_after_s: float = 30.0
+    webhook_token: str = dataclasses.field(default="", repr=False)
+    prefetch: bool = True
+    prefetch_workers: int = 2
+    prefetch_queue: int = 256
+    region: str = "us-east-1"
+
+    def __post_init__(self) -> None:
+        if not self.upstreams:
+            raise ConfigError("the accelerator needs at least one MinIO endpoint; give one with --upstream")
+        if not self.credentials:
+            raise ConfigError("the accelerator needs one access key and secret (MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)")
+        for name in ("memory_bytes", "max_object_bytes", "prefetch_workers", "prefetch_queue"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"accelerator setting {name}={getattr(self, name)!r} must be positive")
+        if self.disk_bytes < 0:
+            raise ConfigError(f"accelerator setting disk_bytes={self.disk_bytes!r} must be 0 (no disk tier) or more")
+
+    @property
+    def own_principal(self) -> tuple[str, str]:
+        """(access key, secret) the accelerator signs its own reads with (batch GET, prefetch)."""
+        return next(iter(self.credentials.items()))
