@@ -32,12 +32,19 @@ def settings(stack: NativeStack) -> Settings:
 
 def s3_client(endpoint: str, access_key: str, secret_key: str, **config: str):  # type: ignore[no-untyped-def]
     return boto3.client(
-        "s3", endpoint_url=endpoint, aws_access_key_id=access_key, aws_secret_access_key=secret_key,
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
         region_name="us-east-1",
         config=Config(
-            s3={"addressing_style": "path"}, retries={"max_attempts": 2, "mode": "standard"},
-            connect_timeout=5, read_timeout=30, request_checksum_calculation="when_required",
-            response_checksum_validation="when_required", **config,
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            **config,
         ),
     )
 

@@ -38,10 +38,19 @@ from numcodecs.abc import Codec
 
 # What UMI's JpegXl(level=99, numthreads=1) records in a .zarray (07_generate_replay_buffer.py).
 UMI_RECORDED_CONFIG: dict[str, Any] = {
-    "decodingspeed": None, "distance": None, "effort": None, "id": "imagecodecs_jpegxl", "index": None,
-    "keeporientation": None, "level": 99, "lossless": False, "numthreads": 1, "photometric": None,
-    "planar": None, "usecontainer": None,
-}  # fmt: skip
+    "decodingspeed": None,
+    "distance": None,
+    "effort": None,
+    "id": "imagecodecs_jpegxl",
+    "index": None,
+    "keeporientation": None,
+    "level": 99,
+    "lossless": False,
+    "numthreads": 1,
+    "photometric": None,
+    "planar": None,
+    "usecontainer": None,
+}
 
 # task/umi.yaml: obs and action down-sampled by 3, image horizon 2, action horizon 16.
 DOWN_SAMPLE_STEPS = 3
@@ -54,9 +63,20 @@ class UmiJpegXl(Codec):
 
     codec_id = "imagecodecs_jpegxl"
 
-    def __init__(self, level: Any = None, effort: Any = None, distance: Any = None, lossless: Any = None,
-                 decodingspeed: Any = None, photometric: Any = None, planar: Any = None, usecontainer: Any = None,
-                 index: Any = None, keeporientation: Any = None, numthreads: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        level: Any = None,
+        effort: Any = None,
+        distance: Any = None,
+        lossless: Any = None,
+        decodingspeed: Any = None,
+        photometric: Any = None,
+        planar: Any = None,
+        usecontainer: Any = None,
+        index: Any = None,
+        keeporientation: Any = None,
+        numthreads: Any = None,
+    ) -> None:
         # Public attributes are the config numcodecs records, so their names and order matter.
         self.level, self.effort, self.distance = level, effort, distance
         self.lossless = bool(lossless)
@@ -70,14 +90,22 @@ class UmiJpegXl(Codec):
         frames = math.prod(image.shape[:-3]) if image.ndim > 3 else 1
         image = image.reshape(image.shape[-3:] if frames == 1 else (-1, *image.shape[-3:]))
         return imagecodecs.jpegxl_encode(
-            image, level=self.level, effort=self.effort, distance=self.distance, lossless=self.lossless,
-            decodingspeed=self.decodingspeed, photometric=self.photometric, planar=self.planar,
-            usecontainer=self.usecontainer, numthreads=self.numthreads,
-        )  # fmt: skip
+            image,
+            level=self.level,
+            effort=self.effort,
+            distance=self.distance,
+            lossless=self.lossless,
+            decodingspeed=self.decodingspeed,
+            photometric=self.photometric,
+            planar=self.planar,
+            usecontainer=self.usecontainer,
+            numthreads=self.numthreads,
+        )
 
     def decode(self, buf: Any, out: Any = None) -> Any:
-        return imagecodecs.jpegxl_decode(buf, index=self.index, keeporientation=self.keeporientation,
-                                         numthreads=self.numthreads, out=out)  # fmt: skip
+        return imagecodecs.jpegxl_decode(
+            buf, index=self.index, keeporientation=self.keeporientation, numthreads=self.numthreads, out=out
+        )
 
 
 def register_umi_codecs() -> None:
@@ -99,8 +127,7 @@ def copy_from_store(path: str) -> Any:
             # Opening the array builds its codec from .zarray: a key UMI's class lacks fails here. UMI
             # re-encodes only when asked for other chunks or another compressor; by default it copies.
             _ = src_root["data"][key].compressor
-            zarr.copy_store(src, root.store, source_path=f"/data/{key}", dest_path=f"/data/{key}",
-                            if_exists="replace")  # fmt: skip
+            zarr.copy_store(src, root.store, source_path=f"/data/{key}", dest_path=f"/data/{key}", if_exists="replace")
     steps = int(root["meta/episode_ends"][-1])
     for key, array in root["data"].arrays():  # ReplayBuffer.__init__
         if array.shape[0] != steps:
@@ -108,8 +135,9 @@ def copy_from_store(path: str) -> Any:
     return root
 
 
-def sampler_windows(episode_ends: Any, action_horizon: int = ACTION_HORIZON,
-                    down_sample_steps: int = DOWN_SAMPLE_STEPS) -> list[tuple[int, int, int]]:  # fmt: skip
+def sampler_windows(
+    episode_ends: Any, action_horizon: int = ACTION_HORIZON, down_sample_steps: int = DOWN_SAMPLE_STEPS
+) -> list[tuple[int, int, int]]:
     """SequenceSampler's ``(current, episode start, episode end)`` per sample, without action padding."""
     windows: list[tuple[int, int, int]] = []
     start = 0
@@ -120,8 +148,9 @@ def sampler_windows(episode_ends: Any, action_horizon: int = ACTION_HORIZON,
     return windows
 
 
-def rgb_window(frames: Any, current: int, start: int, horizon: int = IMAGE_HORIZON,
-               down_sample_steps: int = DOWN_SAMPLE_STEPS) -> np.ndarray[Any, Any]:  # fmt: skip
+def rgb_window(
+    frames: Any, current: int, start: int, horizon: int = IMAGE_HORIZON, down_sample_steps: int = DOWN_SAMPLE_STEPS
+) -> np.ndarray[Any, Any]:
     """The frames SequenceSampler decodes for one sample: strided back from ``current``, front-padded."""
     valid = min(horizon, (current - start) // down_sample_steps + 1)
     out = np.asarray(frames[current - (valid - 1) * down_sample_steps : current + 1 : down_sample_steps])

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 
-def random_lowdim(lengths: Sequence[int], *, robots: int = 1, poses: bool = True,
-                  seed: int = 0) -> list[dict[str, np.ndarray[Any, Any]]]:
+def random_lowdim(
+    lengths: Sequence[int], *, robots: int = 1, poses: bool = True, seed: int = 0
+) -> list[dict[str, np.ndarray[Any, Any]]]:
     """One dict of robot{r}_* arrays per episode, with UMI's dtypes and widths."""
     rng = np.random.default_rng(seed)
     episodes = []

@@ -129,7 +129,11 @@ def find_go(min_version: str) -> Path:
     for go in _go_candidates():
         try:
             out = subprocess.run(
-                [go, "env", "GOVERSION"], capture_output=True, text=True, check=True, timeout=60,
+                [go, "env", "GOVERSION"],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
                 env={**os.environ, "GOTOOLCHAIN": "local"},
             ).stdout.strip()
             version = parse_go_version(out)
@@ -248,8 +252,13 @@ class BinaryBuilder:
         started = time.monotonic()
         try:
             proc = subprocess.Popen(
-                cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, text=True,
+                cmd,
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
             )
         except OSError as exc:
             raise ToolchainError(f"cannot run {cmd[0]!r}: {exc}") from exc

@@ -47,29 +47,50 @@ SWEEP: dict[str, list[list[str]]] = {
     "stack status": [["--bogus-flag"]],
     "stack env": [["extra-argument"]],
     "stack logs": [["no-such-component"], ["lakefs", "--lines", "many"]],
-    "stack bootstrap": [[], ["--minio-endpoint", f"http://{CLOSED}", "--wait", "1"],
-                        ["--minio-endpoint", "not a url", "--wait", "1"]],
+    "stack bootstrap": [
+        [],
+        ["--minio-endpoint", f"http://{CLOSED}", "--wait", "1"],
+        ["--minio-endpoint", "not a url", "--wait", "1"],
+    ],
     "buckets setup": [["--endpoint", f"http://{CLOSED}"], ["--endpoint", "ftp://x"]],
-    "version branch create": [[], ["t-sweep", "--from", "no-such-ref"], ["t-sweep", "--repo", "no-such-repo"],
-                              ["bad name!"]],
+    "version branch create": [
+        [],
+        ["t-sweep", "--from", "no-such-ref"],
+        ["t-sweep", "--repo", "no-such-repo"],
+        ["bad name!"],
+    ],
     "version branch list": [["--repo", "no-such-repo"]],
     "version branch delete": [[], ["no-such-branch"]],
     "version commit": [[], ["no-such-branch", "-m", "x"], ["main"]],
     "version log": [["no-such-ref"], ["main", "--limit", "-3"], ["main", "--repo", "no-such-repo"]],
     "version diff": [[], ["main", "no-such-ref"], ["no-such-ref", "main"]],
-    "version merge": [[], ["no-such-branch", "main"], ["main", "no-such-branch"],
-                      ["main", "main", "--strategy", "sideways"]],
+    "version merge": [
+        [],
+        ["no-such-branch", "main"],
+        ["main", "no-such-branch"],
+        ["main", "main", "--strategy", "sideways"],
+    ],
     "version tag create": [[], ["t-sweep-tag", "no-such-ref"]],
     "version tag list": [["--repo", "no-such-repo"]],
     "version tag delete": [[], ["no-such-tag"]],
     "version revert": [[], ["main", "no-such-ref"], ["no-such-branch", "main"]],
-    "version put": [[], [NO_DIR, "--branch", "main", "--prefix", "x"], ["{file}", "--branch", "main", "--prefix", "x"],
-                    ["{dir}", "--branch", "no-such-branch", "--prefix", "x"]],
+    "version put": [
+        [],
+        [NO_DIR, "--branch", "main", "--prefix", "x"],
+        ["{file}", "--branch", "main", "--prefix", "x"],
+        ["{dir}", "--branch", "no-such-branch", "--prefix", "x"],
+    ],
     "version read": [[], ["no-such-ref", "datasets", "{tmp}/out"], ["main", "no/such/prefix", "{tmp}/out2"]],
-    "version import": [[], ["--from", "s3://no-such-bucket/x/", "--branch", "main"],
-                       ["--from", "http://x/y", "--branch", "main"], ["--from", "s3://umi-raw/x/", "--branch", "nope"]],
-    "version install-hook": [["--branch", "no-such-branch"], ["--url", f"http://{CLOSED}/hook?token=x",
-                                                              "--branch", "no-such-branch"]],
+    "version import": [
+        [],
+        ["--from", "s3://no-such-bucket/x/", "--branch", "main"],
+        ["--from", "http://x/y", "--branch", "main"],
+        ["--from", "s3://umi-raw/x/", "--branch", "nope"],
+    ],
+    "version install-hook": [
+        ["--branch", "no-such-branch"],
+        ["--url", f"http://{CLOSED}/hook?token=x", "--branch", "no-such-branch"],
+    ],
     "accelerator serve": [["--port", "99999"], ["--upstream", "not-a-host-port"]],
     "accelerator stats": [["--admin-url", f"http://{CLOSED}"], ["--admin-url", "nonsense"]],
     "hooks serve": [["--port", "-1"], ["--port", "99999"]],
@@ -82,10 +103,19 @@ SWEEP: dict[str, list[list[str]]] = {
     "bench warp-check": [["--small-size", "huge"], ["--duration", "never"]],
     "bench compare": [[], ["no-such-run", "no-such-run-either"], ["{file}", "{file}"]],
     "generate": [["--profile", "huge"], ["--episodes", "0", "--out", "{tmp}/gen"], ["--out", "{file}"]],
-    "upload": [[], [NO_DIR, "--bucket", "umi-raw"], ["{dir}", "--bucket", "no-such-bucket"],
-               ["{dir}", "--bucket", "umi-raw", "--endpoint", CLOSED]],
-    "ingest": [[], [f"{NO_DIR}.zarr.zip"], ["{file}"], [f"http://{CLOSED}/task.zarr.zip"],
-               ["https://example.invalid/x.zarr.zip", "--sha256", "nothex"]],
+    "upload": [
+        [],
+        [NO_DIR, "--bucket", "umi-raw"],
+        ["{dir}", "--bucket", "no-such-bucket"],
+        ["{dir}", "--bucket", "umi-raw", "--endpoint", CLOSED],
+    ],
+    "ingest": [
+        [],
+        [f"{NO_DIR}.zarr.zip"],
+        ["{file}"],
+        [f"http://{CLOSED}/task.zarr.zip"],
+        ["https://example.invalid/x.zarr.zip", "--sha256", "nothex"],
+    ],
 }
 
 
@@ -106,8 +136,15 @@ def test_no_command_answers_bad_input_with_a_traceback(stack: NativeStack, tmp_p
 
     def run(item: tuple[str, list[str]]) -> tuple[str, list[str], Any]:
         cmd, args = item
-        done = subprocess.run([ROBOLAKE, *cmd.split(), *_fill(args, tmp_path)], env=env, capture_output=True,
-                              text=True, timeout=180, stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(
+            [ROBOLAKE, *cmd.split(), *_fill(args, tmp_path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
         return cmd, args, done
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
@@ -129,7 +166,10 @@ BAD_PREFIXES = ["../../x", "/abs", "a//b", "a/./b", "x\x01y"]
 
 @pytest.mark.parametrize("prefix", BAD_PREFIXES)
 def test_a_prefix_that_climbs_out_is_refused_everywhere_and_writes_nothing(
-    stack: NativeStack, tmp_path: Path, prefix: str, client: Any,
+    stack: NativeStack,
+    tmp_path: Path,
+    prefix: str,
+    client: Any,
 ) -> None:
     from robolake.versioning import LakeFSClient
 
@@ -161,16 +201,19 @@ def test_a_prefix_that_climbs_out_is_refused_everywhere_and_writes_nothing(
 
 
 @pytest.mark.parametrize("name", ["../up", "a/b", "x\ty", ".hidden"])
-def test_a_bad_dataset_name_is_refused_before_anything_is_written(stack: NativeStack, tmp_path: Path,
-                                                                  name: str) -> None:  # fmt: skip
+def test_a_bad_dataset_name_is_refused_before_anything_is_written(
+    stack: NativeStack, tmp_path: Path, name: str
+) -> None:
     from robolake.umi import generate_dataset
 
     data = tmp_path / "ds"
     generate_dataset(data, profile="tiny", episodes=1, seed=2)
     env = settings_env(stack.settings)
-    for cmd in ([ROBOLAKE, "ingest", str(data), "--name", name],
-                [sys.executable, str(ROOT / "download_umi_data.py"), "--upload", "--out", str(data), "--name", name],
-                [ROBOLAKE, "version", "put", str(data), "--branch", "main", "--prefix", "datasets/x", "--name", name]):
+    for cmd in (
+        [ROBOLAKE, "ingest", str(data), "--name", name],
+        [sys.executable, str(ROOT / "download_umi_data.py"), "--upload", "--out", str(data), "--name", name],
+        [ROBOLAKE, "version", "put", str(data), "--branch", "main", "--prefix", "datasets/x", "--name", name],
+    ):
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 2, done.stdout + done.stderr
         last = done.stderr.strip().splitlines()[-1]

@@ -28,8 +28,13 @@ def test_deploy_local_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
     import os
 
     state = tmp_path / "state"
-    env = {**os.environ, **isolated_env(state), "ROBOLAKE_ENV_FILE": "/nonexistent/.env",
-           "ROBOLAKE_SAMPLE_DIR": str(tmp_path / "umi_data" / "sample"), "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        **isolated_env(state),
+        "ROBOLAKE_ENV_FILE": "/nonexistent/.env",
+        "ROBOLAKE_SAMPLE_DIR": str(tmp_path / "umi_data" / "sample"),
+        "COLUMNS": "200",
+    }
     first = run(["./deploy-local.sh", "--runtime", "native"], env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "started minio-1, minio-2, minio-3, accelerator, hooks, lakefs" in first.stderr
@@ -43,16 +48,23 @@ def test_deploy_local_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
     assert status.returncode == 0, status.stdout + status.stderr
     doc = json.loads(status.stdout)
     assert [(c["name"], c["healthy"]) for c in doc["components"]] == [
-        ("minio-1", True), ("minio-2", True), ("minio-3", True), ("accelerator", True), ("hooks", True),
-        ("lakefs", True)]
+        ("minio-1", True),
+        ("minio-2", True),
+        ("minio-3", True),
+        ("accelerator", True),
+        ("hooks", True),
+        ("lakefs", True),
+    ]
     assert doc["cluster"]["one_cluster"] and doc["repository"]["exists"]
     assert all(set(c) >= {"name", "endpoint", "healthy"} for c in doc["components"])
 
     # The seed's quick start right after it, from the same folder (umi_data/ holds the sample already):
     # twice, then with --experiments. Each dataset has its own folder, so none touches another.
     seed_cli = [sys.executable, str(ROOT / "download_umi_data.py"), "--generate", "--upload"]
-    quick = [subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
-             for cmd in (seed_cli, seed_cli, [*seed_cli, "--experiments"])]
+    quick = [
+        subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False)
+        for cmd in (seed_cli, seed_cli, [*seed_cli, "--experiments"])
+    ]
     for done in quick:
         assert done.returncode == 0, done.stdout + done.stderr
     assert "in umi_data/synthetic_small_s0_e8" in quick[0].stderr
@@ -87,12 +99,18 @@ def test_stack_env_makes_boto3_work(stack: NativeStack) -> None:
     env = settings_env(stack.settings)
     exports = run([".venv/bin/robolake", "stack", "env"], env)
     assert exports.returncode == 0, exports.stderr
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "LAKECTL_SERVER_ENDPOINT_URL",
-                 "LAKECTL_CREDENTIALS_ACCESS_KEY_ID", "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY"):
+    for name in (
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_ENDPOINT_URL",
+        "LAKECTL_SERVER_ENDPOINT_URL",
+        "LAKECTL_CREDENTIALS_ACCESS_KEY_ID",
+        "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY",
+    ):
         assert f"export {name}=" in exports.stdout
     script = (
         f'eval "$({ROOT}/.venv/bin/robolake stack env)" && env -u ROBOLAKE_STATE_DIR {sys.executable} -c '
-        '"import boto3; print(sorted(b[\'Name\'] for b in boto3.client(\'s3\').list_buckets()[\'Buckets\']))"'
+        "\"import boto3; print(sorted(b['Name'] for b in boto3.client('s3').list_buckets()['Buckets']))\""
     )
     out = run(["bash", "-c", script], env)
     assert out.returncode == 0, out.stderr
@@ -118,8 +136,11 @@ def test_readme_aws_cli_setting_makes_presigned_urls_lakefs_accepts(stack: Nativ
     from robolake.versioning.hooks import ACTION_PATH
 
     # Never the user's ~/.aws: the README's `aws configure set` writes to this file instead.
-    env = {**settings_env(stack.settings), "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
-           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials")}
+    env = {
+        **settings_env(stack.settings),
+        "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-credentials"),
+    }
     presign = (
         f'eval "$({ROOT}/.venv/bin/robolake stack env)" && '
         'AWS_ACCESS_KEY_ID="$LAKECTL_CREDENTIALS_ACCESS_KEY_ID" '

@@ -90,8 +90,11 @@ def reader_python() -> Path:
     python = base / "bin" / "python"
     if not (base / ".complete").exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(base)], check=True, timeout=300)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        *READER_REQUIREMENTS], check=True, timeout=900)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *READER_REQUIREMENTS],
+            check=True,
+            timeout=900,
+        )
         (base / ".complete").write_text("ok")
     return python
 
@@ -116,22 +119,32 @@ def _run_umi_loader(python: Path, buffer: Path, tmp_path: Path) -> subprocess.Co
     fixture_dir = tmp_path / "umi_fixture"  # only the fixture module, not the rest of tests/
     fixture_dir.mkdir(exist_ok=True)
     shutil.copy(LOADER, fixture_dir / LOADER.name)
-    return subprocess.run([str(python), "-I", "-c", UMI_LOADER_READER, str(fixture_dir), str(buffer)],
-                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    return subprocess.run(
+        [str(python), "-I", "-c", UMI_LOADER_READER, str(fixture_dir), str(buffer)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def test_replay_buffer_reads_in_a_separate_zarr2_virtualenv(generated: tuple[Path, int], python: Path) -> None:
     path, n = generated
-    result = subprocess.run([str(python), "-I", "-c", ZARR_READER, str(path)], capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = subprocess.run(
+        [str(python), "-I", "-c", ZARR_READER, str(path)], capture_output=True, text=True, timeout=300, check=False
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["zarr"].startswith("2.16.")
     arrays = doc["arrays"]
     assert arrays["data/camera0_rgb"] == [[n, 224, 224, 3], "uint8", [1, 224, 224, 3], "imagecodecs_jpegxl"]
-    for name, width, dtype in (("robot0_eef_pos", 3, "float32"), ("robot0_eef_rot_axis_angle", 3, "float32"),
-                               ("robot0_gripper_width", 1, "float32"), ("robot0_demo_start_pose", 6, "float64"),
-                               ("robot0_demo_end_pose", 6, "float64")):
+    for name, width, dtype in (
+        ("robot0_eef_pos", 3, "float32"),
+        ("robot0_eef_rot_axis_angle", 3, "float32"),
+        ("robot0_gripper_width", 1, "float32"),
+        ("robot0_demo_start_pose", 6, "float64"),
+        ("robot0_demo_end_pose", 6, "float64"),
+    ):
         shape, got_dtype, chunks, compressor = arrays[f"data/{name}"]
         assert shape == [n, width] and got_dtype == dtype and compressor is None, name
         assert chunks[1] == width and chunks[0] >= 1, name
@@ -174,8 +187,9 @@ def _with_compressor(src: Path, dst: Path, compressor: dict[str, Any]) -> Path:
     return dst
 
 
-def test_umi_training_loader_rejects_newer_imagecodecs_keys(generated: tuple[Path, int], python: Path,
-                                                            tmp_path: Path) -> None:  # fmt: skip
+def test_umi_training_loader_rejects_newer_imagecodecs_keys(
+    generated: tuple[Path, int], python: Path, tmp_path: Path
+) -> None:
     """The control: the fixture has UMI's teeth, so a config with today's imagecodecs keys fails as in issue 10."""
     newer = {**UMI_RECORDED_CONFIG, "bitspersample": None, "squeeze": None}
     path = _with_compressor(generated[0], tmp_path / "newer.zarr.zip", newer)

@@ -111,7 +111,8 @@ def test_lakectl_is_pinned_with_lakefs_and_built_with_it_once(tmp_path: Path, mo
 
 
 def test_lakectl_link_is_version_free_relative_and_follows_the_pin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     built = fake_build(monkeypatch)
     old = BinaryBuilder(tmp_path / "cache", Versions(minio="m", lakefs="v1.82.0", warp="w", go_min="1.26.4"))
@@ -158,8 +159,11 @@ def test_stack_env_puts_the_link_dir_first_on_path_quoted(tmp_path: Path) -> Non
     native.state.credentials()
     exports = native.env_exports()
     out = subprocess.run(
-        ["bash", "-c", f'{exports}\nprintf "%s\\n" "$PATH"'], env={"PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, check=True,
+        ["bash", "-c", f'{exports}\nprintf "%s\\n" "$PATH"'],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert out == f"{cache / 'bin' / 'current'}:/usr/bin:/bin\n"
     assert native.builder.path_dir == cache / "bin" / "current"

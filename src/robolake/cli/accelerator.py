@@ -30,20 +30,40 @@ def accelerator() -> None:
 @click.option("--host", default=None, help="Address to listen on [default: the stack's host].")
 @click.option("--port", type=PORT, default=None, help="S3 port [default: ROBOLAKE_ACCELERATOR_PORT or 9000].")
 @click.option("--admin-port", type=PORT, default=None, help="Metrics/stats port [default: 9010].")
-@click.option("--upstream", "upstreams", multiple=True, help="MinIO endpoint URL; repeat for each node "
-              "[default: the stack's nodes].")
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("aistor/cache"), show_default=True,
-              help="Disk tier directory.")
+@click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    help="MinIO endpoint URL; repeat for each node [default: the stack's nodes].",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=Path("aistor/cache"),
+    show_default=True,
+    help="Disk tier directory.",
+)
 @click.option("--memory-mb", type=int, default=None, help="Memory tier budget [default: 256].")
 @click.option("--disk-mb", type=int, default=None, help="Disk tier budget; 0 disables it [default: 4096].")
 @click.option("--max-object-kb", type=int, default=None, help="Cache objects up to this size [default: 1024].")
-@click.option("--revalidate-after-s", type=float, default=30.0, show_default=True,
-              help="Re-check a cached object's ETag with MinIO after this many seconds (catches a lost "
-              "notification).")
+@click.option(
+    "--revalidate-after-s",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Re-check a cached object's ETag with MinIO after this many seconds (catches a lost notification).",
+)
 @click.option("--no-prefetch", is_flag=True, help="Switch off episode-aware prefetch.")
 def serve(
-    host: str | None, port: int | None, admin_port: int | None, upstreams: tuple[str, ...], cache_dir: Path,
-    memory_mb: int | None, disk_mb: int | None, max_object_kb: int | None, revalidate_after_s: float,
+    host: str | None,
+    port: int | None,
+    admin_port: int | None,
+    upstreams: tuple[str, ...],
+    cache_dir: Path,
+    memory_mb: int | None,
+    disk_mb: int | None,
+    max_object_kb: int | None,
+    revalidate_after_s: float,
     no_prefetch: bool,
 ) -> None:
     """Run the accelerator in the foreground (Ctrl-C stops it).
@@ -61,18 +81,26 @@ def serve(
     config = AcceleratorConfig(
         upstreams=tuple(upstreams) or tuple(s.minio_endpoints),
         credentials={s.minio_root_user: s.minio_root_password},
-        host=host or s.host, port=port or s.accelerator_port, admin_port=admin_port or s.accelerator_admin_port,
-        cache_dir=cache_dir, memory_bytes=(memory_mb or s.accelerator_memory_mb) << 20,
+        host=host or s.host,
+        port=port or s.accelerator_port,
+        admin_port=admin_port or s.accelerator_admin_port,
+        cache_dir=cache_dir,
+        memory_bytes=(memory_mb or s.accelerator_memory_mb) << 20,
         disk_bytes=(s.accelerator_disk_mb if disk_mb is None else disk_mb) << 20,
         max_object_bytes=(max_object_kb or s.accelerator_max_object_kb) << 10,
-        revalidate_after_s=revalidate_after_s, webhook_token=os.environ.get("ROBOLAKE_WEBHOOK_TOKEN", ""),
+        revalidate_after_s=revalidate_after_s,
+        webhook_token=os.environ.get("ROBOLAKE_WEBHOOK_TOKEN", ""),
         prefetch=not no_prefetch,
     )
     if config.max_object_bytes > config.memory_bytes // 2:
-        raise ConfigError(f"--max-object-kb {config.max_object_bytes >> 10} must be at most half the memory "
-                          f"tier ({config.memory_bytes >> 20} MB); raise --memory-mb or lower --max-object-kb")
-    err_console.print(f"accelerator on http://{config.host}:{config.port} -> {', '.join(config.upstreams)}; "
-                      f"metrics on http://{config.host}:{config.admin_port}/metrics")
+        raise ConfigError(
+            f"--max-object-kb {config.max_object_bytes >> 10} must be at most half the memory "
+            f"tier ({config.memory_bytes >> 20} MB); raise --memory-mb or lower --max-object-kb"
+        )
+    err_console.print(
+        f"accelerator on http://{config.host}:{config.port} -> {', '.join(config.upstreams)}; "
+        f"metrics on http://{config.host}:{config.admin_port}/metrics"
+    )
     try:
         import uvloop
 
@@ -80,8 +108,10 @@ def serve(
     except ImportError:
         asyncio.run(run(config))
     except OSError as exc:
-        raise ConfigError(f"cannot listen on {config.host}:{config.port} or :{config.admin_port}: {exc.strerror}; "
-                          "choose other ports with --port / --admin-port") from exc
+        raise ConfigError(
+            f"cannot listen on {config.host}:{config.port} or :{config.admin_port}: {exc.strerror}; "
+            "choose other ports with --port / --admin-port"
+        ) from exc
 
 
 @accelerator.command()
@@ -93,22 +123,33 @@ def stats(as_json: bool, admin_url: str | None) -> None:
     try:
         doc = requests.get(url, timeout=5).json()
     except requests.RequestException as exc:
-        raise ServiceUnavailableError(f"the accelerator's admin endpoint {url} does not answer ({exc}); is the "
-                                      "stack running? (`robolake stack status`)") from exc
+        raise ServiceUnavailableError(
+            f"the accelerator's admin endpoint {url} does not answer ({exc}); is the "
+            "stack running? (`robolake stack status`)"
+        ) from exc
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return
     ev = doc["events"]
     issued = ev.get("prefetch_issued", 0)
     used = ev.get("prefetch_used", 0)
-    out_console.print(f"hit ratio {doc['hit_ratio']}, uptime {doc['uptime_s']} s, prefetch issued {issued}, used "
-                      f"{used} (accuracy {used / issued:.1%})" if issued else
-                      f"hit ratio {doc['hit_ratio']}, uptime {doc['uptime_s']} s, prefetch issued 0", markup=False)
+    out_console.print(
+        f"hit ratio {doc['hit_ratio']}, uptime {doc['uptime_s']} s, prefetch issued {issued}, used "
+        f"{used} (accuracy {used / issued:.1%})"
+        if issued
+        else f"hit ratio {doc['hit_ratio']}, uptime {doc['uptime_s']} s, prefetch issued 0",
+        markup=False,
+    )
     table = Table("tier", "objects", "used MB", "max MB", "hits", "misses", "evictions", "corrupt")
     for tier in ("memory", "disk"):
         t, u = doc["tiers"].get(tier, {}), doc[tier]
-        table.add_row(tier, str(u["objects"]), f"{u['used_bytes'] / 2**20:.1f}", f"{u['max_bytes'] / 2**20:.0f}",
-                      *(str(t.get(k, 0)) for k in ("hits", "misses", "evictions", "corrupt")))
+        table.add_row(
+            tier,
+            str(u["objects"]),
+            f"{u['used_bytes'] / 2**20:.1f}",
+            f"{u['max_bytes'] / 2**20:.0f}",
+            *(str(t.get(k, 0)) for k in ("hits", "misses", "evictions", "corrupt")),
+        )
     out_console.print(table)
     nodes = Table("node", "healthy", "requests", "errors")
     for n in doc["nodes"]:
