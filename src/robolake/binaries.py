@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from robolake.config import Settings
 from robolake.errors import ConfigError, ToolchainError
 
 # Called with each line `go build -v` prints (one package compiled), for progress display.
@@ -52,8 +53,8 @@ _ON_PATH = ("lakectl",)
 
 def tools_dir() -> Path:
     """The repository's tools/ folder (pinned versions and the lakeFS wrapper module)."""
-    override = os.environ.get(_TOOLS_ENV)
-    candidates = [Path(override)] if override else []
+    override = Settings.load().tools_dir
+    candidates = [override] if override else []
     candidates.append(Path(__file__).resolve().parents[2] / "tools")
     for candidate in candidates:
         if (candidate / "versions.env").is_file():
@@ -108,8 +109,8 @@ _FALLBACK_GO = ("/usr/local/go/bin/go",)
 
 
 def _go_candidates() -> list[str]:
-    if os.environ.get("ROBOLAKE_GO"):
-        return [os.environ["ROBOLAKE_GO"]]  # an explicit choice is the only candidate
+    if explicit := Settings.load().go:
+        return [explicit]  # an explicit choice is the only candidate
     found = [shutil.which("go"), *_FALLBACK_GO, str(Path(sys.executable).parent / "go")]
     unique: list[str] = []
     for go in found:

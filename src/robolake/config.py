@@ -1,22 +1,31 @@
 """One Settings object for the whole package: defaults < .env file < environment < CLI flags.
 
-Environment variables are read when `Settings.load()` is called, never at import time. Every
-robolake setting is `ROBOLAKE_<FIELD>`; the MinIO root credentials keep MinIO's own names
-(`MINIO_ROOT_USER`, `MINIO_ROOT_PASSWORD`) so one `.env` serves the native stack and Compose.
+Environment variables are read when `Settings.load()` is called, never at import time, and
+nowhere else in robolake. Every robolake setting is `ROBOLAKE_<FIELD>`; the MinIO root
+credentials keep MinIO's own names (`MINIO_ROOT_USER`, `MINIO_ROOT_PASSWORD`) so one `.env`
+serves the native stack and Compose.
+
+Secrets follow the same precedence, with one more source below the rest: the stack's state
+directory. `resolve_lakefs_keys()` and `resolve_hooks_token()` answer with the value a flag,
+the environment or `.env` gave, else with the one the local stack generated (never inventing
+one), else with a ConfigError that says where each could come from.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from robolake.errors import ConfigError
+from robolake.state import Credentials, StateDir
 
 DEFAULT_MINIO_ROOT_USER = "minioadmin"
 DEFAULT_MINIO_ROOT_PASSWORD = "minioadmin123"
+LAKEFS_KEY_VARIABLES = "ROBOLAKE_LAKEFS_ACCESS_KEY_ID and ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"
 
 
 def _xdg(env: Mapping[str, str], var: str, fallback: str) -> Path:
@@ -42,9 +51,7 @@ def read_env_file(path: Path) -> dict[str, str]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not key.replace("_", "").isalnum():
-            raise ConfigError(
-                f"{path}:{lineno}: {raw!r} is not a KEY=VALUE line; fix or remove it"
-            )
+            raise ConfigError(f"{path}:{lineno}: {raw!r} is not a KEY=VALUE line; fix or remove it")
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
             value = value[1:-1]
@@ -82,6 +89,48 @@ def _parse_int(name: str, raw: str, lo: int, hi: int) -> int:
     return value
 
 
+def _parse_seconds(name: str, raw: str, lo: int, hi: int) -> float:
+    return float(_parse_int(name, raw, lo, hi))
+
+
+def _text(_name: str, raw: str) -> str:
+    return raw
+
+
+def _optional_path(_name: str, raw: str) -> Path | None:
+    return Path(raw).expanduser() if raw else None
+
+
+def _ranged(parse: Callable[[str, str, int, int], Any], lo: int, hi: int) -> Callable[[str, str], Any]:
+    return lambda name, raw: parse(name, raw, lo, hi)
+
+
+# Variable -> (Settings field, parser of the raw text). The state and cache directories are not
+# here: their defaults come from XDG_STATE_HOME / XDG_CACHE_HOME (see `Settings.load`).
+_VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "ROBOLAKE_HOST": ("host", _text),
+    "ROBOLAKE_MINIO_PORTS": ("minio_ports", functools.partial(_parse_ports, count=3)),
+    "ROBOLAKE_MINIO_CONSOLE_PORTS": ("minio_console_ports", functools.partial(_parse_ports, count=3)),
+    "ROBOLAKE_MINIO_DRIVES_PER_NODE": ("drives_per_node", _ranged(_parse_int, 2, 4)),
+    "ROBOLAKE_LAKEFS_PORT": ("lakefs_port", _parse_port),
+    "ROBOLAKE_ACCELERATOR_PORT": ("accelerator_port", _parse_port),
+    "ROBOLAKE_ACCELERATOR_ADMIN_PORT": ("accelerator_admin_port", _parse_port),
+    "ROBOLAKE_ACCELERATOR_MEMORY_MB": ("accelerator_memory_mb", _ranged(_parse_int, 8, 1 << 20)),
+    "ROBOLAKE_ACCELERATOR_DISK_MB": ("accelerator_disk_mb", _ranged(_parse_int, 0, 1 << 24)),
+    "ROBOLAKE_ACCELERATOR_MAX_OBJECT_KB": ("accelerator_max_object_kb", _ranged(_parse_int, 1, 1 << 20)),
+    "ROBOLAKE_HOOKS_PORT": ("hooks_port", _parse_port),
+    "MINIO_ROOT_USER": ("minio_root_user", _text),
+    "MINIO_ROOT_PASSWORD": ("minio_root_password", _text),
+    "ROBOLAKE_START_TIMEOUT_S": ("start_timeout_s", _ranged(_parse_seconds, 5, 3600)),
+    "ROBOLAKE_LAKEFS_ACCESS_KEY_ID": ("lakefs_access_key_id", _text),
+    "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": ("lakefs_secret_access_key", _text),
+    "ROBOLAKE_HOOKS_TOKEN": ("hooks_token", _text),
+    "ROBOLAKE_WEBHOOK_TOKEN": ("webhook_token", _text),
+    "ROBOLAKE_GO": ("go", _text),
+    "ROBOLAKE_TOOLS_DIR": ("tools_dir", _optional_path),
+}
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     """Everything the stack and the clients need to know; immutable, build with `load()`."""
@@ -103,6 +152,14 @@ class Settings:
     minio_root_password: str = dataclasses.field(default=DEFAULT_MINIO_ROOT_PASSWORD, repr=False)
     lakefs_repo: str = "robotics-data"
     start_timeout_s: float = 180.0
+    # Given explicitly (flag, environment, .env); empty: use the local stack's, see resolve_*().
+    lakefs_access_key_id: str = ""
+    lakefs_secret_access_key: str = dataclasses.field(default="", repr=False)
+    hooks_token: str = dataclasses.field(default="", repr=False)
+    # The bearer token MinIO's bucket notifications carry to the accelerator ("": it asks for none).
+    webhook_token: str = dataclasses.field(default="", repr=False)
+    go: str = ""  # a specific Go toolchain for the binary builds; "" finds one
+    tools_dir: Path | None = None  # the checkout's tools/ folder; None: the one beside the source
 
     @classmethod
     def load(
@@ -124,44 +181,15 @@ class Settings:
             if merged.get("ROBOLAKE_CACHE_DIR")
             else _xdg(merged, "XDG_CACHE_HOME", ".cache") / "robolake",
         }
-        if "ROBOLAKE_HOST" in merged:
-            kwargs["host"] = merged["ROBOLAKE_HOST"]
-        if "ROBOLAKE_MINIO_PORTS" in merged:
-            kwargs["minio_ports"] = _parse_ports(
-                "ROBOLAKE_MINIO_PORTS", merged["ROBOLAKE_MINIO_PORTS"], 3
-            )
-        if "ROBOLAKE_MINIO_CONSOLE_PORTS" in merged:
-            kwargs["minio_console_ports"] = _parse_ports(
-                "ROBOLAKE_MINIO_CONSOLE_PORTS", merged["ROBOLAKE_MINIO_CONSOLE_PORTS"], 3
-            )
-        if "ROBOLAKE_MINIO_DRIVES_PER_NODE" in merged:
-            kwargs["drives_per_node"] = _parse_int(
-                "ROBOLAKE_MINIO_DRIVES_PER_NODE", merged["ROBOLAKE_MINIO_DRIVES_PER_NODE"], 2, 4
-            )
-        if "ROBOLAKE_LAKEFS_PORT" in merged:
-            kwargs["lakefs_port"] = _parse_port("ROBOLAKE_LAKEFS_PORT", merged["ROBOLAKE_LAKEFS_PORT"])
-        if "ROBOLAKE_ACCELERATOR_PORT" in merged:
-            kwargs["accelerator_port"] = _parse_port("ROBOLAKE_ACCELERATOR_PORT", merged["ROBOLAKE_ACCELERATOR_PORT"])
-        if "ROBOLAKE_ACCELERATOR_ADMIN_PORT" in merged:
-            kwargs["accelerator_admin_port"] = _parse_port(
-                "ROBOLAKE_ACCELERATOR_ADMIN_PORT", merged["ROBOLAKE_ACCELERATOR_ADMIN_PORT"]
-            )
-        if "ROBOLAKE_HOOKS_PORT" in merged:
-            kwargs["hooks_port"] = _parse_port("ROBOLAKE_HOOKS_PORT", merged["ROBOLAKE_HOOKS_PORT"])
-        for field, lo, hi in (("memory_mb", 8, 1 << 20), ("disk_mb", 0, 1 << 24), ("max_object_kb", 1, 1 << 20)):
-            name = f"ROBOLAKE_ACCELERATOR_{field.upper()}"
+        for name, (field, parse) in _VARIABLES.items():
             if name in merged:
-                kwargs[f"accelerator_{field}"] = _parse_int(name, merged[name], lo, hi)
-        if "MINIO_ROOT_USER" in merged:
-            kwargs["minio_root_user"] = merged["MINIO_ROOT_USER"]
-        if "MINIO_ROOT_PASSWORD" in merged:
-            kwargs["minio_root_password"] = merged["MINIO_ROOT_PASSWORD"]
-        if "ROBOLAKE_START_TIMEOUT_S" in merged:
-            kwargs["start_timeout_s"] = float(
-                _parse_int("ROBOLAKE_START_TIMEOUT_S", merged["ROBOLAKE_START_TIMEOUT_S"], 5, 3600)
-            )
-        kwargs.update({k: v for k, v in overrides.items() if v is not None})
+                kwargs[field] = parse(name, merged[name])
         settings = cls(**kwargs)
+        return settings.override(**overrides)
+
+    def override(self, **flags: Any) -> Settings:
+        """These settings with the flags that were given (None: not given) on top, validated."""
+        settings = dataclasses.replace(self, **{k: v for k, v in flags.items() if v is not None})
         settings.validate()
         return settings
 
@@ -178,8 +206,14 @@ class Settings:
                 "MINIO_ROOT_PASSWORD is too short: MinIO needs at least 8 characters; "
                 "set it in the environment or in .env"
             )
-        ports = [*self.minio_ports, *self.minio_console_ports, self.lakefs_port, self.accelerator_port,
-                 self.accelerator_admin_port, self.hooks_port]
+        ports = [
+            *self.minio_ports,
+            *self.minio_console_ports,
+            self.lakefs_port,
+            self.accelerator_port,
+            self.accelerator_admin_port,
+            self.hooks_port,
+        ]
         dupes = sorted({p for p in ports if ports.count(p) > 1})
         if dupes:
             raise ConfigError(
@@ -192,6 +226,39 @@ class Settings:
                 f"ROBOLAKE_STATE_DIR={str(self.state_dir)!r} contains a space, which MinIO's "
                 "endpoint URLs cannot carry; choose a path without spaces"
             )
+
+    # ---- secrets: flag > ROBOLAKE_* environment > .env > the local stack's state directory -------
+
+    def resolve_lakefs_keys(self) -> tuple[str, str]:
+        """The lakeFS key pair (access key id, secret access key) to call lakeFS with."""
+        key, secret = self.lakefs_access_key_id, self.lakefs_secret_access_key
+        if bool(key) != bool(secret):
+            raise ConfigError(
+                f"only one of {LAKEFS_KEY_VARIABLES} is set; set both (the lakeFS key pair), or neither "
+                "to use the local stack's keys"
+            )
+        if key:
+            return key, secret
+        creds = self._stack_credentials("lakeFS keys", lambda c: c.lakefs_access_key_id, f"set {LAKEFS_KEY_VARIABLES}")
+        return creds.lakefs_access_key_id, creds.lakefs_secret_access_key
+
+    def resolve_hooks_token(self, *, otherwise: str = "set ROBOLAKE_HOOKS_TOKEN") -> str:
+        """The token lakeFS presents to the validation hooks server; `otherwise` ends the error's hint."""
+        if self.hooks_token:
+            return self.hooks_token
+        return self._stack_credentials("hooks token", lambda c: c.hooks_token, otherwise).hooks_token
+
+    def _stack_credentials(self, what: str, has: Callable[[Credentials], str], otherwise: str) -> Credentials:
+        """The local stack's credentials, if they hold `what`; else a ConfigError naming every source."""
+        state = StateDir(self.state_dir)
+        creds = state.load_credentials()  # never created here: a client must not invent the stack's secrets
+        if creds is None or not has(creds):
+            held = "does not exist" if creds is None else f"holds no {what}"
+            raise ConfigError(
+                f"no {what}: {str(state.credentials_path)!r} {held}; start the stack (`robolake stack up`), "
+                f"point ROBOLAKE_STATE_DIR at its state directory, or {otherwise}"
+            )
+        return creds
 
     @property
     def minio_endpoints(self) -> list[str]:

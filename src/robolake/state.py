@@ -5,6 +5,9 @@
       minio/node<i>/disk<j>/   MinIO drives
       lakefs/kv/  lakefs/cache/
       logs/<component>.log     run/<component>.pid
+
+`StateDir.credentials()` creates the secrets on the stack's first `up`; clients only ever read
+them, through `Settings.resolve_lakefs_keys()` / `resolve_hooks_token()` (robolake.config).
 """
 
 from __future__ import annotations
@@ -112,10 +115,16 @@ class StateDir:
 
     def save_credentials(self, creds: Credentials) -> None:
         tmp = self.credentials_path.with_suffix(".partial")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(dataclasses.asdict(creds), fh, indent=2)
-        os.replace(tmp, self.credentials_path)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(dataclasses.asdict(creds), fh, indent=2)
+            os.replace(tmp, self.credentials_path)
+        except OSError as exc:
+            raise StateError(
+                f"cannot write the credentials file {str(self.credentials_path)!r}: {exc.strerror}; the state "
+                "directory must be writable (choose another with ROBOLAKE_STATE_DIR)"
+            ) from exc
 
     def credentials(self) -> Credentials:
         """Load the stack's credentials, creating them on first use."""
@@ -131,8 +140,11 @@ class StateDir:
             self.save_credentials(creds)
         elif not creds.webhook_token or not creds.hooks_token:
             # A state directory from before the accelerator or the hooks existed: add what is missing.
-            creds = dataclasses.replace(creds, webhook_token=creds.webhook_token or secrets.token_urlsafe(24),
-                                        hooks_token=creds.hooks_token or secrets.token_urlsafe(24))
+            creds = dataclasses.replace(
+                creds,
+                webhook_token=creds.webhook_token or secrets.token_urlsafe(24),
+                hooks_token=creds.hooks_token or secrets.token_urlsafe(24),
+            )
             self.save_credentials(creds)
         return creds
 

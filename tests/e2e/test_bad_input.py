@@ -176,7 +176,7 @@ def test_a_prefix_that_climbs_out_is_refused_everywhere_and_writes_nothing(
     (tmp_path / "a.json").write_text("{}")
     env = settings_env(stack.settings)
     repo = stack.settings.lakefs_repo
-    with LakeFSClient.from_settings(stack.settings, environ={}) as lakefs:
+    with LakeFSClient.from_settings(stack.settings) as lakefs:
         head = lakefs.get_commit(repo, "main").id
         invocations = [
             ["version", "put", str(tmp_path), "--branch", "main", "--prefix", prefix],

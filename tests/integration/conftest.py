@@ -18,7 +18,7 @@ MakeBranch = Callable[..., str]
 
 @pytest.fixture
 def client(stack: NativeStack) -> Iterator[LakeFSClient]:
-    with LakeFSClient.from_settings(stack.settings, environ={}) as lakefs:
+    with LakeFSClient.from_settings(stack.settings) as lakefs:
         yield lakefs
 
 

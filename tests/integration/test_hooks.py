@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def hook_url(stack: NativeStack) -> str:
-    return stack_hook_url(stack.settings, environ={})
+    return stack_hook_url(stack.settings)
 
 
 @pytest.fixture
@@ -57,7 +57,9 @@ def episodes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_stack_guards_main_and_installing_again_changes_nothing(
-    client: LakeFSClient, stack: NativeStack, hook_url: str,
+    client: LakeFSClient,
+    stack: NativeStack,
+    hook_url: str,
 ) -> None:
     head = client.get_branch(REPO, "main").commit_id
     assert client.get_object(REPO, "main", ACTION_PATH) == action_yaml("main", hook_url)
@@ -76,12 +78,19 @@ def test_a_valid_episode_set_merges(client: LakeFSClient, branch: MakeBranch, tr
         merged = client.merge(REPO, feature, trunk)
     assert client.get_branch(REPO, trunk).commit_id == merged
     landed = {o.path for o in client.list_objects(REPO, trunk, "umi/cup/")}
-    assert {"umi/cup/replay_buffer/dataset.zarr.zip", "umi/cup/pose/episode_00001.json",
-            "umi/cup/gripper/episode_00000.json", "umi/cup/video/episode_00001.mp4"} <= landed
+    assert {
+        "umi/cup/replay_buffer/dataset.zarr.zip",
+        "umi/cup/pose/episode_00001.json",
+        "umi/cup/gripper/episode_00000.json",
+        "umi/cup/video/episode_00001.mp4",
+    } <= landed
 
 
 def test_a_truncated_replay_buffer_fails_the_merge_and_the_trunk_is_unchanged(
-    client: LakeFSClient, branch: MakeBranch, trunk: str, episodes: Path,
+    client: LakeFSClient,
+    branch: MakeBranch,
+    trunk: str,
+    episodes: Path,
 ) -> None:
     main_head = client.get_branch(REPO, "main").commit_id
     feature = branch("truncated", trunk)
@@ -111,14 +120,22 @@ def _wide_gripper(data: bytes) -> bytes:
     return json.dumps(doc).encode()
 
 
-@pytest.mark.parametrize(("relpath", "damage", "problem"), [
-    ("pose/episode_00000.json", _cut, "is not valid JSON"),
-    ("gripper/episode_00001.json", _wide_gripper, r"width_m\[3\] = 0.5 m is outside 0.0..0.2 m"),
-    ("video/episode_00000.mp4", _cut, "not a readable MP4"),
-])
+@pytest.mark.parametrize(
+    ("relpath", "damage", "problem"),
+    [
+        ("pose/episode_00000.json", _cut, "is not valid JSON"),
+        ("gripper/episode_00001.json", _wide_gripper, r"width_m\[3\] = 0.5 m is outside 0.0..0.2 m"),
+        ("video/episode_00000.mp4", _cut, "not a readable MP4"),
+    ],
+)
 def test_a_pre_commit_with_a_damaged_file_is_rejected(
-    client: LakeFSClient, branch: MakeBranch, hook_url: str, episodes: Path,
-    relpath: str, damage: Callable[[bytes], bytes], problem: str,
+    client: LakeFSClient,
+    branch: MakeBranch,
+    hook_url: str,
+    episodes: Path,
+    relpath: str,
+    damage: Callable[[bytes], bytes],
+    problem: str,
 ) -> None:
     guarded = branch("commit")
     install_validation_hook(client, REPO, guarded, hook_url)
@@ -165,7 +182,10 @@ def test_install_hook_command(stack: NativeStack, client: LakeFSClient, branch: 
 
 
 def test_an_install_the_hook_refuses_fails_and_leaves_the_branch_as_it_was(
-    client: LakeFSClient, branch: MakeBranch, stack: NativeStack, hook_url: str,
+    client: LakeFSClient,
+    branch: MakeBranch,
+    stack: NativeStack,
+    hook_url: str,
 ) -> None:
     target = branch("refused")
     head = client.get_branch(REPO, target).commit_id

@@ -103,8 +103,10 @@ def test_topology_notices_drift(local: dict[str, Any], native: NativeStack) -> N
     assert compose_topology(long_syntax).lakefs_port == 8100
 
     uneven = copy.deepcopy(local)
-    uneven["services"]["minio2"]["environment"] = {**env_of(local["services"]["minio2"]),
-                                                   "MINIO_STORAGE_CLASS_STANDARD": "EC:3"}
+    uneven["services"]["minio2"]["environment"] = {
+        **env_of(local["services"]["minio2"]),
+        "MINIO_STORAGE_CLASS_STANDARD": "EC:3",
+    }
     with pytest.raises(ConfigError, match="disagree"):
         compose_topology(uneven)
 
@@ -135,7 +137,9 @@ def test_topology_notices_accelerator_drift(local: dict[str, Any], native: Nativ
     direct = _mutated(local, lambda s: _set_env(s["lakefs"], LAKEFS_BLOCKSTORE_S3_ENDPOINT="http://minio1:9000"))
     assert compose_topology(direct).lakefs_blockstore == "minio"
     assert compose_topology(direct) != expected
-    elsewhere = _mutated(local, lambda s: _set_env(s["lakefs"], LAKEFS_BLOCKSTORE_S3_ENDPOINT="http://accelerator:9010"))
+    elsewhere = _mutated(
+        local, lambda s: _set_env(s["lakefs"], LAKEFS_BLOCKSTORE_S3_ENDPOINT="http://accelerator:9010")
+    )
     assert compose_topology(elsewhere).lakefs_blockstore == "http://accelerator:9010"  # the admin port is no S3
 
     moved = _mutated(local, lambda s: s["accelerator"].update(ports=["127.0.0.1:9100:9000", "127.0.0.1:9010:9010"]))
@@ -149,8 +153,9 @@ def test_topology_notices_accelerator_drift(local: dict[str, Any], native: Nativ
     assert compose_topology(other_token).webhooks == (True, False, True)
     no_queue_volume = _mutated(local, lambda s: s["minio3"].update(volumes=s["minio3"]["volumes"][:2]))
     assert compose_topology(no_queue_volume).webhooks == (True, True, False)
-    wrong_port = _mutated(local, lambda s: _set_env(s["minio1"], **{
-        WEBHOOK.format("ENDPOINT"): "http://accelerator:9000/minio/events"}))
+    wrong_port = _mutated(
+        local, lambda s: _set_env(s["minio1"], **{WEBHOOK.format("ENDPOINT"): "http://accelerator:9000/minio/events"})
+    )
     assert compose_topology(wrong_port).webhooks == (False, True, True)
     for mutated in (moved, unchecked, two_upstreams, other_token, no_queue_volume, wrong_port):
         assert compose_topology(mutated) != expected
@@ -170,8 +175,14 @@ def test_compose_itself_accepts_the_file(path: Path, tmp_path: Path) -> None:
         argv = compose_command(timeout_s=20)
     except ToolchainError:
         pytest.skip("Docker Compose is not installed")
-    names = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
-             "ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY", "ROBOLAKE_WEBHOOK_TOKEN")
+    names = (
+        "MINIO_ROOT_USER",
+        "MINIO_ROOT_PASSWORD",
+        "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
+        "ROBOLAKE_LAKEFS_ACCESS_KEY_ID",
+        "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
+        "ROBOLAKE_WEBHOOK_TOKEN",
+    )
     env = {k: v for k, v in os.environ.items() if k not in names}
     env |= {"HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path)}
     # An empty project directory, so no .env of this checkout takes part.
@@ -268,7 +279,10 @@ def test_local_start_order(local: dict[str, Any]) -> None:
 def test_setup_runs_the_real_bootstrap_command(local: dict[str, Any], cloud: dict[str, Any]) -> None:
     bootstrap = stack_group.commands["bootstrap"]
     options = {opt for param in bootstrap.params for opt in getattr(param, "opts", [])}
-    envvars = {param.envvar for param in bootstrap.params if getattr(param, "envvar", None)}
+    # The setup container passes the lakeFS keys as variables; bootstrap reads them through Settings.
+    keys = {"ROBOLAKE_LAKEFS_ACCESS_KEY_ID": "AKIAJEXAMPLE", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": "secret"}
+    read = Settings.load(environ=keys, env_file=Path("/nonexistent"))
+    assert (read.lakefs_access_key_id, read.lakefs_secret_access_key) == ("AKIAJEXAMPLE", "secret")
     for doc in (local, cloud):
         setup = doc["services"]["setup"]
         assert setup["build"]["dockerfile"] == "deploy/docker/robolake.Dockerfile"
@@ -279,9 +293,12 @@ def test_setup_runs_the_real_bootstrap_command(local: dict[str, Any], cloud: dic
         assert command[command.index("--lakefs-endpoint") + 1] == "http://lakefs:8000"
         assert "--no-notifications" not in command
         env = env_of(setup)
-        assert {"ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"} <= envvars
-        assert {"ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
-                "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"} <= set(env)
+        assert {
+            "ROBOLAKE_LAKEFS_ACCESS_KEY_ID",
+            "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
+            "MINIO_ROOT_USER",
+            "MINIO_ROOT_PASSWORD",
+        } <= set(env)
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "LAKEFS") -> dict[str, str]:
@@ -299,9 +316,15 @@ def _flatten(tree: dict[str, Any], prefix: str = "LAKEFS") -> dict[str, str]:
 def test_lakefs_configuration_matches_native(path: Path, native: NativeStack) -> None:
     native_env = _flatten(native.lakefs_config(Credentials("AKIAJEXAMPLE", "secret", "encrypt")))
     # Paths, addresses and secrets differ by runtime on purpose; everything else must agree.
-    differ = {"LAKEFS_LISTEN_ADDRESS", "LAKEFS_DATABASE_LOCAL_PATH", "LAKEFS_COMMITTED_LOCAL_CACHE_DIR",
-              "LAKEFS_AUTH_ENCRYPT_SECRET_KEY", "LAKEFS_BLOCKSTORE_S3_ENDPOINT",
-              "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID", "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_SECRET_ACCESS_KEY"}
+    differ = {
+        "LAKEFS_LISTEN_ADDRESS",
+        "LAKEFS_DATABASE_LOCAL_PATH",
+        "LAKEFS_COMMITTED_LOCAL_CACHE_DIR",
+        "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
+        "LAKEFS_BLOCKSTORE_S3_ENDPOINT",
+        "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID",
+        "LAKEFS_BLOCKSTORE_S3_CREDENTIALS_SECRET_ACCESS_KEY",
+    }
     assert differ <= set(native_env)
     compose_env = env_of(load_compose(path)["services"]["lakefs"])
     assert {k: compose_env.get(k) for k in native_env if k not in differ} == {
@@ -345,7 +368,11 @@ def check_accelerator(doc: dict[str, Any]) -> None:
     assert command[:2] == ["accelerator", "serve"]
     flags = dict(zip(command[2::2], command[3::2], strict=True))
     assert {k: v for k, v in flags.items() if k != "--upstream"} == {
-        "--host": "0.0.0.0", "--port": "9000", "--admin-port": "9010", "--cache-dir": "/home/robolake/cache"}
+        "--host": "0.0.0.0",
+        "--port": "9000",
+        "--admin-port": "9010",
+        "--cache-dir": "/home/robolake/cache",
+    }
     upstreams = [v for k, v in zip(command[2::2], command[3::2], strict=True) if k == "--upstream"]
     assert upstreams == [f"http://{n}:9000" for n in MINIO_NODES]
     assert {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "ROBOLAKE_WEBHOOK_TOKEN"} <= set(env_of(accel))
@@ -413,8 +440,14 @@ def test_bootstrap_subscribes_the_buckets(monkeypatch: pytest.MonkeyPatch) -> No
     assert result.exit_code == 0, result.output
     assert calls == [
         ("buckets", "http://minio1:9000", "root-user", "root-password"),
-        ("notify", "http://minio1:9000", "root-user", "root-password", f"arn:minio:sqs::{WEBHOOK_ID}:webhook",
-         NOTIFIED_BUCKETS),
+        (
+            "notify",
+            "http://minio1:9000",
+            "root-user",
+            "root-password",
+            f"arn:minio:sqs::{WEBHOOK_ID}:webhook",
+            NOTIFIED_BUCKETS,
+        ),
     ]
     calls.clear()
     args = ["bootstrap", "--minio-endpoint", "http://minio1:9000", "--no-notifications"]
@@ -462,8 +495,14 @@ def test_cloud_requires_credentials_and_restarts(cloud: dict[str, Any]) -> None:
     raw = CLOUD.read_text()
     assert ":-" not in raw, "the cloud file must not fall back to default credentials"
     services = cloud["services"]
-    secrets = {"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
-               "ROBOLAKE_LAKEFS_ACCESS_KEY_ID", "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY", "ROBOLAKE_WEBHOOK_TOKEN"}
+    secrets = {
+        "MINIO_ROOT_USER",
+        "MINIO_ROOT_PASSWORD",
+        "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
+        "ROBOLAKE_LAKEFS_ACCESS_KEY_ID",
+        "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
+        "ROBOLAKE_WEBHOOK_TOKEN",
+    }
     for name in ("setup", *ALL_SERVERS):
         for key, value in env_of(services[name]).items():
             for secret in secrets:
@@ -543,8 +582,9 @@ def run_install(*args: str, path: Path | str, fs_root: Path | None = None) -> su
     env = {"PATH": str(path), "HOME": "/nonexistent"}
     if fs_root is not None:
         env["INSTALL_DOCKER_FS_ROOT"] = str(fs_root)
-    return subprocess.run(["/bin/bash", str(INSTALL), *args], env=env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        ["/bin/bash", str(INSTALL), *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def fake_root(tmp_path: Path, *, container: bool, cap_eff: str) -> Path:

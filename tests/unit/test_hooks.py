@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from robolake.errors import ConfigError
 from robolake.umi import generate_dataset
-from robolake.versioning.client import DiffEntry, LakeFSClient
+from robolake.versioning.client import DiffEntry, HookRun, LakeFSClient
 from robolake.versioning.errors import Call, PreconditionFailedError
 from robolake.versioning.hooks import (
     ACTION_PATH,
@@ -61,10 +61,17 @@ def test_generated_pose_and_gripper_files_pass(episode: dict[str, Any]) -> None:
 
 def test_ingested_per_robot_layout_passes_and_is_checked_per_robot() -> None:
     ts = [0.0, 0.0167, 0.0334]
-    pose = {"timestamps_s": ts, "frame_count": 3, "robots": {
-        "robot0": {"eef_position_m": [[0.1, 0.2, 0.3]] * 3, "eef_rot_axis_angle": [[0.0, 0.1, 0.2]] * 3,
-                   "demo_start_pose": [0, 0, 0, 0, 0, 0]},
-    }}
+    pose = {
+        "timestamps_s": ts,
+        "frame_count": 3,
+        "robots": {
+            "robot0": {
+                "eef_position_m": [[0.1, 0.2, 0.3]] * 3,
+                "eef_rot_axis_angle": [[0.0, 0.1, 0.2]] * 3,
+                "demo_start_pose": [0, 0, 0, 0, 0, 0],
+            },
+        },
+    }
     gripper: dict[str, Any] = {"timestamps_s": ts, "robots": {"robot0": {"width_m": [0.05, 0.06, 0.07]}}}
     check_pose_json("pose/cup/episode_00000.json", dumps(pose))
     check_gripper_json("gripper/cup/episode_00000.json", dumps(gripper))
@@ -91,29 +98,47 @@ def _set(key: str, index: tuple[int, ...], value: Any) -> Any:
             target = target[i]
         target[index[-1]] = value
         return series
+
     return change
 
 
-@pytest.mark.parametrize(("changes", "problem"), [
-    ({"timestamps_s": None}, "timestamps_s is missing"),
-    ({"timestamps_s": []}, "timestamps_s is empty"),
-    ({"timestamps_s": _set("timestamps_s", (5,), 0.0)}, r"timestamps_s\[5\] = 0\.0 does not increase"),
-    ({"timestamps_s": _set("timestamps_s", (3,), "0.05")},
-     r"timestamps_s\[3\] is a string \('0\.05'\), expected a number"),
-    ({"timestamps_s": _set("timestamps_s", (2,), True)}, r"timestamps_s\[2\] is a boolean \(True\)"),
-    ({"frame_count": 3}, r"frame_count is 3 but timestamps_s has \d+ entries"),
-    ({"eef_position_m": None}, "eef_position_m is missing"),
-    ({"eef_position_m": lambda d: d["eef_position_m"][:-1]}, r"eef_position_m has \d+ entries but timestamps_s"),
-    ({"eef_position_m": _set("eef_position_m", (4, 1), math.nan)}, r"eef_position_m\[4\]\[1\] is nan: every number"),
-    ({"eef_rot_axis_angle": _set("eef_rot_axis_angle", (0,), [1.0, 2.0])},
-     r"eef_rot_axis_angle\[0\] is 2 numbers, expected 3 numbers"),
-    ({"eef_quaternion_xyzw": _set("eef_quaternion_xyzw", (7, 3), math.inf)}, r"eef_quaternion_xyzw\[7\]\[3\] is inf"),
-    ({"joint_positions_rad": _set("joint_positions_rad", (9,), [0.0] * 5)},
-     r"joint_positions_rad\[9\] is 5 numbers, expected 6 numbers"),
-    ({"eef_position_m": {"x": 1}}, "eef_position_m is an object, expected an array"),
-])
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"timestamps_s": None}, "timestamps_s is missing"),
+        ({"timestamps_s": []}, "timestamps_s is empty"),
+        ({"timestamps_s": _set("timestamps_s", (5,), 0.0)}, r"timestamps_s\[5\] = 0\.0 does not increase"),
+        (
+            {"timestamps_s": _set("timestamps_s", (3,), "0.05")},
+            r"timestamps_s\[3\] is a string \('0\.05'\), expected a number",
+        ),
+        ({"timestamps_s": _set("timestamps_s", (2,), True)}, r"timestamps_s\[2\] is a boolean \(True\)"),
+        ({"frame_count": 3}, r"frame_count is 3 but timestamps_s has \d+ entries"),
+        ({"eef_position_m": None}, "eef_position_m is missing"),
+        ({"eef_position_m": lambda d: d["eef_position_m"][:-1]}, r"eef_position_m has \d+ entries but timestamps_s"),
+        (
+            {"eef_position_m": _set("eef_position_m", (4, 1), math.nan)},
+            r"eef_position_m\[4\]\[1\] is nan: every number",
+        ),
+        (
+            {"eef_rot_axis_angle": _set("eef_rot_axis_angle", (0,), [1.0, 2.0])},
+            r"eef_rot_axis_angle\[0\] is 2 numbers, expected 3 numbers",
+        ),
+        (
+            {"eef_quaternion_xyzw": _set("eef_quaternion_xyzw", (7, 3), math.inf)},
+            r"eef_quaternion_xyzw\[7\]\[3\] is inf",
+        ),
+        (
+            {"joint_positions_rad": _set("joint_positions_rad", (9,), [0.0] * 5)},
+            r"joint_positions_rad\[9\] is 5 numbers, expected 6 numbers",
+        ),
+        ({"eef_position_m": {"x": 1}}, "eef_position_m is an object, expected an array"),
+    ],
+)
 def test_broken_pose_files_are_rejected_naming_the_field(
-    episode: dict[str, Any], changes: dict[str, Any], problem: str,
+    episode: dict[str, Any],
+    changes: dict[str, Any],
+    problem: str,
 ) -> None:
     with pytest.raises(ObjectRejected, match=problem) as info:
         check_pose_json("umi/cup/pose/episode_00000.json", _pose_with(episode, **changes))
@@ -131,8 +156,9 @@ def test_truncated_and_non_json_pose_files_are_rejected(episode: dict[str, Any])
         check_pose_json("pose/episode_00000.json", b"[1, 2]")
 
 
-@pytest.mark.parametrize(("width", "ok"), [(0.0, True), (0.2, True), (0.085, True), (-0.001, False), (0.2001, False),
-                                           (85.0, False)])
+@pytest.mark.parametrize(
+    ("width", "ok"), [(0.0, True), (0.2, True), (0.085, True), (-0.001, False), (0.2001, False), (85.0, False)]
+)
 def test_gripper_width_must_lie_within_0_and_0_2_m(episode: dict[str, Any], width: float, ok: bool) -> None:
     doc = copy.deepcopy(episode["gripper"])
     doc["width_m"][10] = width
@@ -157,18 +183,21 @@ def test_gripper_series_lengths_and_numbers(episode: dict[str, Any]) -> None:
         check_gripper_json("gripper/episode_00000.json", dumps(doc))
 
 
-@pytest.mark.parametrize(("path", "kind"), [
-    ("replay_buffer/dataset.zarr.zip", "replay_buffer"),
-    ("umi/cup/video/episode_00003.MP4", "video"),
-    ("pose/episode_00001.json", "pose"),
-    ("umi/raw/pose/cup/episode_00001.json", "pose"),
-    ("x/gripper/episode_00012.json", "gripper"),
-    ("gripper/pose/episode_00012.json", "pose"),
-    ("pose/manifest.json", None),
-    ("episode_00001.json", None),
-    ("configs/experiment_000.yaml", None),
-    (ACTION_PATH, None),
-])
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("replay_buffer/dataset.zarr.zip", "replay_buffer"),
+        ("umi/cup/video/episode_00003.MP4", "video"),
+        ("pose/episode_00001.json", "pose"),
+        ("umi/raw/pose/cup/episode_00001.json", "pose"),
+        ("x/gripper/episode_00012.json", "gripper"),
+        ("gripper/pose/episode_00012.json", "pose"),
+        ("pose/manifest.json", None),
+        ("episode_00001.json", None),
+        ("configs/experiment_000.yaml", None),
+        (ACTION_PATH, None),
+    ],
+)
 def test_classify(path: str, kind: str | None) -> None:
     assert classify(path) == kind
 
@@ -177,11 +206,24 @@ def test_classify(path: str, kind: str | None) -> None:
 
 
 def test_event_parsing_names_what_is_wrong() -> None:
-    event = HookEvent.from_json({"event_type": "pre-merge", "event_time": "2024-01-01T00:00:00Z",
-                                 "repository_id": "r", "branch_id": "main", "source_ref": "abc",
-                                 "commit_id": "def", "commit_metadata": {"a": "b"}, "merge_source": "dev"})
-    assert (event.event_type, event.branch_id, event.source_ref, event.merge_source) == ("pre-merge", "main", "abc",
-                                                                                           "dev")
+    event = HookEvent.from_json(
+        {
+            "event_type": "pre-merge",
+            "event_time": "2024-01-01T00:00:00Z",
+            "repository_id": "r",
+            "branch_id": "main",
+            "source_ref": "abc",
+            "commit_id": "def",
+            "commit_metadata": {"a": "b"},
+            "merge_source": "dev",
+        }
+    )
+    assert (event.event_type, event.branch_id, event.source_ref, event.merge_source) == (
+        "pre-merge",
+        "main",
+        "abc",
+        "dev",
+    )
     with pytest.raises(ValueError, match="no 'source_ref'"):
         HookEvent.from_json({"event_type": "pre-commit", "repository_id": "r", "branch_id": "main"})
     with pytest.raises(ValueError, match="'branch_id' is 3"):
@@ -246,12 +288,13 @@ class FakeLakeFS:
         time.sleep(0.01)
         return self.objects[path]
 
-    def _pages(self, path: str, call: Call) -> Iterator[dict[str, Any]]:
-        yield {"hook_run_id": "0000_0000", "hook_id": "robolake_validate_umi", "status": "failed"}
+    def hook_runs(self, repo: str, run_id: str) -> Iterator[HookRun]:
+        assert run_id == "run-7"
+        yield HookRun("0000_0000", "robolake_validate_umi", "failed")
 
-    def _request(self, method: str, path: str, call: Call) -> Any:
-        assert path.endswith("/actions/runs/run-7/hooks/0000_0000/output")
-        return type("Response", (), {"text": self.output})
+    def hook_run_output(self, repo: str, run_id: str, hook_run_id: str) -> str:
+        assert (run_id, hook_run_id) == ("run-7", "0000_0000")
+        return self.output
 
 
 def _event(kind: str) -> HookEvent:
@@ -271,9 +314,11 @@ def test_pre_commit_checks_staged_changes_and_reports_every_bad_object(episode: 
     report = validate_event(lakefs, _event("pre-commit"))  # type: ignore[arg-type]
     assert lakefs.calls[0] == ("uncommitted", "main") and all(c[1] == "main" for c in lakefs.calls[1:])
     assert not report.ok and len(report.rejected) == 3
-    assert report.summary() == ("g/gripper/episode_00000.json: timestamps_s is a string, expected an array with one "
-                                "time stamp per frame (also rejected: g/gripper/episode_00001.json, "
-                                "g/gripper/episode_00002.json)")
+    assert report.summary() == (
+        "g/gripper/episode_00000.json: timestamps_s is a string, expected an array with one "
+        "time stamp per frame (also rejected: g/gripper/episode_00001.json, "
+        "g/gripper/episode_00002.json)"
+    )
 
 
 def test_size_limit_and_time_budget(episode: dict[str, Any]) -> None:
@@ -282,23 +327,32 @@ def test_size_limit_and_time_budget(episode: dict[str, Any]) -> None:
     report = validate_event(lakefs, _event("pre-merge"), ValidationLimits(max_json_bytes=len(body) - 1))  # type: ignore[arg-type]
     assert len(report.rejected) == 5 and f"is {len(body)} bytes, more than the" in report.summary()
     with pytest.raises(ValidationBudgetExceeded, match=r"did not finish within 0 s \(1 of 5 UMI objects checked\)"):
-        validate_event(lakefs, _event("pre-merge"), ValidationLimits(time_budget_s=0.0),  # type: ignore[arg-type]
-                       deadline=time.monotonic() + 0.005)
+        validate_event(
+            lakefs,
+            _event("pre-merge"),
+            ValidationLimits(time_budget_s=0.0),  # type: ignore[arg-type]
+            deadline=time.monotonic() + 0.005,
+        )
 
 
 def test_explain_hook_failure_adds_the_hooks_answer() -> None:
-    said = ("update branch main: pre-merge hook aborted, run id 'run-7': 1 error occurred:\n\t* hook run id "
-            "'0000_0000' failed on action 'a' hook 'h': action failed: webhook request failed (status code: 400)")
-    exc = PreconditionFailedError("cannot merge: ...", status=412, server_message=said,
-                                  call=Call("merge 'dev' into 'main'", "r"))
+    said = (
+        "update branch main: pre-merge hook aborted, run id 'run-7': 1 error occurred:\n\t* hook run id "
+        "'0000_0000' failed on action 'a' hook 'h': action failed: webhook request failed (status code: 400)"
+    )
+    exc = PreconditionFailedError(
+        "cannot merge: ...", status=412, server_message=said, call=Call("merge 'dev' into 'main'", "r")
+    )
     explained = explain_hook_failure(FakeLakeFS({}), "r", exc)  # type: ignore[arg-type]
     assert str(explained) == "cannot merge 'dev' into 'main': the validation hook refused it: it broke"
     lakefs = FakeLakeFS({})
-    lakefs.output = ('Request:\nPOST x\nError: action failed: Post "http://h:1/lakefs/validate-umi?token=s3cr-t_": '
-                     "refused\n")
+    lakefs.output = (
+        'Request:\nPOST x\nError: action failed: Post "http://h:1/lakefs/validate-umi?token=s3cr-t_": refused\n'
+    )
     assert str(explain_hook_failure(lakefs, "r", exc)) == (  # type: ignore[arg-type]
         "cannot merge 'dev' into 'main': the validation hook refused it: hook 'robolake_validate_umi' failed: "
-        'action failed: Post "http://h:1/lakefs/validate-umi?token=...": refused')
+        'action failed: Post "http://h:1/lakefs/validate-umi?token=...": refused'
+    )
     unrelated = PreconditionFailedError("cannot x", status=412, server_message="Precondition failed")
     assert explain_hook_failure(FakeLakeFS({}), "r", unrelated) is unrelated  # type: ignore[arg-type]
 
@@ -319,9 +373,13 @@ def test_app_answers_one_line_and_demands_the_token(episode: dict[str, Any]) -> 
     async def scenario() -> list[tuple[int, str]]:
         async with TestClient(TestServer(app)) as http:
             answers = []
-            for query, body in [("", event), ("?token=nope", event), ("?token=s3cret", {"event_type": "x"}),
-                                ("?token=s3cret", {**event, "event_type": "post-commit"}),
-                                ("?token=s3cret", event)]:
+            for query, body in [
+                ("", event),
+                ("?token=nope", event),
+                ("?token=s3cret", {"event_type": "x"}),
+                ("?token=s3cret", {**event, "event_type": "post-commit"}),
+                ("?token=s3cret", event),
+            ]:
                 response = await http.post(f"/lakefs/validate-umi{query}", json=body)
                 answers.append((response.status, await response.text()))
             health = await http.get("/health")
@@ -333,8 +391,10 @@ def test_app_answers_one_line_and_demands_the_token(episode: dict[str, Any]) -> 
     assert all(text.startswith(REPLY_PREFIX) and text.count("\n") == 1 for _, text in answers)
     assert "wrong token" in answers[1][1] and "no 'repository_id'" in answers[2][1]
     assert "'post-commit' events are not validated" in answers[3][1]
-    assert answers[4][1] == (f"{REPLY_PREFIX}x/pose/episode_00000.json: timestamps_s[1] = 1.0 does not increase "
-                             "(timestamps_s[0] = 1.0): time stamps must be strictly increasing\n")
+    assert answers[4][1] == (
+        f"{REPLY_PREFIX}x/pose/episode_00000.json: timestamps_s[1] = 1.0 does not increase "
+        "(timestamps_s[0] = 1.0): time stamps must be strictly increasing\n"
+    )
 
 
 def test_app_refuses_to_run_without_a_token() -> None:

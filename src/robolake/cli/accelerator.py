@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import click
@@ -89,7 +88,7 @@ def serve(
         disk_bytes=(s.accelerator_disk_mb if disk_mb is None else disk_mb) << 20,
         max_object_bytes=(max_object_kb or s.accelerator_max_object_kb) << 10,
         revalidate_after_s=revalidate_after_s,
-        webhook_token=os.environ.get("ROBOLAKE_WEBHOOK_TOKEN", ""),
+        webhook_token=s.webhook_token,
         prefetch=not no_prefetch,
     )
     if config.max_object_bytes > config.memory_bytes // 2:

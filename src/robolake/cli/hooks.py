@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
-import os
 from pathlib import Path
 
 import click
 
 from robolake.cli.common import PORT, err_console, load_settings, run_cli
-from robolake.errors import ConfigError
-from robolake.state import StateDir
 
 
 @click.group()
@@ -29,14 +26,34 @@ def hooks() -> None:
 @click.option("--host", default=None, help="Address to listen on [default: the stack's host].")
 @click.option("--port", type=PORT, default=None, help="Port [default: ROBOLAKE_HOOKS_PORT or 9020].")
 @click.option("--lakefs-endpoint", default=None, help="lakeFS URL to read objects from [default: the stack's].")
-@click.option("--work-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Where replay buffers and videos are downloaded to be checked [default: the temp dir].")
-@click.option("--max-object-mb", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
-              help="Refuse replay buffers and videos larger than this.")
-@click.option("--time-budget-s", type=click.FloatRange(1, 3600), default=100.0, show_default=True,
-              help="Give up (and refuse the operation) after this long; keep it below the action's timeout.")
-def serve(host: str | None, port: int | None, lakefs_endpoint: str | None, work_dir: Path | None,
-          max_object_mb: int, time_budget_s: float) -> None:
+@click.option(
+    "--work-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where replay buffers and videos are downloaded to be checked [default: the temp dir].",
+)
+@click.option(
+    "--max-object-mb",
+    type=click.IntRange(1, 1 << 20),
+    default=1024,
+    show_default=True,
+    help="Refuse replay buffers and videos larger than this.",
+)
+@click.option(
+    "--time-budget-s",
+    type=click.FloatRange(1, 3600),
+    default=100.0,
+    show_default=True,
+    help="Give up (and refuse the operation) after this long; keep it below the action's timeout.",
+)
+def serve(
+    host: str | None,
+    port: int | None,
+    lakefs_endpoint: str | None,
+    work_dir: Path | None,
+    max_object_mb: int,
+    time_budget_s: float,
+) -> None:
     """Run the hooks server in the foreground (Ctrl-C stops it).
 
     It accepts calls from loopback only, with ?token=ROBOLAKE_HOOKS_TOKEN (default: the token in
@@ -45,34 +62,13 @@ def serve(host: str | None, port: int | None, lakefs_endpoint: str | None, work_
 
     Example: robolake hooks serve --port 9020
     """
-    from robolake.versioning.client import LakeFSClient
-    from robolake.versioning.hooks import ROUTE, ValidationLimits
-    from robolake.versioning.hooks_server import HooksConfig
-    from robolake.versioning.hooks_server import serve as run
+    from robolake.versioning.hooks import ValidationLimits
+    from robolake.versioning.hooks_server import run_hooks_server
 
-    s = load_settings()
-    token = os.environ.get("ROBOLAKE_HOOKS_TOKEN", "")
-    if not token:
-        creds = StateDir(s.state_dir).load_credentials()
-        token = creds.hooks_token if creds is not None else ""
-    if not token:
-        raise ConfigError("no hooks token: set ROBOLAKE_HOOKS_TOKEN, or start the stack (`robolake stack up`) "
-                          "so its state directory holds one")
-    client = LakeFSClient.from_settings(s)
-    if lakefs_endpoint:
-        client.endpoint = lakefs_endpoint.rstrip("/")
-    config = HooksConfig(
-        token=token, host=host or s.host, port=port or s.hooks_port, work_dir=work_dir,
-        limits=ValidationLimits(max_object_bytes=max_object_mb << 20, time_budget_s=time_budget_s),
-    )
+    limits = ValidationLimits(max_object_bytes=max_object_mb << 20, time_budget_s=time_budget_s)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    err_console.print(f"robolake hooks on http://{config.host}:{config.port}{ROUTE}?token=..., reading from "
-                      f"lakeFS at {client.endpoint}", markup=False)
-    try:
-        asyncio.run(run(config, client))
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {config.host}:{config.port}: {exc.strerror}; choose another port "
-                          "with --port or ROBOLAKE_HOOKS_PORT") from exc
+    announce = functools.partial(err_console.print, markup=False)
+    run_hooks_server(load_settings(), limits, host, port, lakefs_endpoint, work_dir, announce=announce)
 
 
 def main() -> None:

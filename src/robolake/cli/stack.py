@@ -54,8 +54,11 @@ def up() -> None:
 
 def _progress() -> Progress:
     return Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-        console=err_console, transient=True,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
     )
 
 
@@ -126,8 +129,11 @@ def _print_status(result: StackStatus) -> None:
         table.add_column(column)
     for c in result.components:
         table.add_row(
-            c.name, c.endpoint, "[green]yes[/]" if c.healthy else "[red]no[/]",
-            str(c.pid or "-"), c.console or "",
+            c.name,
+            c.endpoint,
+            "[green]yes[/]" if c.healthy else "[red]no[/]",
+            str(c.pid or "-"),
+            c.console or "",
         )
     out_console.print(table)
     cluster = result.cluster or {}
@@ -138,7 +144,8 @@ def _print_status(result: StackStatus) -> None:
             f"cluster: {'one cluster' if cluster['one_cluster'] else 'SPLIT: ' + str(cluster['deployment_ids'])}, "
             f"{cluster['servers_online']}/{cluster['servers_total']} nodes online, "
             f"{cluster['drives_online']} drives online, {cluster['drives_offline']} offline, "
-            f"parity EC:{cluster['parity']}", markup=False,
+            f"parity EC:{cluster['parity']}",
+            markup=False,
         )
     repo = result.repository
     if repo:
@@ -152,9 +159,9 @@ def _print_status(result: StackStatus) -> None:
 @click.option("-n", "--lines", default=50, show_default=True, help="How many lines to show.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
 def logs(component: str | None, lines: int, follow: bool) -> None:
-    """Show the log of COMPONENT (minio-1, minio-2, minio-3, lakefs), or of all of them."""
+    """Show the log of COMPONENT (minio-1, minio-2, minio-3, accelerator, hooks, lakefs), or of all of them."""
     native = NativeStack(load_settings())
-    names = [*native.minio_names(), "lakefs"]
+    names = native.component_names()
     if component is not None and component not in names:
         raise ConfigError(f"unknown component {component!r}; choose one of {', '.join(names)}")
     paths = [native.state.log(n) for n in ([component] if component else names)]
@@ -177,14 +184,21 @@ def env() -> None:
 @stack.command()
 @click.option("--minio-endpoint", required=True, help="S3 URL of any MinIO node, e.g. http://minio1:9000.")
 @click.option("--lakefs-endpoint", default=None, help="lakeFS URL; omit to set up buckets only.")
-@click.option("--lakefs-access-key-id", envvar="ROBOLAKE_LAKEFS_ACCESS_KEY_ID", default=None)
-@click.option("--lakefs-secret-access-key", envvar="ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY", default=None)
+@click.option("--lakefs-access-key-id", default=None)
+@click.option("--lakefs-secret-access-key", default=None)
 @click.option("--wait", "wait_s", default=120.0, show_default=True, help="Seconds to wait for the servers.")
-@click.option("--no-notifications", is_flag=True,
-              help="Do not subscribe the buckets to MinIO's webhook target for the accelerator.")
+@click.option(
+    "--no-notifications",
+    is_flag=True,
+    help="Do not subscribe the buckets to MinIO's webhook target for the accelerator.",
+)
 def bootstrap(
-    minio_endpoint: str, lakefs_endpoint: str | None, lakefs_access_key_id: str | None,
-    lakefs_secret_access_key: str | None, wait_s: float, no_notifications: bool,
+    minio_endpoint: str,
+    lakefs_endpoint: str | None,
+    lakefs_access_key_id: str | None,
+    lakefs_secret_access_key: str | None,
+    wait_s: float,
+    no_notifications: bool,
 ) -> None:
     """Set up an already running stack (used by the Compose runtime's setup container).
 
@@ -194,26 +208,32 @@ def bootstrap(
     """
     from robolake.stack import health
     from robolake.stack.bootstrap import ensure_notifications
-    from robolake.stack.native import LAKEFS_ADMIN_USER, LAKEFS_STORAGE_BUCKET, NOTIFIED_BUCKETS, WEBHOOK_ID
+    from robolake.stack.specs import LAKEFS_ADMIN_USER, LAKEFS_STORAGE_BUCKET, NOTIFIED_BUCKETS, WEBHOOK_ID
 
-    settings = load_settings()
+    # Flags over ROBOLAKE_* over .env, as everywhere; but never the state directory's keys: the
+    # admin user is created with exactly this pair, so it must be given.
+    settings = load_settings().override(
+        lakefs_access_key_id=lakefs_access_key_id, lakefs_secret_access_key=lakefs_secret_access_key
+    )
     _wait_for(lambda: health.minio_cluster_ok(minio_endpoint), wait_s, f"MinIO at {minio_endpoint}")
     created = ensure_buckets(minio_endpoint, settings.minio_root_user, settings.minio_root_password)
     err_console.print(f"buckets ready ({', '.join(BUCKET_LAYOUT)}); created now: {created or 'none'}")
     if not no_notifications:
         arn = f"arn:minio:sqs::{WEBHOOK_ID}:webhook"
-        ensure_notifications(minio_endpoint, settings.minio_root_user, settings.minio_root_password, arn,
-                             NOTIFIED_BUCKETS)
+        ensure_notifications(
+            minio_endpoint, settings.minio_root_user, settings.minio_root_password, arn, NOTIFIED_BUCKETS
+        )
         err_console.print(f"bucket notifications to {arn}: {', '.join(NOTIFIED_BUCKETS)}")
     if lakefs_endpoint is None:
         return
-    if not (lakefs_access_key_id and lakefs_secret_access_key):
+    key, secret = settings.lakefs_access_key_id, settings.lakefs_secret_access_key
+    if not (key and secret):
         raise ConfigError(
             "--lakefs-endpoint needs --lakefs-access-key-id and --lakefs-secret-access-key "
             "(or ROBOLAKE_LAKEFS_ACCESS_KEY_ID / ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY)"
         )
     _wait_for(lambda: health.lakefs_healthy(lakefs_endpoint), wait_s, f"lakeFS at {lakefs_endpoint}")
-    admin = LakeFSAdmin(lakefs_endpoint, lakefs_access_key_id, lakefs_secret_access_key)
+    admin = LakeFSAdmin(lakefs_endpoint, key, secret)
     if not admin.is_set_up():
         admin.set_up(LAKEFS_ADMIN_USER)
     admin.ensure_repository(settings.lakefs_repo, f"s3://{LAKEFS_STORAGE_BUCKET}/{settings.lakefs_repo}")

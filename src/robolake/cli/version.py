@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -17,10 +18,14 @@ from rich.table import Table
 from robolake.cli.common import err_console, load_settings, out_console, prefix_callback
 from robolake.errors import ConfigError
 from robolake.versioning import Commit, LakeFSClient, TransferProgress, diff_summary, put_dataset, read_dataset
+from robolake.versioning.client import ImportStatus
 from robolake.versioning.dataset import content_checksum
 from robolake.versioning.hooks import hook_reasons
 
 F = TypeVar("F", bound=Callable[..., Any])
+Pairs = tuple[str, ...]  # a repeated option's values, e.g. --meta KEY=VALUE
+STRATEGIES = click.Choice(["source-wins", "dest-wins"])
+branch_option = functools.partial(click.option, "--branch", "branch_name")
 
 
 def common(func: F) -> F:
@@ -41,7 +46,7 @@ def _open(repo: str | None) -> tuple[LakeFSClient, str]:
     return LakeFSClient.from_settings(settings), repo or settings.lakefs_repo
 
 
-def _meta(pairs: tuple[str, ...]) -> dict[str, str]:
+def _meta(pairs: Pairs) -> dict[str, str]:
     out: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -69,8 +74,8 @@ def _commit_line(commit: Commit) -> str:
 
 @contextlib.contextmanager
 def _transfer_bar(verb: str) -> Iterator[Callable[[TransferProgress], None]]:
-    columns = (TextColumn(verb), BarColumn(), TextColumn("{task.fields[files]}"), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn())
+    bar_and_files = (BarColumn(), TextColumn("{task.fields[files]}"), DownloadColumn())
+    columns = (TextColumn(verb), *bar_and_files, TransferSpeedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(verb, total=None, files="")
 
@@ -166,8 +171,7 @@ def branch_delete(name: str, repo: str | None, as_json: bool) -> None:
 @meta_option
 @click.option("--allow-empty", is_flag=True, help="Commit even when nothing changed.")
 @common
-def commit(branch_name: str, message: str, meta: tuple[str, ...], allow_empty: bool, repo: str | None,
-           as_json: bool) -> None:
+def commit(branch_name: str, message: str, meta: Pairs, allow_empty: bool, repo: str | None, as_json: bool) -> None:
     """Commit what is staged on BRANCH, with metadata.
 
     \b
@@ -235,11 +239,11 @@ def diff(ref_a: str, ref_b: str, prefix: str, two_dot: bool, repo: str | None, a
 @click.argument("dest")
 @click.option("-m", "--message", default="", help="Merge commit message.")
 @meta_option
-@click.option("--strategy", type=click.Choice(["source-wins", "dest-wins"]), default=None,
-              help="On conflicts, take this side instead of failing.")
+@click.option("--strategy", type=STRATEGIES, default=None, help="On conflicts, take this side instead of failing.")
 @common
-def merge(source: str, dest: str, message: str, meta: tuple[str, ...], strategy: str | None, repo: str | None,
-          as_json: bool) -> None:
+def merge(
+    source: str, dest: str, message: str, meta: Pairs, strategy: str | None, repo: str | None, as_json: bool
+) -> None:
     """Merge SOURCE (a branch, tag or commit) into branch DEST.
 
     On a conflict nothing changes, and the conflicting paths are listed.
@@ -251,8 +255,7 @@ def merge(source: str, dest: str, message: str, meta: tuple[str, ...], strategy:
     client, repo = _open(repo)
     with hook_reasons(client, repo):
         merged = client.merge(repo, source, dest, message=message, metadata=_meta(meta), strategy=strategy)
-    _emit(as_json, {"source": source, "dest": dest, "commit_id": merged},
-          f"merged {source!r} into {dest!r}: {merged}")
+    _emit(as_json, {"source": source, "dest": dest, "commit_id": merged}, f"merged {source!r} into {dest!r}: {merged}")
 
 
 # ---- tags and revert ---------------------------------------------------------------------
@@ -312,8 +315,9 @@ def tag_delete(name: str, repo: str | None, as_json: bool) -> None:
 @version.command()
 @click.argument("branch_name", metavar="BRANCH")
 @click.argument("ref")
-@click.option("--parent-number", default=0, show_default=True,
-              help="For a merge commit: revert relative to this parent (1 or 2).")
+@click.option(
+    "--parent-number", default=0, show_default=True, help="For a merge commit: revert relative to this parent (1 or 2)."
+)
 @common
 def revert(branch_name: str, ref: str, parent_number: int, repo: str | None, as_json: bool) -> None:
     """Undo commit REF on BRANCH with a new commit (history is kept).
@@ -334,17 +338,30 @@ def revert(branch_name: str, ref: str, parent_number: int, repo: str | None, as_
 
 @version.command()
 @click.argument("local_dir", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--branch", "branch_name", required=True, help="Branch to commit to.")
+@branch_option(required=True, help="Branch to commit to.")
 @click.option("--prefix", required=True, help="Where the folder's files go in the repository.")
 @click.option("-m", "--message", default=None, help="Commit message [default: a summary].")
 @click.option("--name", default=None, help="Dataset name in the metadata [default: the prefix's last part].")
 @meta_option
 @click.option("--workers", default=8, show_default=True, type=click.IntRange(1, 8), help="Parallel uploads.")
-@click.option("--if-changed", is_flag=True, help="Make no commit when the branch head already holds exactly this "
-              "content (a re-run is then a no-op).")
+@click.option(
+    "--if-changed",
+    is_flag=True,
+    help="Make no commit when the branch head already holds exactly this content (a re-run is then a no-op).",
+)
 @common
-def put(local_dir: Path, branch_name: str, prefix: str, message: str | None, name: str | None, meta: tuple[str, ...],
-        workers: int, if_changed: bool, repo: str | None, as_json: bool) -> None:
+def put(
+    local_dir: Path,
+    branch_name: str,
+    prefix: str,
+    message: str | None,
+    name: str | None,
+    meta: Pairs,
+    workers: int,
+    if_changed: bool,
+    repo: str | None,
+    as_json: bool,
+) -> None:
     """Upload LOCAL_DIR to PREFIX on a branch, verify every file, and commit once.
 
     The commit's metadata holds the dataset name, object count, total bytes and a content
@@ -357,12 +374,27 @@ def put(local_dir: Path, branch_name: str, prefix: str, message: str | None, nam
     """
     client, repo = _open(repo)
     with _transfer_bar("uploading") as report, hook_reasons(client, repo):
-        done = put_dataset(client, repo, branch_name, local_dir, prefix, _meta(meta), report,
-                       name=name, message=message, workers=workers, if_changed=if_changed)
+        done = put_dataset(
+            client,
+            repo,
+            branch_name,
+            local_dir,
+            prefix,
+            _meta(meta),
+            report,
+            name=name,
+            message=message,
+            workers=workers,
+            if_changed=if_changed,
+        )
     summary = {k: v for k, v in done.as_dict().items() if k != "files"}
-    _emit(as_json, summary, f"committed {done.commit.id} on {branch_name!r}: {done.object_count} files, "
-          f"{done.total_bytes} bytes ({done.uploaded} sent, {done.deleted} removed), "
-          f"content sha256 {done.content_sha256}")
+    _emit(
+        as_json,
+        summary,
+        f"committed {done.commit.id} on {branch_name!r}: {done.object_count} files, "
+        f"{done.total_bytes} bytes ({done.uploaded} sent, {done.deleted} removed), "
+        f"content sha256 {done.content_sha256}",
+    )
 
 
 @version.command()
@@ -382,19 +414,29 @@ def read(ref: str, prefix: str, dest: Path, workers: int, repo: str | None, as_j
     with _transfer_bar("downloading") as report:
         files = read_dataset(client, repo, ref, prefix, dest, workers=workers, progress=report)
     checksum = content_checksum(files)
-    _emit(as_json, {"ref": ref, "prefix": prefix, "dest": str(dest), "content_sha256": checksum, "files": files},
-          f"read {len(files)} files into {str(dest)!r}; content sha256 {checksum}")
+    _emit(
+        as_json,
+        {"ref": ref, "prefix": prefix, "dest": str(dest), "content_sha256": checksum, "files": files},
+        f"read {len(files)} files into {str(dest)!r}; content sha256 {checksum}",
+    )
 
 
 @version.command("import")
 @click.option("--from", "source", required=True, metavar="S3_URI", help="s3://bucket/prefix/ to import.")
-@click.option("--branch", "branch_name", required=True, help="Branch to import into (it gets one commit).")
+@branch_option(required=True, help="Branch to import into (it gets one commit).")
 @click.option("--to", "destination", default=None, help="Prefix in the repository [default: the source's prefix].")
 @click.option("-m", "--message", default=None, help="Commit message [default: 'Import S3_URI'].")
 @meta_option
 @common
-def import_(source: str, branch_name: str, destination: str | None, message: str | None, meta: tuple[str, ...],
-            repo: str | None, as_json: bool) -> None:
+def import_(
+    source: str,
+    branch_name: str,
+    destination: str | None,
+    message: str | None,
+    meta: Pairs,
+    repo: str | None,
+    as_json: bool,
+) -> None:
     """Import objects already in a bucket without copying them (lakeFS records their addresses).
 
     \b
@@ -406,23 +448,29 @@ def import_(source: str, branch_name: str, destination: str | None, message: str
         destination = source.removeprefix("s3://").partition("/")[2]
     with Progress(TextColumn("{task.description}"), console=err_console, transient=True) as bar:
         task = bar.add_task(f"importing {source}")
+
+        def show(s: ImportStatus) -> None:
+            bar.update(task, description=f"importing {source}: {s.ingested_objects} objects")
+
+        commit_message = message or f"Import {source}"
         status = client.import_prefix(
-            repo, branch_name, source, destination, message or f"Import {source}", _meta(meta),
-            progress=lambda s: bar.update(task, description=f"importing {source}: {s.ingested_objects} objects"),
+            repo, branch_name, source, destination, commit_message, _meta(meta), progress=show
         )
-    commit_id = status.commit.id if status.commit else ""
-    if status.ingested_objects == 0:
-        err_console.print(f"warning: nothing was found under {source}; check the bucket and prefix "
-                          "(a prefix matches whole path segments)")
-    _emit(as_json, {"source": source, "branch": branch_name, "destination": destination,
-                    "ingested_objects": status.ingested_objects, "commit_id": commit_id},
-          f"imported {status.ingested_objects} objects from {source} to {destination or '/'!r} on "
-          f"{branch_name!r}: {commit_id}")
+    commit_id, count = (status.commit.id if status.commit else ""), status.ingested_objects
+    if count == 0:
+        err_console.print(
+            f"warning: nothing was found under {source}; check the bucket and prefix "
+            "(a prefix matches whole path segments)"
+        )
+    _emit(
+        as_json,
+        dict(source=source, branch=branch_name, destination=destination, ingested_objects=count, commit_id=commit_id),
+        f"imported {count} objects from {source} to {destination or '/'!r} on {branch_name!r}: {commit_id}",
+    )
 
 
 @version.command("install-hook")
-@click.option("--branch", "branch_name", default="main", show_default=True,
-              help="Branch whose commits and merges the hook checks.")
+@branch_option(default="main", show_default=True, help="Branch whose commits and merges the hook checks.")
 @click.option("--url", default=None, help="Webhook URL with ?token= [default: the stack's hooks server and token].")
 @click.option("--timeout", default="2m", show_default=True, help="How long lakeFS waits for the hook (Go duration).")
 @common
@@ -441,6 +489,10 @@ def install_hook(branch_name: str, url: str | None, timeout: str, repo: str | No
 
     client, repo = _open(repo)
     done = install_validation_hook(client, repo, branch_name, url or stack_hook_url(load_settings()), timeout=timeout)
-    _emit(as_json, {"repo": repo, "branch": branch_name, "path": ACTION_PATH, "commit_id": done.id if done else None},
-          f"installed the UMI validation hook on {branch_name!r}: {done.id}" if done else
-          f"the UMI validation hook is installed on {branch_name!r} already")
+    _emit(
+        as_json,
+        {"repo": repo, "branch": branch_name, "path": ACTION_PATH, "commit_id": done.id if done else None},
+        f"installed the UMI validation hook on {branch_name!r}: {done.id}"
+        if done
+        else f"the UMI validation hook is installed on {branch_name!r} already",
+    )

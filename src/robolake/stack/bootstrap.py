@@ -6,15 +6,19 @@ Compose runtime's setup container and `scripts/setup-buckets.sh` call the same f
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import requests
 import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.error import InvalidResponseError, S3Error, ServerError
 
-from robolake.errors import AuthError, RobolakeError, ServiceUnavailableError
+from robolake.errors import AuthError, ConfigError, RobolakeError, ServiceUnavailableError
+from robolake.versioning.errors import Call, translate_errors
 
 # Buckets and the "folders" a user expects to see in them (zero-byte `prefix/` markers).
 BUCKET_LAYOUT: dict[str, tuple[str, ...]] = {
@@ -33,14 +37,41 @@ def minio_client(endpoint: str, access_key: str, secret_key: str) -> Minio:
         timeout=urllib3.Timeout(connect=3, read=30),
         retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(502, 503, 504)),
     )
-    return Minio(host, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http)
+    try:
+        return Minio(host, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http)
+    except ValueError as exc:
+        raise ConfigError(f"{endpoint!r} is not a MinIO endpoint ({exc}); e.g. http://127.0.0.1:9001") from exc
+
+
+@contextlib.contextmanager
+def _minio_errors(endpoint: str, access_key: str, doing: str, hint: str = "") -> Iterator[None]:
+    """Turn minio-py's and urllib3's exceptions inside the block into robolake errors."""
+    try:
+        yield
+    except S3Error as exc:
+        if exc.code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
+            raise AuthError(
+                f"MinIO at {endpoint} rejected user {access_key!r} ({exc.code}); use the root "
+                "credentials the cluster was started with (MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)"
+            ) from exc
+        raise RobolakeError(f"{doing} on {endpoint} failed: {exc.code}: {exc.message}{hint}") from exc
+    except ServerError as exc:  # a 5xx without an S3 error body: a node still starting, or overloaded
+        raise ServiceUnavailableError(
+            f"{doing} on {endpoint} failed: MinIO answered HTTP {exc.status_code}; try again shortly"
+        ) from exc
+    except InvalidResponseError as exc:
+        raise RobolakeError(f"{doing} on {endpoint} failed: {exc}; is {endpoint} a MinIO S3 endpoint?") from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise ServiceUnavailableError(
+            f"MinIO at {endpoint} does not answer ({exc}); is the cluster running? (`robolake stack status`)"
+        ) from exc
 
 
 def ensure_buckets(endpoint: str, access_key: str, secret_key: str) -> list[str]:
     """Create the robolake buckets and their prefix markers; return the buckets created now."""
     client = minio_client(endpoint, access_key, secret_key)
     created: list[str] = []
-    try:
+    with _minio_errors(endpoint, access_key, "creating buckets"):
         for bucket, prefixes in BUCKET_LAYOUT.items():
             if not client.bucket_exists(bucket):
                 client.make_bucket(bucket)
@@ -52,98 +83,62 @@ def ensure_buckets(endpoint: str, access_key: str, secret_key: str) -> list[str]
                     if exc.code not in ("NoSuchKey", "NoSuchObject"):
                         raise
                     client.put_object(bucket, prefix, io.BytesIO(b""), 0)
-    except S3Error as exc:
-        if exc.code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
-            raise AuthError(
-                f"MinIO at {endpoint} rejected user {access_key!r} ({exc.code}); use the root "
-                "credentials the cluster was started with (MINIO_ROOT_USER / MINIO_ROOT_PASSWORD)"
-            ) from exc
-        raise RobolakeError(f"creating buckets on {endpoint} failed: {exc.code}: {exc.message}") from exc
-    except urllib3.exceptions.HTTPError as exc:
-        raise ServiceUnavailableError(
-            f"MinIO at {endpoint} does not answer ({exc}); is the cluster running? "
-            "(`robolake stack status`)"
-        ) from exc
     return created
 
 
-def ensure_notifications(
-    endpoint: str, access_key: str, secret_key: str, arn: str, buckets: tuple[str, ...],
-) -> None:
+def ensure_notifications(endpoint: str, access_key: str, secret_key: str, arn: str, buckets: tuple[str, ...]) -> None:
     """Subscribe `buckets` to object created/removed events for the webhook target `arn`."""
     from minio.notificationconfig import NotificationConfig, QueueConfig
 
     client = minio_client(endpoint, access_key, secret_key)
-    config = NotificationConfig(queue_config_list=[
-        QueueConfig(["s3:ObjectCreated:*", "s3:ObjectRemoved:*"], config_id="robolake-accelerator", queue=arn),
-    ])
-    try:
+    events = ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    config = NotificationConfig(queue_config_list=[QueueConfig(events, config_id="robolake-accelerator", queue=arn)])
+    hint = "; the MinIO nodes must be started with the robolake webhook settings (`robolake stack up`)"
+    with _minio_errors(endpoint, access_key, f"subscribing bucket notifications to {arn}", hint):
         for bucket in buckets:
             client.set_bucket_notification(bucket, config)
-    except S3Error as exc:
-        raise RobolakeError(
-            f"subscribing bucket notifications on {endpoint} to {arn} failed: {exc.code}: {exc.message}; "
-            "the MinIO nodes must be started with the robolake webhook settings (`robolake stack up`)"
-        ) from exc
 
 
 class LakeFSAdmin:
-    """The few lakeFS API calls the stack's setup needs (the versioning package has the rest)."""
+    """The few lakeFS API calls the stack's setup needs (the versioning package has the rest).
+
+    Its answers go through the versioning package's one status table, like the client's.
+    """
 
     def __init__(self, endpoint: str, access_key: str = "", secret_key: str = "") -> None:
-        self.api = f"{endpoint.rstrip('/')}/api/v1"
+        self.endpoint = endpoint.rstrip("/")
         self.auth = (access_key, secret_key)
 
-    def _call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
-        try:
+    def _call(
+        self, method: str, path: str, call: Call, *, auth: bool = True, accept: tuple[int, ...] = (), **kwargs: Any
+    ) -> requests.Response:
+        """One request; a 4xx/5xx answer not in `accept` becomes the table's exception for it."""
+        with translate_errors(self.endpoint, call, self.auth[0]):
             response = requests.request(
-                method, f"{self.api}{path}", auth=self.auth if auth else None, timeout=30, **kwargs
+                method, f"{self.endpoint}/api/v1{path}", auth=self.auth if auth else None, timeout=30, **kwargs
             )
-        except requests.RequestException as exc:
-            raise ServiceUnavailableError(f"lakeFS at {self.api} does not answer: {exc}") from exc
-        if response.status_code == 401:
-            raise AuthError(
-                f"lakeFS at {self.api} rejected access key {self.auth[0]!r} (HTTP 401); the "
-                "stack's credentials are in the state directory (`robolake stack env`)"
-            )
+            if response.status_code not in accept:
+                response.raise_for_status()
         return response
 
     def is_set_up(self) -> bool:
-        response = self._call("GET", "/setup_lakefs", auth=False)
-        response.raise_for_status()
+        response = self._call("GET", "/setup_lakefs", Call("read lakeFS's setup state"), auth=False)
         return bool(response.json().get("state") == "initialized")
 
     def set_up(self, username: str) -> bool:
         """Create the admin user with our key pair; False when lakeFS was already set up."""
-        body = {
-            "username": username,
-            "key": {"access_key_id": self.auth[0], "secret_access_key": self.auth[1]},
-        }
-        response = self._call("POST", "/setup_lakefs", auth=False, json=body)
-        if response.status_code == 409:
-            return False
-        if response.status_code >= 300:
-            raise RobolakeError(
-                f"lakeFS setup (POST {self.api}/setup_lakefs) failed: HTTP "
-                f"{response.status_code}: {response.text.strip()[:300]}"
-            )
-        return True
+        body = {"username": username, "key": {"access_key_id": self.auth[0], "secret_access_key": self.auth[1]}}
+        call = Call(f"set up lakeFS with admin user {username!r} (POST /api/v1/setup_lakefs)")
+        return self._call("POST", "/setup_lakefs", call, auth=False, json=body, accept=(409,)).status_code != 409
 
     def ensure_repository(self, name: str, storage_namespace: str, default_branch: str = "main") -> bool:
         """Create repository `name` unless it exists; True when it was created now."""
-        response = self._call("GET", f"/repositories/{name}")
-        if response.status_code == 200:
+        if self.repository_exists(name):
             return False
         body = {"name": name, "storage_namespace": storage_namespace, "default_branch": default_branch}
-        response = self._call("POST", "/repositories", json=body)
-        if response.status_code == 409:
-            return False
-        if response.status_code >= 300:
-            raise RobolakeError(
-                f"creating lakeFS repository {name!r} at {storage_namespace!r} failed: HTTP "
-                f"{response.status_code}: {response.text.strip()[:300]}"
-            )
-        return True
+        call = Call(f"create repository {name!r} at {storage_namespace!r}")
+        return self._call("POST", "/repositories", call, json=body, accept=(409,)).status_code != 409
 
     def repository_exists(self, name: str) -> bool:
-        return self._call("GET", f"/repositories/{name}").status_code == 200
+        call = Call(f"read repository {name!r}", name)
+        return self._call("GET", f"/repositories/{quote(name, safe='')}", call, accept=(404,)).status_code == 200

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from robolake.errors import ConfigError, ToolchainError
-from robolake.stack.native import WEBHOOK_ID, NativeStack
+from robolake.stack.specs import WEBHOOK_ID, NativeSpecs
 from robolake.state import Credentials
 
 _ELLIPSIS = re.compile(r"\{(\d+)\.\.\.(\d+)\}")  # MinIO's endpoint expansion: data{1...2}
@@ -133,7 +133,10 @@ def _sends_events(env: Mapping[str, str], events_url: str, token: str) -> bool:
     keys = ("ENABLE", "ENDPOINT", "AUTH_TOKEN", "QUEUE_DIR")
     hook = {k: env.get(f"MINIO_NOTIFY_WEBHOOK_{k}_{WEBHOOK_ID}", "") for k in keys}
     return (
-        hook["ENABLE"] == "on" and hook["ENDPOINT"] == events_url and bool(token) and hook["AUTH_TOKEN"] == token
+        hook["ENABLE"] == "on"
+        and hook["ENDPOINT"] == events_url
+        and bool(token)
+        and hook["AUTH_TOKEN"] == token
         # MinIO keeps undelivered events only with a queue directory, and wants it absolute.
         and hook["QUEUE_DIR"].startswith("/")
     )
@@ -184,18 +187,24 @@ def compose_topology(doc: dict[str, Any]) -> Topology:
     lakefs_env = _environment(services["lakefs"])
     listen = lakefs_env.get("LAKEFS_LISTEN_ADDRESS", ":8000")
     return Topology(
-        minio_nodes=tuple(names), s3_ports=tuple(s3), console_ports=tuple(console),
-        drives_per_node=drives.pop(), parity=parity.pop(), healthchecks=tuple(health), drive_volumes=tuple(persisted),
+        minio_nodes=tuple(names),
+        s3_ports=tuple(s3),
+        console_ports=tuple(console),
+        drives_per_node=drives.pop(),
+        parity=parity.pop(),
+        healthchecks=tuple(health),
+        drive_volumes=tuple(persisted),
         lakefs_port=_host_port("lakefs", services["lakefs"], _port("lakefs", listen.rsplit(":", 1)[-1])),
         accelerator_port=_host_port("accelerator", accel, accel_port),
         accelerator_admin_port=_host_port("accelerator", accel, accel_admin_port),
         accelerator_healthcheck=bool((accel.get("healthcheck") or {}).get("test")),
-        accelerator_upstreams=tuple(balanced), webhooks=tuple(webhooks),
+        accelerator_upstreams=tuple(balanced),
+        webhooks=tuple(webhooks),
         lakefs_blockstore=_component(lakefs_env.get("LAKEFS_BLOCKSTORE_S3_ENDPOINT", ""), components),
     )
 
 
-def native_topology(stack: NativeStack) -> Topology:
+def native_topology(stack: NativeSpecs) -> Topology:
     """Read from the native stack's own process specs and lakeFS config, without starting anything.
 
     It waits on each node's and the accelerator's health, keeps every drive and event queue in
@@ -208,11 +217,18 @@ def native_topology(stack: NativeStack) -> Topology:
     components = {s.accelerator_endpoint: "accelerator", **dict.fromkeys(s.minio_endpoints, "minio")}
     blockstore = str(stack.lakefs_config(placeholder)["blockstore"]["s3"]["endpoint"])
     return Topology(
-        minio_nodes=nodes, s3_ports=s.minio_ports, console_ports=s.minio_console_ports,
-        drives_per_node=s.drives_per_node, parity=stack.parity, lakefs_port=s.lakefs_port,
-        healthchecks=(True,) * len(nodes), drive_volumes=(True,) * len(nodes),
-        accelerator_port=s.accelerator_port, accelerator_admin_port=s.accelerator_admin_port,
-        accelerator_healthcheck=True, accelerator_upstreams=(True,) * len(nodes),
+        minio_nodes=nodes,
+        s3_ports=s.minio_ports,
+        console_ports=s.minio_console_ports,
+        drives_per_node=s.drives_per_node,
+        parity=stack.parity,
+        lakefs_port=s.lakefs_port,
+        healthchecks=(True,) * len(nodes),
+        drive_volumes=(True,) * len(nodes),
+        accelerator_port=s.accelerator_port,
+        accelerator_admin_port=s.accelerator_admin_port,
+        accelerator_healthcheck=True,
+        accelerator_upstreams=(True,) * len(nodes),
         webhooks=tuple(_sends_events(env, events_url, placeholder.webhook_token) for env in envs),
         lakefs_blockstore=_component(blockstore, components),
     )

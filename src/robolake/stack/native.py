@@ -1,9 +1,18 @@
-"""The native runtime: three MinIO processes forming one erasure-coded cluster, and lakeFS.
+"""The native runtime: three MinIO processes forming one erasure-coded cluster, the accelerator,
+the hooks server and lakeFS, supervised as local processes.
 
-Start order is fixed (MinIO nodes, buckets, accelerator, hooks, lakeFS, lakeFS setup, repository,
-the UMI validation hook on main) and every step is idempotent, so a second `up`, or an `up`
-after a half-finished one, only does what is missing.
-Stop order is the reverse, and errors are collected so one stuck process never hides another.
+The stack is ONE ordered table of stages (`NativeStack.stages`), each a group of components
+started together and then set up:
+
+    minio-1..3    then the rejoin wait and the buckets
+    accelerator   then the bucket notifications
+    hooks
+    lakefs        then lakeFS's admin, the repository and the UMI validation hook on main
+
+`up` walks it forward: every port is checked before anything starts, and every step is
+idempotent, so a second `up`, or an `up` after a half-finished one, only does what is missing.
+`down` walks it backward, collecting every error on the way so one stuck process never hides
+another (aiohttp's runner cleanup does the same). `status` and the log names read it too.
 """
 
 from __future__ import annotations
@@ -12,13 +21,10 @@ import dataclasses
 import functools
 import os
 import shlex
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
@@ -26,19 +32,34 @@ from robolake.errors import AuthError, RobolakeError, StateError
 from robolake.stack import health
 from robolake.stack.bootstrap import LakeFSAdmin, ensure_buckets, ensure_notifications
 from robolake.stack.process import ManagedProcess, ProcessSpec, check_ports_free
-from robolake.state import Credentials, StateDir
+from robolake.stack.specs import (
+    LAKEFS_ADMIN_USER,
+    LAKEFS_STORAGE_BUCKET,
+    NOTIFIED_BUCKETS,
+    WEBHOOK_ID,
+    NativeSpecs,
+)
+from robolake.state import Credentials
 from robolake.versioning.client import LakeFSClient
 from robolake.versioning.errors import LakeFSError
 from robolake.versioning.hooks import HookInstallError, install_validation_hook, validation_hook_url
 
-Reporter = Callable[[str], None]
+__all__ = [
+    "LAKEFS_ADMIN_USER",
+    "LAKEFS_STORAGE_BUCKET",
+    "NOTIFIED_BUCKETS",
+    "WEBHOOK_ID",
+    "Component",
+    "ComponentStatus",
+    "NativeStack",
+    "StackStatus",
+    "Stage",
+]
 
-LAKEFS_ADMIN_USER = "admin"
-WEBHOOK_ID = "ROBOLAKE"
+Reporter = Callable[[str], None]
+Binaries = Mapping[str, Path]  # "minio" / "lakefs" -> the built binary
 REJOIN_SETTLE_S = 3.0
-# Buckets whose changes MinIO reports to the accelerator (lakeFS never rewrites an address).
-NOTIFIED_BUCKETS = ("umi-raw", "umi-processed", "umi-experiments")
-LAKEFS_STORAGE_BUCKET = "lakefs-storage"
+BUILT = ("minio", "lakefs")  # the binaries `up` builds (lakectl comes along with lakefs)
 
 
 def _quiet(_: str) -> None:
@@ -49,6 +70,27 @@ def _bind_progress(progress: Callable[[str, str], None] | None, name: str) -> Ca
     if progress is None:
         return None
     return functools.partial(progress, name)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Component:
+    """One managed server: how to run it, how to tell it is healthy, what to announce."""
+
+    name: str
+    endpoint: str
+    console: str | None
+    spec: Callable[[Binaries, Credentials], ProcessSpec]
+    healthy: Callable[[], bool]
+    announce: str  # what `up` reports when it starts the component
+    marker: str  # a word of its command line, to find it when its pid file is gone
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Stage:
+    """Components started together, then `ready(creds, report, started_now)` once all are healthy."""
+
+    components: tuple[Component, ...]
+    ready: Callable[[Credentials, Reporter, list[ManagedProcess]], None] | None = None
 
 
 @dataclasses.dataclass
@@ -73,9 +115,7 @@ class StackStatus:
 
     @property
     def healthy(self) -> bool:
-        return all(c.healthy for c in self.components) and bool(
-            self.repository and self.repository.get("exists")
-        )
+        return all(c.healthy for c in self.components) and bool(self.repository and self.repository.get("exists"))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -87,12 +127,11 @@ class StackStatus:
         }
 
 
-class NativeStack:
+class NativeStack(NativeSpecs):
     """Start, stop and inspect the stack as local processes under one state directory."""
 
     def __init__(self, settings: Settings, builder: BinaryBuilder | None = None) -> None:
-        self.settings = settings
-        self.state = StateDir(settings.state_dir)
+        super().__init__(settings)
         self._builder = builder
 
     @property
@@ -101,235 +140,174 @@ class NativeStack:
             self._builder = BinaryBuilder(self.settings.cache_dir)
         return self._builder
 
-    # ---- topology -------------------------------------------------------------------------
+    # ---- the table ------------------------------------------------------------------------
 
-    @property
-    def parity(self) -> int:
-        # One node holds `drives_per_node` of the 3*d drives. With parity d, data = 2d, and
-        # MinIO's write quorum is `data` (parity != data), so the 2d drives of the two surviving
-        # nodes still meet quorum for reads and writes.
-        return self.settings.drives_per_node
-
-    def minio_names(self) -> list[str]:
-        return [f"minio-{i}" for i in range(1, len(self.settings.minio_ports) + 1)]
-
-    def drive_urls(self) -> list[str]:
+    def stages(self) -> list[Stage]:
+        """The stack in start order; `down` stops it in the reverse order."""
         s = self.settings
+        minio = tuple(
+            Component(
+                name=name,
+                endpoint=endpoint,
+                console=f"http://{s.host}:{console}",
+                spec=functools.partial(self._minio_node_spec, i),
+                healthy=functools.partial(health.minio_cluster_ok, endpoint),
+                announce=f"starting {name} on {s.host}:{port}",
+                marker="minio",
+            )
+            for i, (name, endpoint, port, console) in enumerate(
+                zip(self.minio_names(), s.minio_endpoints, s.minio_ports, s.minio_console_ports, strict=True)
+            )
+        )
+        accelerator = Component(
+            name="accelerator",
+            endpoint=s.accelerator_endpoint,
+            console=f"{s.accelerator_admin_endpoint}/metrics",
+            spec=lambda _b, creds: self.accelerator_spec(creds),
+            healthy=functools.partial(health.accelerator_healthy, s.accelerator_admin_endpoint),
+            announce=f"starting accelerator on {s.accelerator_endpoint} (metrics {s.accelerator_admin_endpoint})",
+            marker="robolake.cli.accelerator",
+        )
+        hooks = Component(
+            name="hooks",
+            endpoint=s.hooks_endpoint,
+            console=None,
+            spec=lambda _b, creds: self.hooks_spec(creds),
+            healthy=functools.partial(health.http_ok, f"{s.hooks_endpoint}/health"),
+            announce=f"starting hooks on {s.hooks_endpoint} (UMI validation for lakeFS)",
+            marker="robolake.cli.hooks",
+        )
+        lakefs = Component(
+            name="lakefs",
+            endpoint=s.lakefs_endpoint,
+            console=s.lakefs_endpoint,
+            spec=lambda b, creds: self.lakefs_spec(b["lakefs"], creds),
+            healthy=functools.partial(health.lakefs_healthy, s.lakefs_endpoint),
+            announce=f"starting lakefs on {s.lakefs_endpoint}",
+            marker="lakefs",
+        )
         return [
-            f"http://{s.host}:{port}{self.state.drive(node, disk)}"
-            for node, port in enumerate(s.minio_ports, start=1)
-            for disk in range(1, s.drives_per_node + 1)
+            Stage(components=minio, ready=self._minio_ready),
+            Stage(components=(accelerator,), ready=self._accelerator_ready),
+            Stage(components=(hooks,)),
+            Stage(components=(lakefs,), ready=self._lakefs_ready),
         ]
 
-    def minio_spec(self, index: int, binary: Path, creds: Credentials) -> ProcessSpec:
-        s = self.settings
-        name = f"minio-{index + 1}"
-        port, console = s.minio_ports[index], s.minio_console_ports[index]
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.state.root),
-            "MINIO_ROOT_USER": s.minio_root_user,
-            "MINIO_ROOT_PASSWORD": s.minio_root_password,
-            # Distributed mode refuses drives on the root disk unless this is set; a local
-            # cluster on one machine is exactly that case.
-            "MINIO_CI_CD": "1",
-            "MINIO_STORAGE_CLASS_STANDARD": f"EC:{self.parity}",
-            "MINIO_PROMETHEUS_AUTH_TYPE": "public",
-            "MINIO_UPDATE": "off",
-            # Inside a container (/.dockerenv present) MinIO waits forever for loopback endpoints
-            # to "resolve to a valid IP"; this tells it which host:port of the list is itself.
-            "_MINIO_SERVER_LOCAL": f"{s.host}:{port}",
-            # Bucket notifications to the accelerator, which invalidates what changed behind
-            # its back. The queue directory keeps events while the accelerator is down.
-            f"MINIO_NOTIFY_WEBHOOK_ENABLE_{WEBHOOK_ID}": "on",
-            f"MINIO_NOTIFY_WEBHOOK_ENDPOINT_{WEBHOOK_ID}": f"{s.accelerator_admin_endpoint}/minio/events",
-            f"MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_{WEBHOOK_ID}": creds.webhook_token,
-            # MinIO insists that MINIO_* values are identical on all nodes and that the queue
-            # path is absolute, yet three processes on one host must not share one queue: the
-            # path resolves through each process's own working directory (its node directory).
-            f"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_{WEBHOOK_ID}": "/proc/self/cwd/events",
-        }
-        argv = [
-            str(binary), "server", "--anonymous",
-            "--address", f"{s.host}:{port}", "--console-address", f"{s.host}:{console}",
-            *self.drive_urls(),
-        ]
-        return ProcessSpec(
-            name=name, argv=argv, env=env, host=s.host,
-            ports={port: "ROBOLAKE_MINIO_PORTS", console: "ROBOLAKE_MINIO_CONSOLE_PORTS"},
-            log_path=self.state.log(name), pid_path=self.state.pid(name), cwd=self.state.node_dir(index + 1),
-        )
+    def _minio_node_spec(self, index: int, binaries: Binaries, creds: Credentials) -> ProcessSpec:
+        return self.minio_spec(index, binaries["minio"], creds)
 
-    def accelerator_spec(self, creds: Credentials) -> ProcessSpec:
-        s = self.settings
-        cache = self.state.accelerator_cache
-        cache.mkdir(parents=True, exist_ok=True)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.state.root),
-            "MINIO_ROOT_USER": s.minio_root_user,
-            "MINIO_ROOT_PASSWORD": s.minio_root_password,
-            "ROBOLAKE_WEBHOOK_TOKEN": creds.webhook_token,
-            "ROBOLAKE_ENV_FILE": "/dev/null",
-            "ROBOLAKE_ACCELERATOR_MEMORY_MB": str(s.accelerator_memory_mb),
-            "ROBOLAKE_ACCELERATOR_DISK_MB": str(s.accelerator_disk_mb),
-            "ROBOLAKE_ACCELERATOR_MAX_OBJECT_KB": str(s.accelerator_max_object_kb),
-        }
-        argv = [
-            sys.executable, "-m", "robolake.cli.accelerator", "serve", "--host", s.host,
-            "--port", str(s.accelerator_port), "--admin-port", str(s.accelerator_admin_port),
-            "--cache-dir", str(cache), *(f"--upstream={e}" for e in s.minio_endpoints),
-        ]
-        return ProcessSpec(
-            name="accelerator", argv=argv, env=env, host=s.host,
-            ports={s.accelerator_port: "ROBOLAKE_ACCELERATOR_PORT",
-                   s.accelerator_admin_port: "ROBOLAKE_ACCELERATOR_ADMIN_PORT"},
-            log_path=self.state.log("accelerator"), pid_path=self.state.pid("accelerator"), cwd=self.state.root,
-        )
+    def components(self) -> list[Component]:
+        """Every component, in start order."""
+        return [c for stage in self.stages() for c in stage.components]
 
-    def hooks_spec(self, creds: Credentials) -> ProcessSpec:
-        """The UMI validation hook server lakeFS calls on pre-commit and pre-merge."""
-        s = self.settings
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.state.root),
-            "ROBOLAKE_ENV_FILE": "/dev/null",
-            "ROBOLAKE_STATE_DIR": str(self.state.root),
-            "ROBOLAKE_HOOKS_TOKEN": creds.hooks_token,
-            "ROBOLAKE_LAKEFS_ACCESS_KEY_ID": creds.lakefs_access_key_id,
-            "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": creds.lakefs_secret_access_key,
-        }
-        argv = [
-            sys.executable, "-m", "robolake.cli.hooks", "serve", "--host", s.host, "--port", str(s.hooks_port),
-            "--lakefs-endpoint", s.lakefs_endpoint, "--work-dir", str(self.state.root / "hooks"),
-        ]
-        return ProcessSpec(
-            name="hooks", argv=argv, env=env, host=s.host, ports={s.hooks_port: "ROBOLAKE_HOOKS_PORT"},
-            log_path=self.state.log("hooks"), pid_path=self.state.pid("hooks"), cwd=self.state.root,
-        )
-
-    def lakefs_config(self, creds: Credentials) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "listen_address": f"{s.host}:{s.lakefs_port}",
-            "logging": {"level": "INFO", "format": "text"},
-            "database": {"type": "local", "local": {"path": str(self.state.lakefs_kv)}},
-            "auth": {"encrypt": {"secret_key": creds.lakefs_encrypt_secret}},
-            "committed": {"local_cache": {"dir": str(self.state.lakefs_cache)}},
-            "blockstore": {
-                "type": "s3",
-                "s3": {
-                    # Through the accelerator: it fails over between MinIO nodes, so lakeFS keeps
-                    # working when any one node is down (lakeFS takes a single endpoint).
-                    "endpoint": s.accelerator_endpoint,
-                    "force_path_style": True,
-                    "discover_bucket_region": False,
-                    "region": "us-east-1",
-                    "credentials": {
-                        "access_key_id": s.minio_root_user,
-                        "secret_access_key": s.minio_root_password,
-                    },
-                },
-            },
-            "stats": {"enabled": False},
-            "security": {"check_latest_version": False},
-            "email_subscription": {"enabled": False},
-        }
-
-    def lakefs_spec(self, binary: Path, creds: Credentials) -> ProcessSpec:
-        config_path = self.state.root / "lakefs" / "config.yaml"
-        config_path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yaml.safe_dump(self.lakefs_config(creds), fh, sort_keys=False)
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.state.root),
-            # Belt and braces: the call-home switches also as environment variables.
-            "LAKEFS_STATS_ENABLED": "false",
-            "LAKEFS_SECURITY_CHECK_LATEST_VERSION": "false",
-            "LAKEFS_EMAIL_SUBSCRIPTION_ENABLED": "false",
-        }
-        return ProcessSpec(
-            name="lakefs", argv=[str(binary), "run", "--config", str(config_path)], env=env,
-            host=self.settings.host, ports={self.settings.lakefs_port: "ROBOLAKE_LAKEFS_PORT"},
-            log_path=self.state.log("lakefs"), pid_path=self.state.pid("lakefs"), cwd=self.state.root,
-        )
+    def component_names(self) -> list[str]:
+        return [c.name for c in self.components()]
 
     def _process(self, name: str) -> ManagedProcess:
         """A handle for a component, enough to find or stop it (no binary build needed)."""
         spec = ProcessSpec(
-            name=name, argv=["?"], env={}, ports={}, host=self.settings.host,
-            log_path=self.state.log(name), pid_path=self.state.pid(name),
+            name=name,
+            argv=["?"],
+            env={},
+            ports={},
+            host=self.settings.host,
+            log_path=self.state.log(name),
+            pid_path=self.state.pid(name),
         )
         return ManagedProcess(spec)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
     def up(self, report: Reporter = _quiet, progress: Callable[[str, str], None] | None = None) -> list[str]:
-        """Bring every component up; return the names of the components started now."""
-        s = self.settings
+        """Bring every component up, stage by stage; return the names of the components started now."""
         self.state.create()
         creds = self.state.credentials()
+        binaries = self._binaries(report, progress)
+        stages = self.stages()
+        procs = {c.name: ManagedProcess(c.spec(binaries, creds)) for stage in stages for c in stage.components}
+        missing = {name for name, proc in procs.items() if not proc.is_running()}
+        # Check every port before starting anything, so a clash leaves nothing half-started.
+        check_ports_free([procs[name].spec for name in procs if name in missing])
+        started: list[str] = []
+        for stage in stages:
+            now = [c for c in stage.components if c.name in missing]
+            for component in now:
+                report(component.announce)
+                procs[component.name].start()
+                started.append(component.name)
+            for component in stage.components:
+                procs[component.name].wait_healthy(component.healthy, self.settings.start_timeout_s)
+            if stage.ready is not None:
+                stage.ready(creds, report, [procs[c.name] for c in now])
+        return started
+
+    def _binaries(self, report: Reporter, progress: Callable[[str, str], None] | None) -> dict[str, Path]:
         binaries = {}
-        for name in ("minio", "lakefs"):
+        for name in BUILT:
             for each in self.builder.plan(name):
                 report(f"building {each} {self.builder.version_of(each)} (first run only; takes minutes)")
             binaries[name] = self.builder.ensure(name, _bind_progress(progress, name))
+        return binaries
 
-        for node in range(1, 4):
-            self.state.node_dir(node).mkdir(parents=True, exist_ok=True)
-        minio_procs = [ManagedProcess(self.minio_spec(i, binaries["minio"], creds)) for i in range(3)]
-        accel_proc = ManagedProcess(self.accelerator_spec(creds))
-        hooks_proc = ManagedProcess(self.hooks_spec(creds))
-        lakefs_proc = ManagedProcess(self.lakefs_spec(binaries["lakefs"], creds))
-        missing = [p for p in [*minio_procs, accel_proc, hooks_proc, lakefs_proc] if not p.is_running()]
-        # Check every port before starting anything, so a clash leaves nothing half-started.
-        check_ports_free([p.spec for p in missing])
+    def down(self, *, volumes: bool = False, report: Reporter = _quiet) -> list[str]:
+        """Stop every component in reverse start order; with `volumes`, delete the state directory."""
+        stopped: list[str] = []
+        errors: list[str] = []
+        for component in reversed(self.components()):
+            try:
+                if self._process(component.name).stop():
+                    stopped.append(component.name)
+                    report(f"stopped {component.name}")
+            except (RobolakeError, OSError) as exc:
+                errors.append(f"{component.name}: {exc}")
+        for pid in self._orphans():
+            report(f"stopping leftover process {pid} that uses {self.state.root}")
+            try:
+                os.kill(pid, 9)
+                stopped.append(f"pid {pid}")
+            except ProcessLookupError:
+                pass
+            except OSError as exc:
+                errors.append(f"pid {pid}: {exc}")
+        if errors:
+            raise StateError(f"stopping the stack left {len(errors)} problem(s): " + "; ".join(errors))
+        if volumes:
+            self.state.wipe()
+            report(f"deleted {self.state.root}")
+        return stopped
 
-        started: list[str] = []
-        deadline = s.start_timeout_s
-        for proc in minio_procs:
-            if proc in missing:
-                report(f"starting {proc.name} on {s.host}:{next(iter(proc.spec.ports))}")
-                proc.start()
-                started.append(proc.name)
-        for proc, endpoint in zip(minio_procs, s.minio_endpoints, strict=True):
-            proc.wait_healthy(functools.partial(health.minio_cluster_ok, endpoint), deadline)
-        rejoining = [p for p in minio_procs if p.name in started] if len(started) < len(minio_procs) else []
-        for proc, endpoint in zip(minio_procs, s.minio_endpoints, strict=True):
-            if proc in rejoining:
-                # Write quorum is not enough for a node that rejoins: until it sees every drive,
-                # a read through it of an object written while it was away can miss read quorum.
-                proc.wait_healthy(functools.partial(self._sees_all_drives, endpoint), deadline)
+    def _orphans(self) -> list[int]:
+        """Processes whose command line names this state directory but have no pid file."""
+        marker = str(self.state.root)
+        names = [c.marker for c in self.components()]
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit() or int(entry.name) == os.getpid():
+                continue
+            try:
+                cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if marker + "/" in cmd and any(name in cmd for name in names):
+                found.append(int(entry.name))
+        return found
+
+    # ---- what each stage does once its components are healthy -----------------------------
+
+    def _minio_ready(self, _creds: Credentials, report: Reporter, started_now: list[ManagedProcess]) -> None:
+        s = self.settings
+        endpoints = dict(zip(self.minio_names(), s.minio_endpoints, strict=True))
+        rejoining = started_now if len(started_now) < len(endpoints) else []
+        for proc in rejoining:
+            # Write quorum is not enough for a node that rejoins: until it sees every drive,
+            # a read through it of an object written while it was away can miss read quorum.
+            proc.wait_healthy(functools.partial(self._sees_all_drives, endpoints[proc.name]), s.start_timeout_s)
         if rejoining:
             # Even then its connections to the peers' drives come up over about a second, during
             # which such a read can answer NoSuchKey; let them settle before reporting it healthy.
             time.sleep(REJOIN_SETTLE_S)
         report("MinIO cluster has write quorum; ensuring buckets")
         ensure_buckets(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password)
-
-        if accel_proc in missing:
-            report(f"starting accelerator on {s.accelerator_endpoint} (metrics {s.accelerator_admin_endpoint})")
-            accel_proc.start()
-            started.append("accelerator")
-        accel_proc.wait_healthy(functools.partial(health.accelerator_healthy, s.accelerator_admin_endpoint), deadline)
-        ensure_notifications(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password,
-                             f"arn:minio:sqs::{WEBHOOK_ID}:webhook", NOTIFIED_BUCKETS)
-
-        if hooks_proc in missing:
-            report(f"starting hooks on {s.hooks_endpoint} (UMI validation for lakeFS)")
-            hooks_proc.start()
-            started.append("hooks")
-        hooks_proc.wait_healthy(lambda: health.http_ok(f"{s.hooks_endpoint}/health"), deadline)
-
-        if lakefs_proc in missing:
-            report(f"starting lakefs on {s.lakefs_endpoint}")
-            lakefs_proc.start()
-            started.append("lakefs")
-        lakefs_proc.wait_healthy(lambda: health.lakefs_healthy(s.lakefs_endpoint), deadline)
-        self._setup_lakefs(creds, report)
-        return started
 
     def _sees_all_drives(self, endpoint: str) -> bool:
         s = self.settings
@@ -339,16 +317,19 @@ class NativeStack:
             return False
         return info.drives_offline == 0 and info.drives_online == len(s.minio_ports) * s.drives_per_node
 
-    def _setup_lakefs(self, creds: Credentials, report: Reporter) -> None:
+    def _accelerator_ready(self, _creds: Credentials, _report: Reporter, _started: list[ManagedProcess]) -> None:
+        s = self.settings
+        arn = f"arn:minio:sqs::{WEBHOOK_ID}:webhook"
+        ensure_notifications(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password, arn, NOTIFIED_BUCKETS)
+
+    def _lakefs_ready(self, creds: Credentials, report: Reporter, _started: list[ManagedProcess]) -> None:
         s = self.settings
         admin = LakeFSAdmin(s.lakefs_endpoint, creds.lakefs_access_key_id, creds.lakefs_secret_access_key)
         if not admin.is_set_up():
             report("setting up lakeFS (admin user)")
             admin.set_up(LAKEFS_ADMIN_USER)
         try:
-            created = admin.ensure_repository(
-                s.lakefs_repo, f"s3://{LAKEFS_STORAGE_BUCKET}/{s.lakefs_repo}"
-            )
+            created = admin.ensure_repository(s.lakefs_repo, f"s3://{LAKEFS_STORAGE_BUCKET}/{s.lakefs_repo}")
         except AuthError as exc:
             raise StateError(
                 f"lakeFS at {s.lakefs_endpoint} is set up but does not accept the keys in "
@@ -382,80 +363,18 @@ class NativeStack:
                     report(f"lakeFS could not read back the hook's action file yet (attempt {attempt}); retrying")
                     time.sleep(attempt)
 
-    def down(self, *, volumes: bool = False, report: Reporter = _quiet) -> list[str]:
-        """Stop every component (lakeFS first); with `volumes`, delete the state directory."""
-        stopped: list[str] = []
-        errors: list[str] = []
-        for name in ["lakefs", "hooks", "accelerator", *reversed(self.minio_names())]:
-            try:
-                if self._process(name).stop():
-                    stopped.append(name)
-                    report(f"stopped {name}")
-            except RobolakeError as exc:
-                errors.append(str(exc))
-        for pid in self._orphans():
-            report(f"stopping leftover process {pid} that uses {self.state.root}")
-            try:
-                os.kill(pid, 9)
-                stopped.append(f"pid {pid}")
-            except ProcessLookupError:
-                pass
-        if errors:
-            raise StateError("; ".join(errors))
-        if volumes:
-            self.state.wipe()
-            report(f"deleted {self.state.root}")
-        return stopped
-
-    def _orphans(self) -> list[int]:
-        """Processes whose command line names this state directory but have no pid file."""
-        marker = str(self.state.root)
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                cmd = (entry / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if marker + "/" in cmd and any(
-                name in cmd for name in ("minio", "lakefs", "robolake.cli.accelerator", "robolake.cli.hooks")
-            ):
-                found.append(int(entry.name))
-        return found
-
     # ---- inspection -----------------------------------------------------------------------
 
     def status(self) -> StackStatus:
-        s = self.settings
         components = []
-        for name, endpoint, console in zip(
-            self.minio_names(), s.minio_endpoints, s.minio_console_ports, strict=True
-        ):
-            pid = self._process(name).pid()
-            components.append(ComponentStatus(
-                name=name, endpoint=endpoint, healthy=health.minio_cluster_ok(endpoint),
-                running=pid is not None, pid=pid, console=f"http://{s.host}:{console}",
-            ))
-        pid = self._process("accelerator").pid()
-        components.append(ComponentStatus(
-            name="accelerator", endpoint=s.accelerator_endpoint,
-            healthy=health.accelerator_healthy(s.accelerator_admin_endpoint), running=pid is not None, pid=pid,
-            console=f"{s.accelerator_admin_endpoint}/metrics",
-        ))
-        pid = self._process("hooks").pid()
-        components.append(ComponentStatus(
-            name="hooks", endpoint=s.hooks_endpoint, healthy=health.http_ok(f"{s.hooks_endpoint}/health"),
-            running=pid is not None, pid=pid,
-        ))
-        pid = self._process("lakefs").pid()
-        lakefs_ok = health.lakefs_healthy(s.lakefs_endpoint)
-        components.append(ComponentStatus(
-            name="lakefs", endpoint=s.lakefs_endpoint, healthy=lakefs_ok, running=pid is not None,
-            pid=pid, console=s.lakefs_endpoint,
-        ))
+        for c in self.components():
+            pid = self._process(c.name).pid()
+            components.append(ComponentStatus(c.name, c.endpoint, c.healthy(), pid is not None, pid, c.console))
+        lakefs_ok = next(c.healthy for c in components if c.name == "lakefs")
         return StackStatus(
-            components=components, cluster=self._cluster(), repository=self._repository(lakefs_ok),
+            components=components,
+            cluster=self._cluster(),
+            repository=self._repository(lakefs_ok),
             state_dir=str(self.state.root),
         )
 
@@ -486,16 +405,15 @@ class NativeStack:
     def _repository(self, lakefs_ok: bool) -> dict[str, Any] | None:
         if not lakefs_ok:
             return None
+        repo = self.settings.lakefs_repo
         creds = self.state.load_credentials()
         if creds is None:
-            return {"name": self.settings.lakefs_repo, "exists": False, "error": "no credentials"}
-        admin = LakeFSAdmin(
-            self.settings.lakefs_endpoint, creds.lakefs_access_key_id, creds.lakefs_secret_access_key
-        )
+            return {"name": repo, "exists": False, "error": "no credentials"}
+        admin = LakeFSAdmin(self.settings.lakefs_endpoint, creds.lakefs_access_key_id, creds.lakefs_secret_access_key)
         try:
-            return {"name": self.settings.lakefs_repo, "exists": admin.repository_exists(self.settings.lakefs_repo)}
+            return {"name": repo, "exists": admin.repository_exists(repo)}
         except RobolakeError as exc:
-            return {"name": self.settings.lakefs_repo, "exists": False, "error": str(exc)}
+            return {"name": repo, "exists": False, "error": str(exc)}
 
     def env_exports(self) -> str:
         """Shell `export` lines that point aws-cli, mc, boto3 and lakectl at this stack.

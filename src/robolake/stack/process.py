@@ -116,21 +116,33 @@ class ManagedProcess:
     def start(self) -> None:
         """Start the server detached from this process; its output goes to the log file."""
         spec = self.spec
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
-        spec.pid_path.parent.mkdir(parents=True, exist_ok=True)
-        with spec.log_path.open("ab") as log:
-            log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {spec.name}\n".encode())
-            log.flush()
-            try:
+        try:
+            for folder in (spec.log_path.parent, spec.pid_path.parent, spec.cwd):
+                if folder is not None:
+                    folder.mkdir(parents=True, exist_ok=True)
+            with spec.log_path.open("ab") as log:
+                log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {spec.name}\n".encode())
+                log.flush()
                 self._popen = subprocess.Popen(
-                    list(spec.argv), env=dict(spec.env), cwd=spec.cwd, stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    list(spec.argv),
+                    env=dict(spec.env),
+                    cwd=spec.cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
                 )
-            except OSError as exc:
-                raise ServerStartError(f"cannot start {spec.name} ({spec.argv[0]!r}): {exc}") from exc
-        tmp = spec.pid_path.with_suffix(".partial")
-        tmp.write_text(json.dumps({"pid": self._popen.pid, "binary": spec.argv[0]}), encoding="utf-8")
-        os.replace(tmp, spec.pid_path)
+        except OSError as exc:
+            raise ServerStartError(f"cannot start {spec.name} ({spec.argv[0]!r}): {exc}") from exc
+        try:
+            tmp = spec.pid_path.with_suffix(".partial")
+            tmp.write_text(json.dumps({"pid": self._popen.pid, "binary": spec.argv[0]}), encoding="utf-8")
+            os.replace(tmp, spec.pid_path)
+        except OSError as exc:
+            # Without its pid file no later command could find it: do not leave it running.
+            _signal_group(self._popen.pid, signal.SIGKILL)
+            self._reap()
+            raise ServerStartError(f"cannot record the pid of {spec.name} in {str(spec.pid_path)!r}: {exc}") from exc
 
     def wait_healthy(self, probe: HealthProbe, deadline_s: float) -> None:
         """Poll `probe` until it answers True; raise with exit code and log tail on failure."""

@@ -4,8 +4,11 @@
     client = LakeFSClient.from_settings(Settings.load())
     done = put_dataset(client, "robotics-data", "main", Path("episodes"), "umi/cup", {"seed": 7})
     files = read_dataset(client, "robotics-data", done.commit.id, "umi/cup", Path("/tmp/cup"))
+
+The client's keys come from `Settings.resolve_lakefs_keys` (flag, environment, .env, state dir).
 """
 
+from robolake.errors import IntegrityError
 from robolake.versioning.client import (
     Commit,
     DiffEntry,
@@ -31,7 +34,6 @@ from robolake.versioning.errors import (
     ConflictError,
     ForbiddenError,
     ImportFailedError,
-    IntegrityError,
     LakeFSError,
     NotFoundError,
     PreconditionFailedError,

@@ -17,20 +17,22 @@ import dataclasses
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, TypeVar
 
-from robolake.errors import ConfigError, RobolakeError
+from robolake.errors import ConfigError, IntegrityError, RobolakeError
 from robolake.keys import check_dataset_name, check_prefix
 from robolake.versioning.client import Commit, DiffEntry, LakeFSClient, ObjectStat
-from robolake.versioning.errors import BadRequestError, IntegrityError
+from robolake.versioning.errors import BadRequestError
 
 MAX_WORKERS = 8
 SHA256_META = "sha256"  # object user metadata key (lakeFS lower-cases it)
 RESERVED_METADATA = ("dataset", "prefix", "object_count", "total_bytes", "content_sha256")
 EPISODE_RE = re.compile(r"episode_(\d+)")
 _READ_CHUNK = 1 << 20
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +75,7 @@ class DatasetCommit:
 
 
 def normalize_prefix(prefix: str) -> str:
-    """"a/b" -> "a/b/", "/" or "" -> "" (the repository root); ConfigError for a prefix that climbs out."""
+    """ "a/b" -> "a/b/", "/" or "" -> "" (the repository root); ConfigError for a prefix that climbs out."""
     stripped = check_prefix(prefix).strip("/")
     return f"{stripped}/" if stripped else ""
 
@@ -112,9 +114,18 @@ def hash_file(path: Path) -> tuple[str, str]:
 
 
 def put_dataset(
-    client: LakeFSClient, repo: str, branch: str, local_dir: Path, prefix: str,
-    metadata: Mapping[str, object] | None = None, progress: ProgressFn | None = None, *,
-    name: str | None = None, message: str | None = None, workers: int = MAX_WORKERS, if_changed: bool = False,
+    client: LakeFSClient,
+    repo: str,
+    branch: str,
+    local_dir: Path,
+    prefix: str,
+    metadata: Mapping[str, object] | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    name: str | None = None,
+    message: str | None = None,
+    workers: int = MAX_WORKERS,
+    if_changed: bool = False,
 ) -> DatasetCommit:
     """Make `prefix` on `branch` hold exactly the files of `local_dir`, verified, as one commit.
 
@@ -125,10 +136,46 @@ def put_dataset(
     content returns that head commit instead (so re-running a setup script is a no-op).
     """
     extra = dict(metadata or {})
+    prefix = normalize_prefix(prefix)
+    files = _files_to_put(client, repo, branch, local_dir, extra, name)
+    existing = {o.path: o for o in client.list_objects(repo, branch, prefix)}
+
+    def put_one(local: LocalFile) -> tuple[str, bool]:
+        md5, sha = hash_file(local.path)
+        old = existing.get(prefix + local.key)
+        if old is not None and old.checksum == md5 and old.metadata.get(SHA256_META) == sha:
+            return sha, False
+        with open(local.path, "rb") as fh:
+            client.upload_object(repo, branch, prefix + local.key, fh, md5_hex=md5, metadata={SHA256_META: sha})
+        return sha, True
+
+    done = _in_parallel(files, put_one, workers, progress, lambda f: (f.key, f.size_bytes))
+    hashes = {f.key: sha for f, (sha, _) in done}
+    uploaded = sum(sent for _, (_, sent) in done)
+    stale = sorted(set(existing) - {prefix + f.key for f in files})
+    deleted = client.delete_objects(repo, branch, stale) if stale else 0
+    dataset = name or PurePosixPath(prefix).name or local_dir.resolve().name
+    total_bytes = sum(f.size_bytes for f in files)
+    checksum = content_checksum(hashes)
+    described = {"dataset": dataset, "prefix": prefix, "object_count": len(files), "total_bytes": total_bytes}
+    commit = _commit(
+        client,
+        repo,
+        branch,
+        {**extra, **described, "content_sha256": checksum},
+        message or f"Put dataset {dataset!r}: {len(files)} files, {total_bytes} bytes",
+        reuse_head=if_changed and uploaded == 0 and deleted == 0,
+    )
+    return DatasetCommit(commit, dataset, prefix, len(files), total_bytes, checksum, uploaded, deleted, hashes)
+
+
+def _files_to_put(
+    client: LakeFSClient, repo: str, branch: str, local_dir: Path, extra: Mapping[str, object], name: str | None
+) -> list[LocalFile]:
+    """The folder's files, once the put's arguments and the branch are known to be fit for it."""
     clash = sorted(set(extra) & set(RESERVED_METADATA))
     if clash:
         raise ConfigError(f"metadata key(s) {clash} are set by robolake itself; rename them")
-    prefix = normalize_prefix(prefix)
     if name is not None:
         check_dataset_name(name)
     files = scan_dir(local_dir)
@@ -140,59 +187,29 @@ def put_dataset(
             f"branch {branch!r} of {repo!r} has uncommitted changes (e.g. {dirty.path!r}); a dataset commit "
             "must hold only the dataset. Commit or reset them first, or put into a new branch"
         )
-    existing = {o.path: o for o in client.list_objects(repo, branch, prefix)}
-    total_bytes = sum(f.size_bytes for f in files)
-    hashes: dict[str, str] = {}
-    uploaded = 0
-    done_files = done_bytes = 0
+    return files
 
-    def put_one(local: LocalFile) -> tuple[str, bool]:
-        md5, sha = hash_file(local.path)
-        old = existing.get(prefix + local.key)
-        if old is not None and old.checksum == md5 and old.metadata.get(SHA256_META) == sha:
-            return sha, False
-        with open(local.path, "rb") as fh:
-            client.upload_object(repo, branch, prefix + local.key, fh, md5_hex=md5, metadata={SHA256_META: sha})
-        return sha, True
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, MAX_WORKERS))) as pool:
-        futures = {pool.submit(put_one, f): f for f in files}
-        try:
-            for future in concurrent.futures.as_completed(futures):
-                local = futures[future]
-                sha, sent = future.result()
-                hashes[local.key] = sha
-                uploaded += sent
-                done_files += 1
-                done_bytes += local.size_bytes
-                if progress is not None:
-                    progress(TransferProgress(done_files, len(files), done_bytes, total_bytes, local.key))
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    stale = sorted(set(existing) - {prefix + f.key for f in files})
-    deleted = client.delete_objects(repo, branch, stale) if stale else 0
-
-    dataset = name or PurePosixPath(prefix).name or local_dir.resolve().name
-    checksum = content_checksum(hashes)
-    commit_metadata = {
-        **extra, "dataset": dataset, "prefix": prefix, "object_count": len(files),
-        "total_bytes": total_bytes, "content_sha256": checksum,
-    }
-    if if_changed and uploaded == 0 and deleted == 0:
+def _commit(
+    client: LakeFSClient, repo: str, branch: str, metadata: Mapping[str, object], message: str, *, reuse_head: bool
+) -> Commit:
+    """Commit the dataset; with `reuse_head`, return the head instead when it describes this same content."""
+    if reuse_head:
         head = client.get_commit(repo, branch)
-        if head.metadata.get("content_sha256") == checksum and head.metadata.get("prefix") == prefix:
-            return DatasetCommit(head, dataset, prefix, len(files), total_bytes, checksum, 0, 0, hashes)
-    commit = client.commit(
-        repo, branch, message or f"Put dataset {dataset!r}: {len(files)} files, {total_bytes} bytes",
-        commit_metadata, allow_empty=True,
-    )
-    return DatasetCommit(commit, dataset, prefix, len(files), total_bytes, checksum, uploaded, deleted, hashes)
+        if all(head.metadata.get(key) == str(metadata[key]) for key in ("content_sha256", "prefix")):
+            return head
+    return client.commit(repo, branch, message, metadata, allow_empty=True)
 
 
 def read_dataset(
-    client: LakeFSClient, repo: str, ref: str, prefix: str, dest_dir: Path, *,
-    workers: int = MAX_WORKERS, progress: ProgressFn | None = None,
+    client: LakeFSClient,
+    repo: str,
+    ref: str,
+    prefix: str,
+    dest_dir: Path,
+    *,
+    workers: int = MAX_WORKERS,
+    progress: ProgressFn | None = None,
 ) -> dict[str, str]:
     """Download every object under `prefix` at `ref` into `dest_dir`; return {relative path: sha256}.
 
@@ -205,40 +222,58 @@ def read_dataset(
     if not objects:
         raise RobolakeError(f"nothing under {prefix or '/'!r} at {ref!r} in {repo!r}; check the ref and the prefix")
     root = dest_dir.resolve()
-    total_bytes = sum(o.size_bytes for o in objects)
-    hashes: dict[str, str] = {}
-    done_files = done_bytes = 0
 
     def get_one(obj: ObjectStat) -> str:
-        key = obj.path[len(prefix):]
+        key = obj.path[len(prefix) :]
         target = (root / key).resolve()
         if not target.is_relative_to(root) or key.endswith("/"):
-            raise IntegrityError(f"object {obj.path!r} at {ref!r} cannot be stored under {str(root)!r}; skip it "
-                                 "by reading a narrower prefix")
+            raise IntegrityError(
+                f"object {obj.path!r} at {ref!r} cannot be stored under {str(root)!r}; skip it "
+                "by reading a narrower prefix"
+            )
         sha, size = client.download_object(repo, commit_id, obj.path, target)
         want = obj.metadata.get(SHA256_META)
         if size != obj.size_bytes or (want is not None and want != sha):
             raise IntegrityError(
                 f"{obj.path!r} at {ref!r} ({commit_id[:12]}): read {size} bytes with sha256 {sha}, lakeFS "
-                f"recorded {obj.size_bytes} bytes" + (f" with sha256 {want}" if want else "") +
-                "; the stored object is damaged or was replaced behind lakeFS. Read it again, then report it"
+                f"recorded {obj.size_bytes} bytes"
+                + (f" with sha256 {want}" if want else "")
+                + "; the stored object is damaged or was replaced behind lakeFS. Read it again, then report it"
             )
         return sha
 
+    done = _in_parallel(objects, get_one, workers, progress, lambda o: (o.path, o.size_bytes))
+    return dict(sorted((obj.path[len(prefix) :], sha) for obj, sha in done))
+
+
+def _in_parallel(
+    items: Sequence[T],
+    work: Callable[[T], R],
+    workers: int,
+    progress: ProgressFn | None,
+    describe: Callable[[T], tuple[str, int]],
+) -> list[tuple[T, R]]:
+    """`work` on every item in a thread pool, progress after each (`describe`: path and size).
+
+    The first failure cancels what has not started and waits for what has, then is raised.
+    """
+    total_bytes = sum(describe(item)[1] for item in items)
+    results: list[tuple[T, R]] = []
+    done_bytes = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(workers, MAX_WORKERS))) as pool:
-        futures = {pool.submit(get_one, o): o for o in objects}
+        futures = {pool.submit(work, item): item for item in items}
         try:
             for future in concurrent.futures.as_completed(futures):
-                obj = futures[future]
-                hashes[obj.path[len(prefix):]] = future.result()
-                done_files += 1
-                done_bytes += obj.size_bytes
+                item = futures[future]
+                results.append((item, future.result()))
+                path, size = describe(item)
+                done_bytes += size
                 if progress is not None:
-                    progress(TransferProgress(done_files, len(objects), done_bytes, total_bytes, obj.path))
+                    progress(TransferProgress(len(results), len(items), done_bytes, total_bytes, path))
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
-    return dict(sorted(hashes.items()))
+    return results
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,17 +3,18 @@
     RobolakeError                      (robolake.errors)
     ├── AuthError                      401: lakeFS rejected the access key
     ├── ServiceUnavailableError        lakeFS does not answer (refused, timed out) or says 503
+    ├── IntegrityError                 (robolake.errors) bytes written or read do not match their checksum
     └── LakeFSError                    lakeFS refused a request; `.status`, `.server_message`
         ├── BadRequestError            400: bad name, dirty branch, nothing to commit (ValueError)
         ├── ForbiddenError             403: protected branch, read-only repository (PermissionError)
         ├── NotFoundError              404: names the missing repository, branch, ref or path
         ├── ConflictError              409: exists already, or a merge conflict with `.paths`
         ├── PreconditionFailedError    412: a pre-commit / pre-merge hook refused the operation
-        ├── ImportFailedError          a zero-copy import ended with an error or timed out
-        └── IntegrityError             bytes written or read do not match their checksum
+        └── ImportFailedError          a zero-copy import ended with an error or timed out
 
-Every request the client sends runs inside `translate_errors`, which turns `requests`'s
-exceptions into these with `raise ... from exc`, so a CLI prints one line and no traceback.
+Every request to lakeFS (the client's, and the stack's setup calls in stack/bootstrap.py) runs
+inside `translate_errors`, which turns `requests`'s exceptions into these with `raise ... from
+exc` through the one table STATUS_TO_ERROR, so a CLI prints one line and no traceback.
 """
 
 from __future__ import annotations
@@ -83,17 +84,15 @@ class ImportFailedError(LakeFSError):
     """A zero-copy import reported an error, or did not finish in time."""
 
 
-class IntegrityError(LakeFSError):
-    """An object's bytes do not match the checksum recorded for them."""
-
-    exit_code = 3
-
-
 # The one table: status -> (exception, what the user should do about it).
 STATUS_TO_ERROR: dict[int, tuple[type[RobolakeError], str]] = {
-    400: (BadRequestError, ""),  # lakeFS's own reason (bad name, no changes, dirty branch) says it
-    401: (AuthError, "use the stack's keys (`robolake stack env`) or set ROBOLAKE_LAKEFS_ACCESS_KEY_ID "
-                     "and ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"),
+    # lakeFS's own reason (bad name, no changes, dirty branch) comes first in the message.
+    400: (BadRequestError, "fix what lakeFS's reason names, then try again"),
+    401: (
+        AuthError,
+        "use the stack's keys (`robolake stack env`) or set ROBOLAKE_LAKEFS_ACCESS_KEY_ID "
+        "and ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
+    ),
     403: (ForbiddenError, "the branch may be protected or the repository read-only; ask its admin"),
     404: (NotFoundError, "check the name"),
     409: (ConflictError, "if the name exists already, choose another"),
@@ -125,7 +124,11 @@ def server_message(response: requests.Response) -> str:
 
 
 def error_for_response(
-    response: requests.Response, endpoint: str, call: Call, access_key_id: str = "", locate: Locator | None = None,
+    response: requests.Response,
+    endpoint: str,
+    call: Call,
+    access_key_id: str = "",
+    locate: Locator | None = None,
 ) -> RobolakeError:
     """The robolake exception for a failed lakeFS response (not raised: the caller raises it)."""
     status = response.status_code
@@ -172,9 +175,10 @@ def conflict(call: Call, paths: list[str]) -> ConflictError:
     else:
         what = "lakeFS reports a conflict, but no conflicting path could be listed"
     err = ConflictError(
-        f"cannot {call.action}: {what}; change them on one side only, or merge with "
-        "--strategy source-wins / dest-wins",
-        status=409, server_message="conflict found", call=call,
+        f"cannot {call.action}: {what}; change them on one side only, or merge with --strategy source-wins / dest-wins",
+        status=409,
+        server_message="conflict found",
+        call=call,
     )
     err.paths = tuple(paths)
     return err
@@ -182,7 +186,10 @@ def conflict(call: Call, paths: list[str]) -> ConflictError:
 
 @contextlib.contextmanager
 def translate_errors(
-    endpoint: str, call: Call, access_key_id: str = "", locate: Locator | None = None,
+    endpoint: str,
+    call: Call,
+    access_key_id: str = "",
+    locate: Locator | None = None,
 ) -> Iterator[None]:
     """Turn `requests` exceptions raised inside the block into robolake exceptions."""
     try:

@@ -5,12 +5,10 @@ whether the UMI files it adds or changes are sound, and a "no" aborts the operat
                                                     "source_ref", "commit_id", ...}  --> hooks server
            <-- 200 "ok" | 400 "<path>: <problem>" | 500 "internal error: ..."
 
-What is checked (objects added, changed or in conflict; everything else passes untouched):
-
-    *.zarr.zip                        validate_replay_buffer: zip directory, zarr v2 layout, arrays, frames
-    .../pose/.../episode_N.json       time stamps finite and increasing; each series one finite row per stamp
-    .../gripper/.../episode_N.json    the same, and width_m within 0..0.2 m
-    *.mp4                             H.264, at least one frame, every frame the header lists is in the file
+What is checked is in umi_rules.py (replay buffers, pose/gripper episode JSON, MP4s), for the
+objects the operation adds, changes or has in conflict; everything else passes untouched. This
+module is the protocol around those rules: the event, which objects it selects, the action file
+that installs the hook on a branch, and reading back why a hook refused an operation.
 
 Which objects: pre-commit -> the branch's uncommitted changes, read at the branch; pre-merge ->
 what the source brings since the merge base (three-dot diff of the destination and `source_ref`,
@@ -28,24 +26,52 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import math
-import os
 import re
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any
 from urllib.parse import quote
 
 import yaml
 
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
-from robolake.state import StateDir
 from robolake.versioning.client import Commit, DiffEntry, LakeFSClient
-from robolake.versioning.errors import Call, NotFoundError, PreconditionFailedError
+from robolake.versioning.errors import NotFoundError, PreconditionFailedError
+from robolake.versioning.umi_rules import (
+    ObjectRejected,
+    check_episode_json,
+    check_gripper_json,
+    check_pose_json,
+    check_replay_buffer_file,
+    check_video_file,
+    classify,
+)
+
+__all__ = [
+    "ACTION_PATH",
+    "HANDLED_EVENTS",
+    "REPLY_PREFIX",
+    "ROUTE",
+    "HookEvent",
+    "HookInstallError",
+    "ObjectRejected",
+    "ValidationBudgetExceeded",
+    "ValidationLimits",
+    "ValidationReport",
+    "action_yaml",
+    "check_gripper_json",
+    "check_pose_json",
+    "classify",
+    "explain_hook_failure",
+    "hook_failure_reasons",
+    "hook_reasons",
+    "install_validation_hook",
+    "stack_hook_url",
+    "validate_event",
+    "validation_hook_url",
+]
 
 ACTION_PATH = "_lakefs_actions/robolake-validate-umi.yaml"
 ACTION_NAME = "robolake UMI validation"
@@ -55,31 +81,7 @@ ROUTE = "/lakefs/validate-umi"
 REPLY_PREFIX = "robolake-validate-umi: "
 HANDLED_EVENTS = ("pre-commit", "pre-merge")
 CHECKED_DIFF_TYPES = ("added", "changed", "conflict")
-GRIPPER_WIDTH_RANGE_M = (0.0, 0.2)
-ACCEPTED_VIDEO_CODECS = ("h264",)
-
-# Series in episode JSON: field -> numbers per row (None: one number per time stamp; 0: any, but
-# the same in every row). The generator writes them at the top level; ingest of a replay buffer
-# writes them per robot under "robots" (umi/generator.py, ingest/sources.py).
-POSE_SERIES: dict[str, int | None] = {
-    "eef_position_m": 3, "eef_rot_axis_angle": 3, "eef_quaternion_xyzw": 4, "joint_positions_rad": 0,
-}
-POSE_REQUIRED = ("eef_position_m", "eef_rot_axis_angle")
-GRIPPER_SERIES: dict[str, int | None] = {"width_m": None, "force_n": None}
-GRIPPER_REQUIRED = ("width_m",)
-_EPISODE_JSON_RE = re.compile(r"^episode_\d+\.json$")
 _GO_DURATION_RE = re.compile(r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$")
-
-
-class ObjectRejected(RobolakeError, ValueError):
-    """An object the commit or merge would bring fails the UMI checks; `.path` is its repository path."""
-
-    exit_code = 3
-
-    def __init__(self, path: str, problem: str) -> None:
-        self.path = path
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
 
 
 class ValidationBudgetExceeded(RobolakeError):
@@ -154,26 +156,6 @@ class ValidationReport:
         return f"{len(self.checked)} UMI object(s) valid at {self.ref!r}, {self.skipped} other object(s) not checked"
 
 
-# ---- which objects, and of what kind ----------------------------------------------------------
-
-
-def classify(path: str) -> str | None:
-    """"replay_buffer", "pose", "gripper", "video", or None for objects the hook does not check."""
-    p = PurePosixPath(path)
-    name = p.name.lower()
-    if name.endswith(".zarr.zip"):
-        return "replay_buffer"
-    if name.endswith(".mp4"):
-        return "video"
-    if _EPISODE_JSON_RE.match(p.name):
-        # The sensor is the nearest enclosing pose/ or gripper/ folder: pose/episode_00001.json
-        # (generated), pose/<dataset>/episode_00001.json (ingested), under any prefix.
-        for folder in reversed(p.parts[:-1]):
-            if folder in ("pose", "gripper"):
-                return folder
-    return None
-
-
 def changes_to_check(client: LakeFSClient, event: HookEvent) -> tuple[str, list[DiffEntry]]:
     """The ref to read objects at, and the entries the operation adds or changes there."""
     repo = event.repository_id
@@ -189,8 +171,12 @@ def changes_to_check(client: LakeFSClient, event: HookEvent) -> tuple[str, list[
 
 
 def validate_event(
-    client: LakeFSClient, event: HookEvent, limits: ValidationLimits = ValidationLimits(), *,
-    work_dir: Path | None = None, deadline: float | None = None,
+    client: LakeFSClient,
+    event: HookEvent,
+    limits: ValidationLimits = ValidationLimits(),
+    *,
+    work_dir: Path | None = None,
+    deadline: float | None = None,
 ) -> ValidationReport:
     """Check every UMI object the event's commit or merge would bring; collect what fails.
 
@@ -226,15 +212,24 @@ def validate_event(
 
 
 def check_object(
-    client: LakeFSClient, repo: str, ref: str, entry: DiffEntry, kind: str, limits: ValidationLimits, tmp: Path,
+    client: LakeFSClient,
+    repo: str,
+    ref: str,
+    entry: DiffEntry,
+    kind: str,
+    limits: ValidationLimits,
+    tmp: Path,
 ) -> None:
     """Read one object at `ref` and check it by kind; ObjectRejected names its path and the problem."""
     path = entry.path
     size = entry.size_bytes if entry.size_bytes is not None else client.stat_object(repo, ref, path).size_bytes
     limit = limits.max_json_bytes if kind in ("pose", "gripper") else limits.max_object_bytes
     if size > limit:
-        raise ObjectRejected(path, f"is {size} bytes, more than the {limit} bytes the validation hook reads for a "
-                                   f"{kind.replace('_', ' ')} file; split it, or raise the hooks server's limit")
+        raise ObjectRejected(
+            path,
+            f"is {size} bytes, more than the {limit} bytes the validation hook reads for a "
+            f"{kind.replace('_', ' ')} file; split it, or raise the hooks server's limit",
+        )
     if size == 0:
         raise ObjectRejected(path, "is empty (0 bytes): an upload that never completed?")
     if kind in ("pose", "gripper"):
@@ -244,167 +239,11 @@ def check_object(
     try:
         client.download_object(repo, ref, path, local)
         if kind == "replay_buffer":
-            _check_replay_buffer(path, local)
+            check_replay_buffer_file(path, local)
         else:
-            _check_video(path, local)
+            check_video_file(path, local)
     finally:
         local.unlink(missing_ok=True)
-
-
-def _check_replay_buffer(path: str, local: Path) -> None:
-    from robolake.umi.errors import DatasetFormatError
-    from robolake.umi.replay_buffer import validate_replay_buffer
-
-    try:
-        validate_replay_buffer(local)
-    except DatasetFormatError as exc:
-        raise ObjectRejected(path, exc.problem.replace(str(local), path)) from exc
-
-
-def _check_video(path: str, local: Path) -> None:
-    from robolake.umi.errors import DatasetFormatError
-    from robolake.umi.video import check_video
-
-    try:
-        info = check_video(local)
-    except DatasetFormatError as exc:  # FFmpeg's messages name the file: name the repository path
-        raise ObjectRejected(path, exc.problem.replace(str(local), path)) from exc
-    if info.codec not in ACCEPTED_VIDEO_CODECS:
-        expected = " or ".join(ACCEPTED_VIDEO_CODECS)
-        raise ObjectRejected(path, f"video codec is {info.codec!r}; UMI clips must be {expected}")
-    if info.frame_count <= 0:
-        raise ObjectRejected(path, "holds no video frames")
-
-
-# ---- episode JSON -----------------------------------------------------------------------------
-
-
-def check_episode_json(path: str, data: bytes, kind: str) -> None:
-    """Check a pose or gripper episode file (`kind`), generated or ingested layout."""
-    if kind == "pose":
-        check_pose_json(path, data)
-    elif kind == "gripper":
-        check_gripper_json(path, data)
-    else:
-        raise ValueError(f"kind {kind!r} is not an episode JSON kind; expected 'pose' or 'gripper'")
-
-
-def check_pose_json(path: str, data: bytes) -> None:
-    """Time stamps finite and increasing; eef position and rotation (and any other series) one
-    finite row of the right width per time stamp."""
-    doc = _load_json(path, data)
-    n = _timestamps(path, doc)
-    for label, series in _series_groups(path, doc):
-        _check_series(path, label, series, POSE_SERIES, POSE_REQUIRED, n)
-
-
-def check_gripper_json(path: str, data: bytes) -> None:
-    """As for poses, and every gripper width within 0..0.2 m."""
-    doc = _load_json(path, data)
-    n = _timestamps(path, doc)
-    lo, hi = GRIPPER_WIDTH_RANGE_M
-    for label, series in _series_groups(path, doc):
-        _check_series(path, label, series, GRIPPER_SERIES, GRIPPER_REQUIRED, n)
-        for i, width in enumerate(series["width_m"]):
-            if not lo <= width <= hi:
-                raise ObjectRejected(path, f"{label}width_m[{i}] = {width!r} m is outside {lo}..{hi} m: not a "
-                                           "gripper opening (metres, not millimetres?)")
-
-
-def _load_json(path: str, data: bytes) -> dict[str, Any]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ObjectRejected(path, "is not UTF-8 text: corrupt, or not an episode JSON file") from None
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ObjectRejected(path, f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}, "
-                                   f"{len(data)} bytes): truncated or corrupt") from None
-    if not isinstance(doc, dict):
-        raise ObjectRejected(path, f"holds {_kind(doc)}, expected a JSON object with timestamps_s and series")
-    return doc
-
-
-def _kind(value: object) -> str:
-    """JSON's name for the value's type, with its article: "an array", "a string", "null"."""
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
-    return names.get(type(value), "a number")
-
-
-def _number(path: str, label: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ObjectRejected(path, f"{label} is {_kind(value)}" + ("" if value is None else f" ({value!r})")
-                                   + ", expected a number")
-    if not math.isfinite(value):
-        raise ObjectRejected(path, f"{label} is {value!r}: every number must be finite")
-    return float(value)
-
-
-def _timestamps(path: str, doc: Mapping[str, Any]) -> int:
-    raw = doc.get("timestamps_s")
-    if not isinstance(raw, list):
-        what = "missing" if raw is None else _kind(raw)
-        raise ObjectRejected(path, f"timestamps_s is {what}, expected an array with one time stamp per frame")
-    if not raw:
-        raise ObjectRejected(path, "timestamps_s is empty: an episode needs at least one frame")
-    previous = -math.inf
-    for i, value in enumerate(raw):
-        t = _number(path, f"timestamps_s[{i}]", value)
-        if t <= previous:
-            raise ObjectRejected(path, f"timestamps_s[{i}] = {t!r} does not increase (timestamps_s[{i - 1}] = "
-                                       f"{previous!r}): time stamps must be strictly increasing")
-        previous = t
-    count = doc.get("frame_count")
-    if count is not None and (isinstance(count, bool) or count != len(raw)):
-        raise ObjectRejected(path, f"frame_count is {count!r} but timestamps_s has {len(raw)} entries")
-    fps = doc.get("fps")
-    if fps is not None and _number(path, "fps", fps) <= 0:
-        raise ObjectRejected(path, f"fps is {fps!r}, expected a positive rate")
-    return len(raw)
-
-
-def _series_groups(path: str, doc: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(label prefix, mapping holding the series): the document itself, or each of its robots."""
-    robots = doc.get("robots")
-    if robots is None:
-        yield "", dict(doc)
-        return
-    if not isinstance(robots, dict) or not robots:
-        raise ObjectRejected(path, f"robots is {_kind(robots)}, expected an object of robot name -> series")
-    for name, series in robots.items():
-        if not isinstance(series, dict):
-            raise ObjectRejected(path, f"robots.{name} is {_kind(series)}, expected an object of series")
-        yield f"robots.{name}.", series
-
-
-def _check_series(
-    path: str, label: str, doc: dict[str, Any], specs: Mapping[str, int | None], required: tuple[str, ...], n: int,
-) -> None:
-    """Check every known series in `doc`; replace each by its floats, so callers can range-check them."""
-    for name in required:
-        if name not in doc:
-            raise ObjectRejected(path, f"{label}{name} is missing; a {'/'.join(required)} series is required")
-    for name, width in specs.items():
-        if name not in doc:
-            continue
-        raw, where = doc[name], f"{label}{name}"
-        if not isinstance(raw, list):
-            raise ObjectRejected(path, f"{where} is {_kind(raw)}, expected an array with one entry per time stamp")
-        if len(raw) != n:
-            raise ObjectRejected(path, f"{where} has {len(raw)} entries but timestamps_s has {n}: every series "
-                                       "needs one entry per time stamp")
-        if width is None:
-            doc[name] = [_number(path, f"{where}[{i}]", v) for i, v in enumerate(raw)]
-            continue
-        expected = width or (len(raw[0]) if isinstance(raw[0], list) else -1)
-        for i, row in enumerate(raw):
-            if not isinstance(row, list) or len(row) != expected or not row:
-                shape = f"{len(row)} numbers" if isinstance(row, list) else _kind(row)
-                want = f"{expected} numbers" if expected > 0 else "a non-empty array of numbers"
-                raise ObjectRejected(path, f"{where}[{i}] is {shape}, expected {want}")
-            for j, value in enumerate(row):
-                _number(path, f"{where}[{i}][{j}]", value)
 
 
 # ---- installing the action --------------------------------------------------------------------
@@ -415,18 +254,9 @@ def validation_hook_url(hooks_endpoint: str, token: str) -> str:
     return f"{hooks_endpoint.rstrip('/')}{ROUTE}?token={quote(token, safe='')}"
 
 
-def stack_hook_url(settings: Settings, environ: Mapping[str, str] | None = None) -> str:
-    """The URL of the local stack's hooks server; the token from ROBOLAKE_HOOKS_TOKEN or the state dir."""
-    token = (os.environ if environ is None else environ).get("ROBOLAKE_HOOKS_TOKEN", "")
-    if not token:
-        state = StateDir(settings.state_dir)
-        creds = state.load_credentials()
-        token = creds.hooks_token if creds is not None else ""
-        if not token:
-            raise ConfigError(
-                f"no hooks token: {str(state.credentials_path)!r} holds none; start the stack (`robolake stack up`), "
-                "point ROBOLAKE_STATE_DIR at its state directory, or pass the webhook URL with --url"
-            )
+def stack_hook_url(settings: Settings) -> str:
+    """The URL of the stack's hooks server, with the token `Settings.resolve_hooks_token` finds."""
+    token = settings.resolve_hooks_token(otherwise="set ROBOLAKE_HOOKS_TOKEN, or pass the webhook URL with --url")
     return validation_hook_url(settings.hooks_endpoint, token)
 
 
@@ -437,20 +267,27 @@ def action_yaml(branch: str, url: str, timeout: str = "2m") -> bytes:
     action = {
         "name": ACTION_NAME,
         "description": "Reject commits and merges that bring malformed UMI files (replay buffers, "
-                       "pose/gripper episode JSON, MP4s); served by `robolake hooks serve`.",
+        "pose/gripper episode JSON, MP4s); served by `robolake hooks serve`.",
         "on": {event: {"branches": [branch]} for event in HANDLED_EVENTS},
-        "hooks": [{
-            "id": HOOK_ID,
-            "type": "webhook",
-            "description": "robolake UMI validation",
-            "properties": {"url": url, "timeout": timeout},
-        }],
+        "hooks": [
+            {
+                "id": HOOK_ID,
+                "type": "webhook",
+                "description": "robolake UMI validation",
+                "properties": {"url": url, "timeout": timeout},
+            }
+        ],
     }
     return yaml.safe_dump(action, sort_keys=False, default_flow_style=False, width=1000).encode()
 
 
 def install_validation_hook(
-    client: LakeFSClient, repo: str, branch: str, url: str, *, timeout: str = "2m",
+    client: LakeFSClient,
+    repo: str,
+    branch: str,
+    url: str,
+    *,
+    timeout: str = "2m",
 ) -> Commit | None:
     """Commit the validation action to `branch`; None when that exact file is committed there already.
 
@@ -475,19 +312,25 @@ def install_validation_hook(
         )
     client.upload_object(repo, branch, ACTION_PATH, body, content_type="application/x-yaml")
     try:
-        return client.commit(repo, branch, "Install the robolake UMI validation hook",
-                             {"robolake_action": ACTION_PATH, "hook_url": _without_query(url)})
+        return client.commit(
+            repo,
+            branch,
+            "Install the robolake UMI validation hook",
+            {"robolake_action": ACTION_PATH, "hook_url": _without_query(url)},
+        )
     except PreconditionFailedError as exc:
-        _reset_object(client, repo, branch, ACTION_PATH)
+        _reset_quietly(client, repo, branch, ACTION_PATH)
         said = "; ".join(hook_failure_reasons(client, repo, exc)) or _TOKEN_RE.sub(r"\1...", exc.server_message.strip())
         raise PreconditionFailedError(
             f"installing the UMI validation hook on {repo}/{branch} failed: lakeFS ran it for the install commit "
             f"and it did not pass ({said}); is `robolake hooks serve` running at {_without_query(url)} with the "
             "token in the URL? The branch was left as it was",
-            status=exc.status, server_message=exc.server_message, call=exc.call,
+            status=exc.status,
+            server_message=exc.server_message,
+            call=exc.call,
         ) from exc
     except RobolakeError:
-        _reset_object(client, repo, branch, ACTION_PATH)
+        _reset_quietly(client, repo, branch, ACTION_PATH)
         raise
 
 
@@ -495,18 +338,13 @@ def _without_query(url: str) -> str:
     return url.split("?", 1)[0]
 
 
-# ---- reading lakeFS's account of a failed hook --------------------------------------------------
-# LakeFSClient has no calls for the actions API or for resetting one staged path; these helpers
-# go through its request plumbing, so errors are translated the same way.
-
-
-def _reset_object(client: LakeFSClient, repo: str, branch: str, path: str) -> None:
-    """Drop the staged change of `path` on `branch` (lakeFS "reset" of one object)."""
-    call = Call(f"reset {path!r} on branch {branch!r}", repo, (("branch", branch),), path)
+def _reset_quietly(client: LakeFSClient, repo: str, branch: str, path: str) -> None:
+    # Undo the staged action file; if even that fails, the error being raised says more.
     with contextlib.suppress(RobolakeError):
-        client._request("PUT", f"/repositories/{quote(repo, safe='')}/branches/{quote(branch, safe='')}", call,
-                        json={"type": "object", "path": path})
+        client.reset_object(repo, branch, path)
 
+
+# ---- reading lakeFS's account of a failed hook --------------------------------------------------
 
 _RUN_ID_RE = re.compile(r"run id '([^']+)'")
 _TOKEN_RE = re.compile(r"(token=)[^&\s\"']+")
@@ -518,18 +356,14 @@ def hook_failure_reasons(client: LakeFSClient, repo: str, exc: PreconditionFaile
     match = _RUN_ID_RE.search(exc.server_message)
     if match is None:
         return []
-    run = quote(match.group(1), safe="")
-    base = f"/repositories/{quote(repo, safe='')}/actions/runs/{run}/hooks"
+    run_id = match.group(1)
     reasons: list[str] = []
     try:
-        hooks = list(client._pages(base, Call(f"list the hooks of run {match.group(1)!r}", repo)))
-        for hook in hooks:
-            if hook.get("status") != "failed":
+        for hook in list(client.hook_runs(repo, run_id)):
+            if hook.status != "failed":
                 continue
-            hook_run = str(hook.get("hook_run_id", ""))
-            call = Call(f"read the output of hook run {hook_run!r}", repo)
-            output = client._request("GET", f"{base}/{quote(hook_run, safe='')}/output", call).text
-            said = _reply_in(output) or f"hook {hook.get('hook_id')!r} failed: {_last_error(output)}"
+            output = client.hook_run_output(repo, run_id, hook.hook_run_id)
+            said = _reply_in(output) or f"hook {hook.hook_id!r} failed: {_last_error(output)}"
             # lakeFS's own errors quote the webhook URL, token included: never pass that on.
             reasons.append(_TOKEN_RE.sub(r"\1...", said))
     except RobolakeError:
@@ -557,7 +391,9 @@ def explain_hook_failure(client: LakeFSClient, repo: str, exc: PreconditionFaile
     action = exc.call.action if exc.call is not None else "complete the operation"
     return PreconditionFailedError(
         f"cannot {action}: the validation hook refused it: {'; '.join(reasons)}",
-        status=exc.status, server_message=exc.server_message, call=exc.call,
+        status=exc.status,
+        server_message=exc.server_message,
+        call=exc.call,
     )
 
 

@@ -18,11 +18,13 @@ import ipaddress
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from robolake.errors import RobolakeError
+from robolake.config import Settings
+from robolake.errors import ConfigError, RobolakeError
 from robolake.versioning.client import LakeFSClient
 from robolake.versioning.hooks import (
     HANDLED_EVENTS,
@@ -87,14 +89,17 @@ def hooks_app(config: HooksConfig, client: LakeFSClient) -> web.Application:
             return _answer(400, f"not a lakeFS webhook event: {exc}")
         where = f"{event.event_type} {event.repository_id}/{event.branch_id} from {event.source_ref}"
         if event.event_type not in HANDLED_EVENTS:
-            return _answer(400, f"{event.event_type!r} events are not validated; run this hook on "
-                                f"{' and '.join(HANDLED_EVENTS)} only")
+            return _answer(
+                400,
+                f"{event.event_type!r} events are not validated; run this hook on {' and '.join(HANDLED_EVENTS)} only",
+            )
         budget = config.limits.time_budget_s
         started = time.monotonic()
         try:
             async with slots:
-                work = asyncio.to_thread(validate_event, client, event, config.limits, work_dir=config.work_dir,
-                                         deadline=started + budget)
+                work = asyncio.to_thread(
+                    validate_event, client, event, config.limits, work_dir=config.work_dir, deadline=started + budget
+                )
                 report = await asyncio.wait_for(work, timeout=budget + _ANSWER_GRACE_S)
         except (ValidationBudgetExceeded, TimeoutError) as exc:
             reason = str(exc) or f"validation did not finish within {budget:.0f} s; commit in smaller batches"
@@ -134,3 +139,31 @@ async def serve(config: HooksConfig, client: LakeFSClient, *, ready: asyncio.Eve
     finally:
         await runner.cleanup()
         client.close()
+
+
+def run_hooks_server(
+    settings: Settings,
+    limits: ValidationLimits,
+    host: str | None = None,
+    port: int | None = None,
+    lakefs_endpoint: str | None = None,
+    work_dir: Path | None = None,
+    *,
+    announce: Callable[[str], object] = log.info,
+) -> None:
+    """Run the hooks server of the stack `settings` describe in the foreground, until interrupted.
+
+    The token and lakeFS's keys come from `Settings.resolve_hooks_token` / `resolve_lakefs_keys`;
+    None for host, port or lakeFS endpoint means the stack's.
+    """
+    token = settings.resolve_hooks_token()
+    client = LakeFSClient.from_settings(settings, endpoint=lakefs_endpoint)
+    host, port = host or settings.host, port or settings.hooks_port
+    config = HooksConfig(token=token, host=host, port=port, work_dir=work_dir, limits=limits)
+    announce(f"robolake hooks on http://{host}:{port}{ROUTE}?token=..., reading from lakeFS at {client.endpoint}")
+    try:
+        asyncio.run(serve(config, client))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; choose another port with --port or ROBOLAKE_HOOKS_PORT"
+        ) from exc
