@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 import requests
@@ -12,6 +13,9 @@ from rich.table import Table
 
 from robolake.cli.common import PORT, err_console, load_settings, out_console, run_cli
 from robolake.errors import ConfigError, ServiceUnavailableError
+
+if TYPE_CHECKING:
+    from robolake.accelerator.server import AcceleratorConfig
 
 
 @click.group()
@@ -53,18 +57,7 @@ def accelerator() -> None:
     help="Re-check a cached object's ETag with MinIO after this many seconds (catches a lost notification).",
 )
 @click.option("--no-prefetch", is_flag=True, help="Switch off episode-aware prefetch.")
-def serve(
-    host: str | None,
-    port: int | None,
-    admin_port: int | None,
-    upstreams: tuple[str, ...],
-    cache_dir: Path,
-    memory_mb: int | None,
-    disk_mb: int | None,
-    max_object_kb: int | None,
-    revalidate_after_s: float,
-    no_prefetch: bool,
-) -> None:
+def serve(**opts: Any) -> None:
     """Run the accelerator in the foreground (Ctrl-C stops it).
 
     Credentials it accepts for cache hits: MINIO_ROOT_USER / MINIO_ROOT_PASSWORD (environment or
@@ -73,29 +66,9 @@ def serve(
 
     Example: robolake accelerator serve --upstream http://127.0.0.1:9001 --upstream http://127.0.0.1:9002
     """
-    from robolake.accelerator.server import AcceleratorConfig
     from robolake.accelerator.server import serve as run
 
-    s = load_settings()
-    config = AcceleratorConfig(
-        upstreams=tuple(upstreams) or tuple(s.minio_endpoints),
-        credentials={s.minio_root_user: s.minio_root_password},
-        host=host or s.host,
-        port=port or s.accelerator_port,
-        admin_port=admin_port or s.accelerator_admin_port,
-        cache_dir=cache_dir,
-        memory_bytes=(memory_mb or s.accelerator_memory_mb) << 20,
-        disk_bytes=(s.accelerator_disk_mb if disk_mb is None else disk_mb) << 20,
-        max_object_bytes=(max_object_kb or s.accelerator_max_object_kb) << 10,
-        revalidate_after_s=revalidate_after_s,
-        webhook_token=s.webhook_token,
-        prefetch=not no_prefetch,
-    )
-    if config.max_object_bytes > config.memory_bytes // 2:
-        raise ConfigError(
-            f"--max-object-kb {config.max_object_bytes >> 10} must be at most half the memory "
-            f"tier ({config.memory_bytes >> 20} MB); raise --memory-mb or lower --max-object-kb"
-        )
+    config = _serve_config(opts)
     err_console.print(
         f"accelerator on http://{config.host}:{config.port} -> {', '.join(config.upstreams)}; "
         f"metrics on http://{config.host}:{config.admin_port}/metrics"
@@ -111,6 +84,34 @@ def serve(
             f"cannot listen on {config.host}:{config.port} or :{config.admin_port}: {exc.strerror}; "
             "choose other ports with --port / --admin-port"
         ) from exc
+
+
+def _serve_config(opts: dict[str, Any]) -> AcceleratorConfig:
+    """The accelerator's settings: `serve`'s flags over the stack's settings."""
+    from robolake.accelerator.server import AcceleratorConfig
+
+    s = load_settings()
+    disk_mb = s.accelerator_disk_mb if opts["disk_mb"] is None else opts["disk_mb"]
+    config = AcceleratorConfig(
+        upstreams=tuple(opts["upstreams"]) or tuple(s.minio_endpoints),
+        credentials={s.minio_root_user: s.minio_root_password},
+        host=opts["host"] or s.host,
+        port=opts["port"] or s.accelerator_port,
+        admin_port=opts["admin_port"] or s.accelerator_admin_port,
+        cache_dir=opts["cache_dir"],
+        memory_bytes=(opts["memory_mb"] or s.accelerator_memory_mb) << 20,
+        disk_bytes=disk_mb << 20,
+        max_object_bytes=(opts["max_object_kb"] or s.accelerator_max_object_kb) << 10,
+        revalidate_after_s=opts["revalidate_after_s"],
+        webhook_token=s.webhook_token,
+        prefetch=not opts["no_prefetch"],
+    )
+    if config.max_object_bytes > config.memory_bytes // 2:
+        raise ConfigError(
+            f"--max-object-kb {config.max_object_bytes >> 10} must be at most half the memory "
+            f"tier ({config.memory_bytes >> 20} MB); raise --memory-mb or lower --max-object-kb"
+        )
+    return config
 
 
 @accelerator.command()
