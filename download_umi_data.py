@@ -93,47 +93,96 @@ def _non_negative(value: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="download_umi_data.py", description=__doc__.split("\n", 1)[0],
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="download_umi_data.py",
+        description=__doc__.split("\n", 1)[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--generate", action="store_true",
-                        help="generate a synthetic UMI dataset into --out (e.g. --generate --profile tiny)")
-    parser.add_argument("--upload", action="store_true",
-                        help="upload --out into the lake, verified and resumable (e.g. --generate --upload)")
-    parser.add_argument("--experiments", action="store_true",
-                        help="with --generate: also write experiment configs (configs/experiment_XXX.yaml)")
-    parser.add_argument("--benchmark", choices=BENCHMARKS, metavar="NAME",
-                        help="run a benchmark: " + ", ".join(BENCHMARKS) + " (e.g. --benchmark dataloader --smoke)")
-    parser.add_argument("--minio-endpoint", type=_endpoint, default=None, metavar="HOST:PORT",
-                        help="S3 endpoint for --upload (default: the accelerator, 127.0.0.1:9000; e.g. "
-                             "127.0.0.1:9001 for MinIO node 1); with --benchmark small_file_performance, the MinIO "
-                             "endpoint of the direct path (default: node 1)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="dataset directory for --generate / --upload (default: ./umi_data/<name>, e.g. "
-                             "umi_data/synthetic_small_s0_e8; every dataset gets its own folder)")
-    parser.add_argument("--profile", choices=PROFILES, default="small",
-                        help="dataset size for --generate (default: small; tiny takes seconds, large ~1 h)")
-    parser.add_argument("--episodes", type=_positive, default=None,
-                        help="episodes for --generate (default: the profile's count, e.g. 8 for small)")
+    _add_what_to_do(parser)
+    _add_dataset_options(parser)
+    return parser
+
+
+def _add_what_to_do(parser: argparse.ArgumentParser) -> None:
+    """--generate, --upload, --experiments, --benchmark and the endpoint they use."""
+    parser.add_argument(
+        "--generate",
+        action="store_true",
+        help="generate a synthetic UMI dataset into --out (e.g. --generate --profile tiny)",
+    )
+    parser.add_argument(
+        "--upload",
+        action="store_true",
+        help="upload --out into the lake, verified and resumable (e.g. --generate --upload)",
+    )
+    parser.add_argument(
+        "--experiments",
+        action="store_true",
+        help="with --generate: also write experiment configs (configs/experiment_XXX.yaml)",
+    )
+    parser.add_argument(
+        "--benchmark",
+        choices=BENCHMARKS,
+        metavar="NAME",
+        help="run a benchmark: " + ", ".join(BENCHMARKS) + " (e.g. --benchmark dataloader --smoke)",
+    )
+    parser.add_argument(
+        "--minio-endpoint",
+        type=_endpoint,
+        default=None,
+        metavar="HOST:PORT",
+        help="S3 endpoint for --upload (default: the accelerator, 127.0.0.1:9000; e.g. "
+        "127.0.0.1:9001 for MinIO node 1); with --benchmark small_file_performance, the MinIO "
+        "endpoint of the direct path (default: node 1)",
+    )
+
+
+def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    """Which dataset (--out, --profile, --episodes, --seed, --name) and how (--concurrency, --smoke, --json)."""
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="dataset directory for --generate / --upload (default: ./umi_data/<name>, e.g. "
+        "umi_data/synthetic_small_s0_e8; every dataset gets its own folder)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="small",
+        help="dataset size for --generate (default: small; tiny takes seconds, large ~1 h)",
+    )
+    parser.add_argument(
+        "--episodes",
+        type=_positive,
+        default=None,
+        help="episodes for --generate (default: the profile's count, e.g. 8 for small)",
+    )
     parser.add_argument("--seed", type=_non_negative, default=0, help="random seed for --generate (default: 0)")
-    parser.add_argument("--name", default=None,
-                        help="dataset name in the lake for --upload, and the folder under ./umi_data "
-                             "(default: synthetic_<profile>_s<seed>_e<episodes>)")
+    parser.add_argument(
+        "--name",
+        default=None,
+        help="dataset name in the lake for --upload, and the folder under ./umi_data "
+        "(default: synthetic_<profile>_s<seed>_e<episodes>)",
+    )
     parser.add_argument("--concurrency", type=_positive, default=32, help="uploads in flight (default: 32)")
     parser.add_argument("--smoke", action="store_true", help="with --benchmark: a quick run (under a minute)")
     parser.add_argument("--json", action="store_true", help="print one JSON document with the results")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not (args.generate or args.upload or args.benchmark):
-        parser.error("nothing to do: give --generate, --upload and/or --benchmark small_file_performance "
-                     "(e.g. --generate --upload)")
+        parser.error(
+            "nothing to do: give --generate, --upload and/or --benchmark small_file_performance "
+            "(e.g. --generate --upload)"
+        )
     if args.benchmark not in (None, "small_file_performance") and args.minio_endpoint and not args.upload:
-        parser.error(f"--minio-endpoint does not apply to --benchmark {args.benchmark} (it reads MinIO node 1 and the "
-                     "accelerator of the stack); use it with --upload or --benchmark small_file_performance")
+        parser.error(
+            f"--minio-endpoint does not apply to --benchmark {args.benchmark} (it reads MinIO node 1 and the "
+            "accelerator of the stack); use it with --upload or --benchmark small_file_performance"
+        )
     if args.experiments and not args.generate:
         parser.error("--experiments needs --generate (configs are written while generating)")
     try:
@@ -176,33 +225,65 @@ def _generate(args: argparse.Namespace, console: Any) -> dict[str, Any]:
 
     started = time.monotonic()
     with counter_progress(f"generating {args.profile} dataset", console=console) as progress:
-        manifest = generate_dataset(args.out, episodes=args.episodes, seed=args.seed, profile=args.profile,
-                                    experiments=args.experiments, progress=progress)
+        manifest = generate_dataset(
+            args.out,
+            episodes=args.episodes,
+            seed=args.seed,
+            profile=args.profile,
+            experiments=args.experiments,
+            progress=progress,
+        )
     seconds = time.monotonic() - started
-    console.print(f"generated {manifest.episodes} episodes, {len(manifest.files)} files, "
-                  f"{manifest.total_bytes / 1e6:,.1f} MB in {args.out} ({seconds:.1f} s)")
-    return {"out": str(args.out), "episodes": manifest.episodes, "files": len(manifest.files),
-            "bytes": manifest.total_bytes, "seconds": round(seconds, 2)}
+    console.print(
+        f"generated {manifest.episodes} episodes, {len(manifest.files)} files, "
+        f"{manifest.total_bytes / 1e6:,.1f} MB in {args.out} ({seconds:.1f} s)"
+    )
+    return {
+        "out": str(args.out),
+        "episodes": manifest.episodes,
+        "files": len(manifest.files),
+        "bytes": manifest.total_bytes,
+        "seconds": round(seconds, 2),
+    }
 
 
 def _upload(args: argparse.Namespace, settings: Any, console: Any) -> dict[str, Any]:
-    from robolake.storage.progress import object_progress
     from robolake.ingest.pipeline import ingest
+    from robolake.storage.progress import object_progress
 
     with object_progress("uploading", console=console) as progress:
-        result = ingest(args.out, settings, dataset_name=args.name, endpoint=args.minio_endpoint,
-                        concurrency=args.concurrency, progress=progress, status=lambda m: console.print(f"  {m}"))
+        result = ingest(
+            args.out,
+            settings,
+            dataset_name=args.name,
+            endpoint=args.minio_endpoint,
+            concurrency=args.concurrency,
+            progress=progress,
+            status=lambda m: console.print(f"  {m}"),
+        )
     up = result.upload
-    console.print(f"dataset {result.dataset!r}: {up.objects} objects uploaded and verified, {up.skipped} already "
-                  f"stored unchanged, {up.bytes / 1e6:,.1f} MB in {up.seconds:.1f} s at {up.endpoint}; "
-                  f"manifest {result.manifest}")
+    console.print(
+        f"dataset {result.dataset!r}: {up.objects} objects uploaded and verified, {up.skipped} already "
+        f"stored unchanged, {up.bytes / 1e6:,.1f} MB in {up.seconds:.1f} s at {up.endpoint}; "
+        f"manifest {result.manifest}"
+    )
     return result.as_dict()
 
 
-MODULES = {"small_file_performance": "small_files", "large_file_streaming": "streaming", "mixed_workload": "mixed",
-           "dataloader": "dataloader", "warp_check": "warpcheck"}  # fmt: skip
-PARAMS = {"small_file_performance": "SmallFileBenchParams", "large_file_streaming": "StreamingParams",
-          "mixed_workload": "MixedParams", "dataloader": "LoaderParams", "warp_check": "WarpCheckParams"}  # fmt: skip
+MODULES = {
+    "small_file_performance": "small_files",
+    "large_file_streaming": "streaming",
+    "mixed_workload": "mixed",
+    "dataloader": "dataloader",
+    "warp_check": "warpcheck",
+}
+PARAMS = {
+    "small_file_performance": "SmallFileBenchParams",
+    "large_file_streaming": "StreamingParams",
+    "mixed_workload": "MixedParams",
+    "dataloader": "LoaderParams",
+    "warp_check": "WarpCheckParams",
+}
 
 
 def _benchmark(args: argparse.Namespace, settings: Any, console: Any) -> dict[str, Any]:

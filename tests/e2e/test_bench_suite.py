@@ -31,8 +31,11 @@ def _run_dir(out: Path, doc: dict[str, Any], client: Any) -> Path:
 
 
 def test_large_file_streaming_smoke(stack: NativeStack, client: Any, tmp_path: Path) -> None:
-    result = run([ROBOLAKE, "bench", "large-file-streaming", "--smoke", "--out", str(tmp_path), "--json"],
-                 settings_env(stack.settings), timeout=300)  # fmt: skip
+    result = run(
+        [ROBOLAKE, "bench", "large-file-streaming", "--smoke", "--out", str(tmp_path), "--json"],
+        settings_env(stack.settings),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     cells = {(c["path"], c["op"], c["concurrency"]): c for c in doc["series"]}
@@ -50,7 +53,8 @@ def test_large_file_streaming_smoke(stack: NativeStack, client: Any, tmp_path: P
     assert warp["measured_by"] == "warp" and warp["mib_per_s"] > 0 and "--secret-key ***" in warp["command"]
     sizes = doc["summary"]["sizes"]
     assert sizes["16MiB"]["ours_vs_warp_c2"] == pytest.approx(
-        sizes["16MiB"]["direct_c2_mib_per_s"] / sizes["16MiB"]["warp_c2_mib_per_s"], rel=0.01)  # fmt: skip
+        sizes["16MiB"]["direct_c2_mib_per_s"] / sizes["16MiB"]["warp_c2_mib_per_s"], rel=0.01
+    )
     assert "ours_vs_warp_c1" not in sizes["6MiB"]  # smoke: warp only for the largest size
     run_dir = _run_dir(tmp_path, doc, client)
     report = (run_dir / "report.md").read_text()
@@ -60,10 +64,14 @@ def test_large_file_streaming_smoke(stack: NativeStack, client: Any, tmp_path: P
     assert leftovers.get("KeyCount", 0) == 0
 
 
-def test_warp_check_smoke_runs_both_drivers_on_the_same_objects(stack: NativeStack, client: Any,
-                                                                tmp_path: Path) -> None:  # fmt: skip
-    result = run([ROBOLAKE, "bench", "warp-check", "--smoke", "--out", str(tmp_path), "--json"],
-                 settings_env(stack.settings), timeout=400)  # fmt: skip
+def test_warp_check_smoke_runs_both_drivers_on_the_same_objects(
+    stack: NativeStack, client: Any, tmp_path: Path
+) -> None:
+    result = run(
+        [ROBOLAKE, "bench", "warp-check", "--smoke", "--out", str(tmp_path), "--json"],
+        settings_env(stack.settings),
+        timeout=400,
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     s = doc["summary"]
@@ -74,8 +82,14 @@ def test_warp_check_smoke_runs_both_drivers_on_the_same_objects(stack: NativeSta
         assert 0.33 < s[name]["ratio"] < 3, s
         assert s[name]["within"] == (abs(s[name]["ratio"] - 1) <= s[name]["tolerance"])
     paths = [(c["path"], c["op"]) for c in doc["series"]]
-    assert paths == [("warp", "GET 4KiB"), ("robolake driver", "GET 4KiB"), ("warp (again)", "GET 4KiB"),
-                     ("warp", "GET 16MiB"), ("robolake driver", "GET 16MiB"), ("warp (again)", "GET 16MiB")]
+    assert paths == [
+        ("warp", "GET 4KiB"),
+        ("robolake driver", "GET 4KiB"),
+        ("warp (again)", "GET 4KiB"),
+        ("warp", "GET 16MiB"),
+        ("robolake driver", "GET 16MiB"),
+        ("warp (again)", "GET 16MiB"),
+    ]
     run_dir = _run_dir(tmp_path, doc, client)
     assert "| small GET | 4KiB | 8 | objects/s |" in (run_dir / "report.md").read_text()
     leftovers = client.list_objects_v2(Bucket="robolake-bench-warpcheck", Prefix=doc["run_id"])
@@ -84,14 +98,22 @@ def test_warp_check_smoke_runs_both_drivers_on_the_same_objects(stack: NativeSta
 
 def test_dataloader_via_the_seed_flag_then_compare_two_runs(stack: NativeStack, client: Any, tmp_path: Path) -> None:
     env = settings_env(stack.settings)
-    seeded = run([sys.executable, str(ROOT / "download_umi_data.py"), "--benchmark", "dataloader", "--smoke", "--json"],
-                 env, cwd=tmp_path, timeout=180)  # fmt: skip
+    seeded = run(
+        [sys.executable, str(ROOT / "download_umi_data.py"), "--benchmark", "dataloader", "--smoke", "--json"],
+        env,
+        cwd=tmp_path,
+        timeout=180,
+    )
     assert seeded.returncode == 0, seeded.stderr
     first = json.loads(seeded.stdout)["benchmark"]
     assert first["benchmark"] == "dataloader"
     _run_dir(tmp_path / "benchmarks", first, client)
-    again = run([ROBOLAKE, "bench", "dataloader", "--smoke", "--paths", "direct", "--concurrency", "4", "--json"],
-                env, cwd=tmp_path, timeout=180)  # fmt: skip
+    again = run(
+        [ROBOLAKE, "bench", "dataloader", "--smoke", "--paths", "direct", "--concurrency", "4", "--json"],
+        env,
+        cwd=tmp_path,
+        timeout=180,
+    )
     assert again.returncode == 0, again.stderr
     second = json.loads(again.stdout)
     assert {(c["path"], c["concurrency"]) for c in second["series"]} == {("direct", 4)}
@@ -104,11 +126,18 @@ def test_dataloader_via_the_seed_flag_then_compare_two_runs(stack: NativeStack, 
     b = next(c for c in second["series"] if c["unit"] == "episodes")
     assert f"{b['per_s'] / a['per_s']:.2f}x" in compared.stdout
 
-    by_path = run([ROBOLAKE, "bench", "compare", str(tmp_path / "benchmarks" / first["run_id"]),
-                   str(tmp_path / "benchmarks" / second["run_id"] / "results.json")], env)  # fmt: skip
+    by_path = run(
+        [
+            ROBOLAKE,
+            "bench",
+            "compare",
+            str(tmp_path / "benchmarks" / first["run_id"]),
+            str(tmp_path / "benchmarks" / second["run_id"] / "results.json"),
+        ],
+        env,
+    )
     assert by_path.returncode == 0 and by_path.stdout == compared.stdout
-    missing = run([ROBOLAKE, "bench", "compare", first["run_id"], "20990101T000000Z-nothing-000000"], env,
-                  cwd=tmp_path)  # fmt: skip
+    missing = run([ROBOLAKE, "bench", "compare", first["run_id"], "20990101T000000Z-nothing-000000"], env, cwd=tmp_path)
     assert missing.returncode == 2 and "no benchmark run '20990101T000000Z-nothing-000000'" in missing.stderr
 
 
@@ -125,22 +154,53 @@ def test_bad_workload_options_are_refused_before_anything_runs(stack: NativeStac
         result = run([ROBOLAKE, "bench", *args], env)
         assert result.returncode == 2, (args, result.stderr)
         assert message in result.stderr, (args, result.stderr)
-    seeded = run([sys.executable, str(ROOT / "download_umi_data.py"), "--benchmark", "mixed_workload",
-                  "--minio-endpoint", "127.0.0.1:9001"], env)  # fmt: skip
+    seeded = run(
+        [
+            sys.executable,
+            str(ROOT / "download_umi_data.py"),
+            "--benchmark",
+            "mixed_workload",
+            "--minio-endpoint",
+            "127.0.0.1:9001",
+        ],
+        env,
+    )
     assert seeded.returncode == 2 and "--minio-endpoint does not apply to --benchmark mixed_workload" in seeded.stderr
 
 
 def test_bench_accelerator_writes_the_same_reports(stack: NativeStack, client: Any, tmp_path: Path) -> None:
-    result = run([ROBOLAKE, "bench", "accelerator", "--duration", "6", "--objects", "200", "--batch-size", "50",
-                  "--concurrency", "8", "--out", str(tmp_path)], settings_env(stack.settings), timeout=300)  # fmt: skip
+    result = run(
+        [
+            ROBOLAKE,
+            "bench",
+            "accelerator",
+            "--duration",
+            "6",
+            "--objects",
+            "200",
+            "--batch-size",
+            "50",
+            "--concurrency",
+            "8",
+            "--out",
+            str(tmp_path),
+        ],
+        settings_env(stack.settings),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     (run_dir,) = list(tmp_path.iterdir())
     doc = json.loads((run_dir / "results.json").read_text())
     _run_dir(tmp_path, doc, client)
     assert [(s["path"], s["op"]) for s in doc["series"]] == [
-        ("direct", "GET"), ("accelerator warm", "GET"), ("direct (again)", "GET"), ("accelerator batch", "GET")]
+        ("direct", "GET"),
+        ("accelerator warm", "GET"),
+        ("direct (again)", "GET"),
+        ("accelerator batch", "GET"),
+    ]
     summary = doc["summary"]
     assert summary["direct_get_objects_per_s"] > 0 and summary["batch_get_objects_per_s"] > 0
     assert summary["warm_get_speedup"] == pytest.approx(
-        summary["accelerator_warm_get_objects_per_s"] / summary["direct_get_objects_per_s"], rel=0.02)  # fmt: skip
+        summary["accelerator_warm_get_objects_per_s"] / summary["direct_get_objects_per_s"], rel=0.02
+    )
     assert "| accelerator warm GET (warp) |" in result.stdout

@@ -22,8 +22,9 @@ SCRIPT = ROOT / "download_umi_data.py"
 ROBOLAKE = str(Path(sys.executable).parent / "robolake")
 
 
-def run(cmd: list[str], env: dict[str, str], cwd: Path = ROOT,
-        timeout: float = 600) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def run(
+    cmd: list[str], env: dict[str, str], cwd: Path = ROOT, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -43,12 +44,28 @@ def _dataset_state(client: Any, dataset: str) -> dict[tuple[str, str], tuple[str
 
 
 def test_generate_upload_verifies_everything_and_a_second_run_changes_nothing(
-        stack: NativeStack, client: Any, tmp_path: Path) -> None:  # fmt: skip
+    stack: NativeStack, client: Any, tmp_path: Path
+) -> None:
     env = settings_env(stack.settings)
     accel = stack.settings.accelerator_endpoint.removeprefix("http://")
     dataset = f"e2e_{uuid.uuid4().hex[:8]}"
-    cmd = [sys.executable, str(SCRIPT), "--generate", "--upload", "--profile", "tiny", "--seed", "5",
-           "--experiments", "--out", str(tmp_path / "umi_data"), "--minio-endpoint", accel, "--name", dataset]
+    cmd = [
+        sys.executable,
+        str(SCRIPT),
+        "--generate",
+        "--upload",
+        "--profile",
+        "tiny",
+        "--seed",
+        "5",
+        "--experiments",
+        "--out",
+        str(tmp_path / "umi_data"),
+        "--minio-endpoint",
+        accel,
+        "--name",
+        dataset,
+    ]
     first = run([*cmd, "--json"], env)
     assert first.returncode == 0, first.stderr
     doc = json.loads(first.stdout)
@@ -77,8 +94,17 @@ def test_help_explains_every_flag_with_an_example() -> None:
     result = run([sys.executable, str(SCRIPT), "--help"], settings_env_free())
     assert result.returncode == 0
     text = result.stdout
-    for flag in ("--generate", "--upload", "--experiments", "--benchmark", "--minio-endpoint", "--episodes",
-                 "--profile", "--seed", "--out"):
+    for flag in (
+        "--generate",
+        "--upload",
+        "--experiments",
+        "--benchmark",
+        "--minio-endpoint",
+        "--episodes",
+        "--profile",
+        "--seed",
+        "--out",
+    ):
         assert flag in text
     assert "small_file_performance" in text and "127.0.0.1:9000" in text and "examples:" in text
 
@@ -101,22 +127,38 @@ def test_without_robolake_it_points_to_deploy_local() -> None:
 def test_small_file_benchmark_via_the_seed_flag(stack: NativeStack, client: Any, tmp_path: Path) -> None:
     env = settings_env(stack.settings)
     node = stack.settings.minio_endpoints[1].removeprefix("http://")
-    result = run([sys.executable, str(SCRIPT), "--benchmark", "small_file_performance", "--smoke",
-                  "--minio-endpoint", node, "--json"], env, cwd=tmp_path, timeout=180)  # fmt: skip
+    result = run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--benchmark",
+            "small_file_performance",
+            "--smoke",
+            "--minio-endpoint",
+            node,
+            "--json",
+        ],
+        env,
+        cwd=tmp_path,
+        timeout=180,
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)["benchmark"]
     assert doc["summary"]["direct_endpoint"] == stack.settings.minio_endpoints[1]
     cells = {(c["path"], c["op"], c["concurrency"]): c for c in doc["series"]}
     paths = ("direct", "accelerator cold", "accelerator warm", "accelerator batch")
     assert set(cells) == {(p, "GET", level) for p in paths for level in (1, 8)} | {
-        ("accelerator", op, level) for op in ("PUT", "HEAD", "LIST") for level in (1, 8)}
+        ("accelerator", op, level) for op in ("PUT", "HEAD", "LIST") for level in (1, 8)
+    }
     for cell in cells.values():
         assert cell["errors"] == 0 and cell["per_s"] > 0
         assert set(cell["latency_ms"]) >= {"p50", "p90", "p99", "p99.9"} and cell["latency_cdf_ms"]
     for level in (1, 8):  # every cold object was read exactly once, each a miss
         assert cells[("accelerator cold", "GET", level)]["count"] == 300
-        assert cells[("accelerator batch", "GET", level)]["count"] == 100 * cells[
-            ("accelerator batch", "GET", level)]["requests"]  # fmt: skip
+        assert (
+            cells[("accelerator batch", "GET", level)]["count"]
+            == 100 * cells[("accelerator batch", "GET", level)]["requests"]
+        )
     assert "[14/14] LIST via accelerator, 8 concurrent" in result.stderr
     local = tmp_path / "benchmarks"
     (run_dir,) = list(local.iterdir())
@@ -134,17 +176,45 @@ def test_small_file_benchmark_via_the_seed_flag(stack: NativeStack, client: Any,
 
 def test_bench_small_files_command_puts_to_a_minio_node(stack: NativeStack, tmp_path: Path) -> None:
     node = stack.settings.minio_endpoints[0].removeprefix("http://")
-    result = run([ROBOLAKE, "bench", "small-files", "--endpoint", node, "--objects", "40", "--duration", "0.3",
-                  "--warmup", "0", "--concurrency", "1,4", "--ops", "put,get,list",
-                  "--paths", "direct,accelerator warm", "--out", str(tmp_path), "--json"],
-                 settings_env(stack.settings), timeout=120)  # fmt: skip
+    result = run(
+        [
+            ROBOLAKE,
+            "bench",
+            "small-files",
+            "--endpoint",
+            node,
+            "--objects",
+            "40",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0",
+            "--concurrency",
+            "1,4",
+            "--ops",
+            "put,get,list",
+            "--paths",
+            "direct,accelerator warm",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+        settings_env(stack.settings),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["summary"]["ops_endpoint"] == stack.settings.minio_endpoints[0]
     assert [(c["path"], c["op"], c["concurrency"]) for c in doc["series"]] == [
-        ("direct", "GET", 1), ("accelerator warm", "GET", 1), ("direct", "GET", 4), ("accelerator warm", "GET", 4),
-        (stack.settings.minio_endpoints[0], "PUT", 1), (stack.settings.minio_endpoints[0], "PUT", 4),
-        (stack.settings.minio_endpoints[0], "LIST", 1), (stack.settings.minio_endpoints[0], "LIST", 4)]
+        ("direct", "GET", 1),
+        ("accelerator warm", "GET", 1),
+        ("direct", "GET", 4),
+        ("accelerator warm", "GET", 4),
+        (stack.settings.minio_endpoints[0], "PUT", 1),
+        (stack.settings.minio_endpoints[0], "PUT", 4),
+        (stack.settings.minio_endpoints[0], "LIST", 1),
+        (stack.settings.minio_endpoints[0], "LIST", 4),
+    ]
     bad = run([ROBOLAKE, "bench", "small-files", "--concurrency", "1,x"], settings_env(stack.settings))
     assert bad.returncode == 2 and "--concurrency '1,x'" in bad.stderr
     bad = run([ROBOLAKE, "bench", "small-files", "--paths", "direct,sideways"], settings_env(stack.settings))
@@ -152,15 +222,19 @@ def test_bench_small_files_command_puts_to_a_minio_node(stack: NativeStack, tmp_
 
 
 def test_bench_upload_smoke_compares_with_warp(stack: NativeStack, tmp_path: Path) -> None:
-    result = run([ROBOLAKE, "bench", "upload", "--smoke", "--out", str(tmp_path), "--json"],
-                 settings_env(stack.settings), timeout=300)  # fmt: skip
+    result = run(
+        [ROBOLAKE, "bench", "upload", "--smoke", "--out", str(tmp_path), "--json"],
+        settings_env(stack.settings),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     summary = doc["summary"]
     assert doc["ours"]["objects"] == 500 and doc["ours"]["failures"] == []
     assert summary["ours_objects_per_s"] > 0 and summary["warp_put_objects_per_s"] > 0
-    assert summary["ratio"] == pytest.approx(summary["ours_objects_per_s"] / summary["warp_put_objects_per_s"],
-                                             rel=0.01)  # fmt: skip
+    assert summary["ratio"] == pytest.approx(
+        summary["ours_objects_per_s"] / summary["warp_put_objects_per_s"], rel=0.01
+    )
     (run_dir,) = list(tmp_path.iterdir())
     report = (run_dir / "report.md").read_text()
     assert "Ratio ours / warp" in report and "warp put (before)" in report

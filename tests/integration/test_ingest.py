@@ -62,8 +62,9 @@ def write_mpeg4(path: Path) -> Path:
         stream = container.add_stream("mpeg4", rate=30)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for i in range(8):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8),
-                                                                   format="rgb24")))  # fmt: skip
+            container.mux(
+                stream.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24"))
+            )
         container.mux(stream.encode(None))
     return path
 
@@ -79,9 +80,13 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     with zipfile.ZipFile(mp4_zip, "w") as zf:
         for mp4 in sorted(videos.iterdir()):
             zf.write(mp4, f"demos/{mp4.stem}/raw_video.mp4")
-    return {"generated": generated, "videos": videos, "mp4_zip": mp4_zip,
-            "single": write_buffer(d / "cup.zarr.zip")[0],
-            "bimanual": write_buffer(d / "bimanual_cloth.zarr.zip", robots=2, poses=False)[0]}  # fmt: skip
+    return {
+        "generated": generated,
+        "videos": videos,
+        "mp4_zip": mp4_zip,
+        "single": write_buffer(d / "cup.zarr.zip")[0],
+        "bimanual": write_buffer(d / "bimanual_cloth.zarr.zip", robots=2, poses=False)[0],
+    }
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -138,7 +143,7 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if flaky and self.path not in self.broken:
             self.broken.add(self.path)
-            self.wfile.write(data[start:start + (len(data) - start) // 2])
+            self.wfile.write(data[start : start + (len(data) - start) // 2])
             self.wfile.flush()
             self.close_connection = True
             return
@@ -169,28 +174,39 @@ def http_root(inputs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 
 
 def test_replay_buffer_is_split_by_episode_ends_and_a_rerun_writes_nothing(
-        stack: NativeStack, client: Any, inputs: dict[str, Path]) -> None:  # fmt: skip
+    stack: NativeStack, client: Any, inputs: dict[str, Path]
+) -> None:
     ds = name()
     result = ingest(inputs["single"], stack.settings, dataset_name=ds)
     assert (result.kind, result.episodes, result.objects) == ("replay_buffer", 4, 2 * 4 + 2)
     assert result.upload.objects == result.objects and result.manifest_written
     keys = {k for b, k in lake_state(client) if b == "umi-raw" and ds in k}
-    assert keys == {*(f"{s}/{ds}/episode_{i:05d}.json" for s in ("pose", "gripper") for i in range(4)),
-                    f"original/{ds}/cup.zarr.zip", f"manifests/{ds}.json"}  # fmt: skip
+    assert keys == {
+        *(f"{s}/{ds}/episode_{i:05d}.json" for s in ("pose", "gripper") for i in range(4)),
+        f"original/{ds}/cup.zarr.zip",
+        f"manifests/{ds}.json",
+    }
 
     episodes = random_lowdim(LENGTHS, seed=11)
     pose = read_json(client, f"pose/{ds}/episode_00001.json")
     assert (pose["first_step"], pose["frame_count"], pose["episode_index"]) == (7, 5, 1)
     np.testing.assert_allclose(pose["robots"]["robot0"]["eef_position_m"], episodes[1]["robot0_eef_pos"], atol=1e-6)
-    np.testing.assert_allclose(pose["robots"]["robot0"]["demo_start_pose"], episodes[1]["robot0_demo_start_pose"][0],
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        pose["robots"]["robot0"]["demo_start_pose"], episodes[1]["robot0_demo_start_pose"][0], atol=1e-6
+    )
     grip = read_json(client, f"gripper/{ds}/episode_00003.json")
-    np.testing.assert_allclose(grip["robots"]["robot0"]["width_m"], episodes[3]["robot0_gripper_width"][:, 0],
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        grip["robots"]["robot0"]["width_m"], episodes[3]["robot0_gripper_width"][:, 0], atol=1e-6
+    )
     head = client.head_object(Bucket="umi-raw", Key=f"pose/{ds}/episode_00001.json")
     assert head["ContentType"] == "application/json"
-    assert head["Metadata"] | {"sha256": ""} == {"dataset": ds, "episode": "1", "sensor": "pose",
-                                                 "schema-version": "1", "sha256": ""}  # fmt: skip
+    assert head["Metadata"] | {"sha256": ""} == {
+        "dataset": ds,
+        "episode": "1",
+        "sensor": "pose",
+        "schema-version": "1",
+        "sha256": "",
+    }
     original = client.get_object(Bucket="umi-raw", Key=f"original/{ds}/cup.zarr.zip")["Body"].read()
     assert original == inputs["single"].read_bytes()
     manifest = read_json(client, f"manifests/{ds}.json")
@@ -215,7 +231,8 @@ def test_bimanual_buffer_keeps_both_arms(stack: NativeStack, client: Any, inputs
 
 
 def test_mp4_zip_and_folder_become_episode_videos_merged_into_one_manifest(
-        stack: NativeStack, client: Any, inputs: dict[str, Path]) -> None:  # fmt: skip
+    stack: NativeStack, client: Any, inputs: dict[str, Path]
+) -> None:
     ds = name()
     ingest(inputs["single"], stack.settings, dataset_name=ds)
     result = ingest(inputs["mp4_zip"], stack.settings, dataset_name=ds)
@@ -235,8 +252,7 @@ def test_mp4_zip_and_folder_become_episode_videos_merged_into_one_manifest(
     assert head["ContentType"] == "video/mp4"
 
 
-def test_generated_layout_and_its_experiment_configs(stack: NativeStack, client: Any,
-                                                     inputs: dict[str, Path]) -> None:  # fmt: skip
+def test_generated_layout_and_its_experiment_configs(stack: NativeStack, client: Any, inputs: dict[str, Path]) -> None:
     result = ingest(inputs["generated"], stack.settings)
     ds = result.dataset
     assert ds == "synthetic_tiny_s3_e2" and result.kind == "generated"
@@ -248,8 +264,9 @@ def test_generated_layout_and_its_experiment_configs(stack: NativeStack, client:
     assert again.upload.objects == 0 and lake_state(client) == state
 
 
-def test_url_download_resumes_with_range_and_checks_sha256(stack: NativeStack, client: Any, inputs: dict[str, Path],
-                                                           http_root: tuple[str, Any], tmp_path: Path) -> None:
+def test_url_download_resumes_with_range_and_checks_sha256(
+    stack: NativeStack, client: Any, inputs: dict[str, Path], http_root: tuple[str, Any], tmp_path: Path
+) -> None:
     base, handler = http_root
     data = (inputs["generated"] / "replay_buffer" / "dataset.zarr.zip").read_bytes()
     url = f"{base}/flaky/tiny_task.zarr.zip"  # the server breaks off its first answer half-way
@@ -300,11 +317,18 @@ def _bad_cases(inputs: dict[str, Path], d: Path, base: str) -> dict[str, tuple[s
     dead = f"http://127.0.0.1:{free_port()}/cup.zarr.zip"
     return {
         "truncated zip": (str(truncated), {}, truncated.name, "truncated"),
-        "missing robot0_eef_pos": (str(_rewrite(single, d / "nopos.zarr.zip", drop="data/robot0_eef_pos/")), {},
-                                   "nopos.zarr.zip", "robot0_eef_pos"),
-        "episode_ends vs arrays": (str(_rewrite(single, d / "ends.zarr.zip",
-                                                patch={"meta/episode_ends/0": ends.tobytes()})), {},
-                                   "ends.zarr.zip", "episode_ends disagrees with the array lengths"),
+        "missing robot0_eef_pos": (
+            str(_rewrite(single, d / "nopos.zarr.zip", drop="data/robot0_eef_pos/")),
+            {},
+            "nopos.zarr.zip",
+            "robot0_eef_pos",
+        ),
+        "episode_ends vs arrays": (
+            str(_rewrite(single, d / "ends.zarr.zip", patch={"meta/episode_ends/0": ends.tobytes()})),
+            {},
+            "ends.zarr.zip",
+            "episode_ends disagrees with the array lengths",
+        ),
         "unknown zarr codec": (str(codec), {}, codec.name, "unknown codec id 'foo_v9'"),
         "unknown video codec": (str(mpeg4_dir), {}, "episode_00000.mp4", "unknown video codec 'mpeg4'"),
         "not a zarr store": (str(not_zarr), {}, not_zarr.name, "not a zarr v2 store"),
@@ -313,26 +337,44 @@ def _bad_cases(inputs: dict[str, Path], d: Path, base: str) -> dict[str, tuple[s
         "damaged mp4 zip": (str(damaged_zip), {}, damaged_zip.name, "cannot be read"),
         "layout changed": (str(changed), {}, "episode_00001.json", "manifest.json says"),
         "unreachable url": (dead, {}, dead, "cannot connect"),
-        "checksum mismatch": (f"{base}/cup.zarr.zip", {"sha256": "0" * 64}, f"{base}/cup.zarr.zip",
-                              "expected " + "0" * 64),
+        "checksum mismatch": (
+            f"{base}/cup.zarr.zip",
+            {"sha256": "0" * 64},
+            f"{base}/cup.zarr.zip",
+            "expected " + "0" * 64,
+        ),
         "local checksum mismatch": (str(single), {"sha256": "1" * 64}, single.name, "expected " + "1" * 64),
     }
 
 
-BAD = ("truncated zip", "missing robot0_eef_pos", "episode_ends vs arrays", "unknown zarr codec",
-       "unknown video codec", "not a zarr store", "zip of neither", "truncated mp4", "damaged mp4 zip",
-       "layout changed", "unreachable url", "checksum mismatch", "local checksum mismatch")  # fmt: skip
+BAD = (
+    "truncated zip",
+    "missing robot0_eef_pos",
+    "episode_ends vs arrays",
+    "unknown zarr codec",
+    "unknown video codec",
+    "not a zarr store",
+    "zip of neither",
+    "truncated mp4",
+    "damaged mp4 zip",
+    "layout changed",
+    "unreachable url",
+    "checksum mismatch",
+    "local checksum mismatch",
+)
 
 
 @pytest.fixture(scope="module")
-def bad_cases(inputs: dict[str, Path], http_root: tuple[str, Any],
-              tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, dict[str, Any], str, str]]:  # fmt: skip
+def bad_cases(
+    inputs: dict[str, Path], http_root: tuple[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[str, dict[str, Any], str, str]]:
     return _bad_cases(inputs, tmp_path_factory.mktemp("bad"), http_root[0])
 
 
 @pytest.mark.parametrize("case", BAD)
 def test_bad_input_is_rejected_in_one_line_and_nothing_is_written(
-        stack: NativeStack, client: Any, bad_cases: dict[str, Any], case: str, tmp_path: Path) -> None:  # fmt: skip
+    stack: NativeStack, client: Any, bad_cases: dict[str, Any], case: str, tmp_path: Path
+) -> None:
     source, kwargs, shown, problem = bad_cases[case]
     before = lake_state(client)
     with pytest.raises(RobolakeError) as err:
@@ -344,19 +386,27 @@ def test_bad_input_is_rejected_in_one_line_and_nothing_is_written(
     assert not list(tmp_path.rglob("*.zarr.zip"))  # a download with the wrong checksum is not kept
 
 
-def test_cli_ingest_prints_one_error_line_or_json(stack: NativeStack, bad_cases: dict[str, Any],
-                                                  inputs: dict[str, Path]) -> None:  # fmt: skip
+def test_cli_ingest_prints_one_error_line_or_json(
+    stack: NativeStack, bad_cases: dict[str, Any], inputs: dict[str, Path]
+) -> None:
     robolake = str(Path(sys.executable).parent / "robolake")
     env = settings_env(stack.settings)
     source, _, shown, problem = bad_cases["missing robot0_eef_pos"]
-    bad = subprocess.run([robolake, "ingest", source], env=env, capture_output=True, text=True, timeout=120,
-                         check=False)  # fmt: skip
+    bad = subprocess.run(
+        [robolake, "ingest", source], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
     assert bad.returncode == 3 and "Traceback" not in bad.stderr
     errors = [line for line in bad.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and shown in errors[0] and problem in errors[0]
     ds = name()
-    good = subprocess.run([robolake, "ingest", str(inputs["bimanual"]), "--name", ds, "--json"], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    good = subprocess.run(
+        [robolake, "ingest", str(inputs["bimanual"]), "--name", ds, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert good.returncode == 0, good.stderr
     doc = json.loads(good.stdout)
     assert doc["dataset"] == ds and doc["episodes"] == 4 and doc["upload"]["failures"] == []

@@ -27,8 +27,11 @@ BUCKET = "umi-raw"
 def objects(settings: Settings) -> dict[str, bytes]:
     client = s3_client(settings.minio_endpoints[0], settings.minio_root_user, settings.minio_root_password)
     prefix = f"reader-test/{uuid.uuid4().hex[:8]}"
-    bodies = {f"{prefix}/small.json": b'{"width_m": [0.01, 0.02]}\n', f"{prefix}/video.mp4": os.urandom(9 * 2**20 + 7),
-              f"{prefix}/empty.bin": b""}  # fmt: skip
+    bodies = {
+        f"{prefix}/small.json": b'{"width_m": [0.01, 0.02]}\n',
+        f"{prefix}/video.mp4": os.urandom(9 * 2**20 + 7),
+        f"{prefix}/empty.bin": b"",
+    }
     for key, body in bodies.items():
         client.put_object(Bucket=BUCKET, Key=key, Body=body)
     yield bodies
@@ -62,7 +65,7 @@ def test_full_ranged_and_head_reads_are_byte_exact(settings: Settings, objects: 
             assert 0 < streamed.ttfb_s <= streamed.seconds
             first, last = 3 * 2**20 + 5, 5 * 2**20 + 11
             ranged = await reader.get(BUCKET, video_key, byte_range=(first, last))
-            assert ranged.status == 206 and ranged.body == video[first:last + 1]
+            assert ranged.status == 206 and ranged.body == video[first : last + 1]
             assert ranged.headers["content-range"] == f"bytes {first}-{last}/{len(video)}"
             head = await reader.head(BUCKET, video_key)
             assert head.status == 200 and head.size == 0 and head.headers["content-length"] == str(len(video))
@@ -98,8 +101,9 @@ def test_errors_name_the_object_and_the_cause(settings: Settings, objects: dict[
     run(go())
 
 
-def test_download_writes_the_whole_object_or_nothing(settings: Settings, objects: dict[str, bytes],
-                                                     tmp_path: Path) -> None:  # fmt: skip
+def test_download_writes_the_whole_object_or_nothing(
+    settings: Settings, objects: dict[str, bytes], tmp_path: Path
+) -> None:
     target = S3Target.from_settings(settings, settings.minio_endpoints[0])
     video_key = next(k for k in objects if k.endswith(".mp4"))
 

@@ -71,13 +71,15 @@ def _read_back_all(client: Any, prefix: str, files: dict[str, bytes]) -> None:
         list(pool.map(check, files.items()))
 
 
-def test_upload_tree_is_verified_typed_and_a_rerun_rewrites_nothing(stack: NativeStack, client: Any,
-                                                                     tmp_path: Path) -> None:
+def test_upload_tree_is_verified_typed_and_a_rerun_rewrites_nothing(
+    stack: NativeStack, client: Any, tmp_path: Path
+) -> None:
     files = _tree(tmp_path, 40, big_bytes=12 * MIB)
     prefix = f"it-upload/{uuid.uuid4().hex[:8]}"
     seen: list[TransferProgress] = []
-    summary = upload_tree(stack.settings, tmp_path, BUCKET, prefix, multipart_threshold=6 * MIB,
-                          part_size=5 * MIB, progress=seen.append)  # fmt: skip
+    summary = upload_tree(
+        stack.settings, tmp_path, BUCKET, prefix, multipart_threshold=6 * MIB, part_size=5 * MIB, progress=seen.append
+    )
     assert (summary.objects, summary.skipped, summary.failures) == (len(files), 0, ())
     assert summary.bytes == sum(len(d) for d in files.values())
     assert summary.endpoint == stack.settings.accelerator_endpoint  # the default endpoint
@@ -87,8 +89,12 @@ def test_upload_tree_is_verified_typed_and_a_rerun_rewrites_nothing(stack: Nativ
     data = files["pose/episode_00007.json"]
     assert pose["ContentType"] == "application/json"
     assert pose["ETag"].strip('"') == hashlib.md5(data).hexdigest()
-    assert pose["Metadata"] == {"episode": "7", "sensor": "pose", "schema-version": "1",
-                                "sha256": hashlib.sha256(data).hexdigest()}  # fmt: skip
+    assert pose["Metadata"] == {
+        "episode": "7",
+        "sensor": "pose",
+        "schema-version": "1",
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
     config = client.head_object(Bucket=BUCKET, Key=f"{prefix}/configs/experiment_000.yaml")
     assert config["ContentType"] == "application/yaml"
     big = client.head_object(Bucket=BUCKET, Key=f"{prefix}/replay_buffer/dataset.zarr.zip")
@@ -170,27 +176,44 @@ def test_cli_upload_json(stack: NativeStack, tmp_path: Path) -> None:
     files = _tree(tmp_path, 3)
     prefix = f"it-cli/{uuid.uuid4().hex[:8]}"
     cmd = [str(Path(sys.executable).parent / "robolake")]
-    result = subprocess.run([*cmd, "upload", str(tmp_path), "--bucket", BUCKET, "--prefix", prefix, "--json",
-                             "--concurrency", "4"], env=settings_env(stack.settings), capture_output=True,
-                            text=True, timeout=120, check=False)  # fmt: skip
+    result = subprocess.run(
+        [*cmd, "upload", str(tmp_path), "--bucket", BUCKET, "--prefix", prefix, "--json", "--concurrency", "4"],
+        env=settings_env(stack.settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["objects"] == len(files) and doc["failures"] == [] and doc["destination"] == f"s3://{BUCKET}/{prefix}/"
-    bad = subprocess.run([*cmd, "upload", str(tmp_path), "--bucket", "no-such-bucket-rl"],
-                         env=settings_env(stack.settings), capture_output=True, text=True, timeout=120, check=False)
+    bad = subprocess.run(
+        [*cmd, "upload", str(tmp_path), "--bucket", "no-such-bucket-rl"],
+        env=settings_env(stack.settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "error: bucket 'no-such-bucket-rl' does not exist" in bad.stderr
 
 
-def test_a_file_that_vanished_is_reported_and_the_rest_is_stored(stack: NativeStack, client: Any,
-                                                                  tmp_path: Path) -> None:  # fmt: skip
+def test_a_file_that_vanished_is_reported_and_the_rest_is_stored(
+    stack: NativeStack, client: Any, tmp_path: Path
+) -> None:
     from robolake.storage import UploadIncompleteError, UploadItem, upload_items
 
     _tree(tmp_path, 3)
     prefix = f"it-upload/{uuid.uuid4().hex[:8]}"
     items = collect_tree(tmp_path, BUCKET, prefix)
-    gone = UploadItem(bucket=BUCKET, key=f"{prefix}/pose/episode_00099.json", path=tmp_path / "gone.json", size=10,
-                      content_type="application/json")  # fmt: skip
+    gone = UploadItem(
+        bucket=BUCKET,
+        key=f"{prefix}/pose/episode_00099.json",
+        path=tmp_path / "gone.json",
+        size=10,
+        content_type="application/json",
+    )
     summary = upload_items(stack.settings, [*items, gone])
     assert summary.objects == len(items) and [f.key for f in summary.failures] == [gone.key]
     with pytest.raises(UploadIncompleteError, match=r"1 of 8 objects were not stored.*rerun the same command"):

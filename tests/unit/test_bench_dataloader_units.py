@@ -11,15 +11,18 @@ from robolake.bench import core, dataloader
 from robolake.errors import ConfigError
 
 
-@pytest.mark.parametrize(("kwargs", "names"), [
-    ({"episodes": 0}, "--episodes 0"),
-    ({"frames": 0}, "--frames 0"),
-    ({"frames": dataloader.MAX_FRAMES + 1}, "1 MB cache limit"),
-    ({"episodes": 8, "batch_episodes": 9}, "--batch-episodes 9"),
-    ({"paths": ("direct", "s3fs")}, "'s3fs'"),
-    ({"paths": ("direct", "direct")}, "at most once"),
-    ({"paths": ()}, "--paths"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"episodes": 0}, "--episodes 0"),
+        ({"frames": 0}, "--frames 0"),
+        ({"frames": dataloader.MAX_FRAMES + 1}, "1 MB cache limit"),
+        ({"episodes": 8, "batch_episodes": 9}, "--batch-episodes 9"),
+        ({"paths": ("direct", "s3fs")}, "'s3fs'"),
+        ({"paths": ("direct", "direct")}, "at most once"),
+        ({"paths": ()}, "--paths"),
+    ],
+)
 def test_bad_params_name_the_value(kwargs: dict[str, object], names: str) -> None:
     with pytest.raises(ConfigError, match=names.replace("(", r"\(")):
         dataloader.LoaderParams(**kwargs)  # type: ignore[arg-type]

@@ -14,28 +14,34 @@ def test_parse_mix() -> None:
     assert parse_mix("loader=1,stream=0") == {"loader": 1, "stream": 0}
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("loaders=2", "unknown kind 'loaders'; choose from loader, stream, upload, list"),
-    ("loader=two", "weight 'two' of 'loader' is not a whole number"),
-    ("loader", "'loader' is not KIND=WEIGHT"),
-    ("loader=1,loader=2", "'loader' is given twice"),
-    ("loader=0,list=0", "every weight is 0"),
-    ("", "every weight is 0"),
-    ("loader=-1", "must be 0..1024"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("loaders=2", "unknown kind 'loaders'; choose from loader, stream, upload, list"),
+        ("loader=two", "weight 'two' of 'loader' is not a whole number"),
+        ("loader", "'loader' is not KIND=WEIGHT"),
+        ("loader=1,loader=2", "'loader' is given twice"),
+        ("loader=0,list=0", "every weight is 0"),
+        ("", "every weight is 0"),
+        ("loader=-1", "must be 0..1024"),
+    ],
+)
 def test_parse_mix_errors_name_the_value(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match="--mix") as caught:
         parse_mix(text)
     assert message in str(caught.value)
 
 
-@pytest.mark.parametrize(("level", "expected"), [
-    (16, {"loader": 11, "stream": 2, "upload": 2, "list": 1}),
-    (32, {"loader": 22, "stream": 4, "upload": 4, "list": 2}),  # largest remainders: list, stream, upload
-    (4, {"loader": 1, "stream": 1, "upload": 1, "list": 1}),
-    (2, {"loader": 1, "stream": 1, "upload": 1, "list": 1}),  # below the number of kinds: one each
-    (5, {"loader": 2, "stream": 1, "upload": 1, "list": 1}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("level", "expected"),
+    [
+        (16, {"loader": 11, "stream": 2, "upload": 2, "list": 1}),
+        (32, {"loader": 22, "stream": 4, "upload": 4, "list": 2}),  # largest remainders: list, stream, upload
+        (4, {"loader": 1, "stream": 1, "upload": 1, "list": 1}),
+        (2, {"loader": 1, "stream": 1, "upload": 1, "list": 1}),  # below the number of kinds: one each
+        (5, {"loader": 2, "stream": 1, "upload": 1, "list": 1}),
+    ],
+)
 def test_split_workers(level: int, expected: dict[str, int]) -> None:
     assert split_workers(DEFAULT_MIX, level) == expected
 
@@ -47,14 +53,17 @@ def test_split_workers_keeps_the_total_and_skips_zero_weights() -> None:
         assert sum(split.values()) == max(level, 2)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"mix": {"readers": 1}}, "unknown kinds ['readers']"),
-    ({"small_objects": 1}, "small objects 1"),
-    ({"videos": 0}, "0 videos"),
-    ({"episode_video_bytes": -1}, "episode video chunk -1 bytes"),
-    ({"paths": ("direct", "proxy")}, "paths ('direct', 'proxy')"),
-    ({"paths": ()}, "paths ()"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"mix": {"readers": 1}}, "unknown kinds ['readers']"),
+        ({"small_objects": 1}, "small objects 1"),
+        ({"videos": 0}, "0 videos"),
+        ({"episode_video_bytes": -1}, "episode video chunk -1 bytes"),
+        ({"paths": ("direct", "proxy")}, "paths ('direct', 'proxy')"),
+        ({"paths": ()}, "paths ()"),
+    ],
+)
 def test_params_are_checked(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         MixedParams(**kwargs)  # type: ignore[arg-type]

@@ -33,12 +33,15 @@ def test_detect_kind(tmp_path: Path) -> None:
     assert detect_kind(tmp_path / "videos") == "video_folder"
 
 
-@pytest.mark.parametrize(("setup", "problem"), [
-    ("empty_dir", "neither a robolake manifest.json nor any .mp4"),
-    ("text_file", "is not a supported source"),
-    ("missing", "no such file or directory"),
-    ("plain_zip", "not a zarr store (no .zgroup) and holds no .mp4 files"),
-])
+@pytest.mark.parametrize(
+    ("setup", "problem"),
+    [
+        ("empty_dir", "neither a robolake manifest.json nor any .mp4"),
+        ("text_file", "is not a supported source"),
+        ("missing", "no such file or directory"),
+        ("plain_zip", "not a zarr store (no .zgroup) and holds no .mp4 files"),
+    ],
+)
 def test_detect_kind_rejects_with_the_path(tmp_path: Path, setup: str, problem: str) -> None:
     path = tmp_path / setup
     if setup == "empty_dir":
@@ -64,8 +67,9 @@ def test_default_dataset_names(tmp_path: Path) -> None:
 
 
 def _plan(kind: str, keys: list[str], info: dict[str, object]) -> SourcePlan:
-    objects = tuple(PlannedObject("umi-raw", k, Path("/x") / k, 10 + i, f"{i:064x}", k.split("/")[0], i)
-                    for i, k in enumerate(keys))  # fmt: skip
+    objects = tuple(
+        PlannedObject("umi-raw", k, Path("/x") / k, 10 + i, f"{i:064x}", k.split("/")[0], i) for i, k in enumerate(keys)
+    )
     return SourcePlan(kind, len(keys), objects, info)
 
 

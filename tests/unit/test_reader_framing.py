@@ -52,7 +52,7 @@ def test_chunked_bodies_split_anywhere() -> None:
     response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + wire
 
     def script(_: int) -> list[bytes]:
-        return [response[i:i + 3] for i in range(0, len(response), 3)]  # 3 bytes at a time
+        return [response[i : i + 3] for i in range(0, len(response), 3)]  # 3 bytes at a time
 
     async def go() -> None:
         server, port, seen = await _serve(script)

@@ -103,8 +103,9 @@ def _umi_flow(path: Path) -> None:
             zarr.copy(meta["_temp"], meta, name="episode_ends", chunks=(int(ends.shape[0] * 1.5),), compressor=None)
             del meta["_temp"]
     codec = UmiJpegXl(level=99, numthreads=1)  # 07_generate_replay_buffer.py's img_compressor
-    img = data.require_dataset("camera0_rgb", shape=(n, IMG, IMG, 3), chunks=(1, IMG, IMG, 3), compressor=codec,
-                               dtype=np.uint8)  # fmt: skip
+    img = data.require_dataset(
+        "camera0_rgb", shape=(n, IMG, IMG, 3), chunks=(1, IMG, IMG, 3), compressor=codec, dtype=np.uint8
+    )
     frames = [f for k, t in enumerate(LENGTHS) for f in _frames(t, seed=k)]
     for i, frame in enumerate(frames):
         img[i] = frame
@@ -146,8 +147,11 @@ def test_zarr2_reads_it_with_imagecodecs_own_codecs(buffer: Path) -> None:
     assert root["data/robot0_demo_start_pose"].dtype == np.float64
     cam = root["data/camera0_rgb"]
     assert (cam.shape, cam.chunks, cam.dtype, cam.compressor.codec_id) == (
-        (n, IMG, IMG, 3), (1, IMG, IMG, 3), np.uint8, "imagecodecs_jpegxl"
-    )  # fmt: skip
+        (n, IMG, IMG, 3),
+        (1, IMG, IMG, 3),
+        np.uint8,
+        "imagecodecs_jpegxl",
+    )
     first = _frames(LENGTHS[0], seed=0)[0]
     assert np.abs(cam[0].astype(int) - first.astype(int)).mean() < 3  # lossy but close (distance 0.19)
 
@@ -177,8 +181,11 @@ def test_umi_training_loader_opens_and_samples_it(buffer: Path) -> None:
         assert np.abs(window[-1].astype(int) - sources[current].astype(int)).mean() < 3
 
 
-@pytest.mark.parametrize("compressor", [UMI_RECORDED_CONFIG, NEWER_IMAGECODECS_CONFIG],
-                         ids=["written-by-umi", "written-by-newer-imagecodecs"])  # fmt: skip
+@pytest.mark.parametrize(
+    "compressor",
+    [UMI_RECORDED_CONFIG, NEWER_IMAGECODECS_CONFIG],
+    ids=["written-by-umi", "written-by-newer-imagecodecs"],
+)
 def test_ingest_accepts_either_shape_of_jpegxl_config(buffer: Path, tmp_path: Path, compressor: dict[str, Any]) -> None:
     patched = _patched_zarray(buffer, CAMERA_ZARRAY, compressor=compressor)
     path = _rewrite(buffer, tmp_path / "cup.zarr.zip", patch={CAMERA_ZARRAY: patched})
@@ -199,8 +206,13 @@ def test_chunking_rules_follow_umi() -> None:
     assert optimal_chunks((468, 3), 4) == (468, 3)
     assert optimal_chunks((468, 6), 8) == (468, 6)
     assert optimal_chunks((500_000, 3), 4) == (166_667, 3)  # capped near 2 MB per chunk
-    assert [episode_ends_chunking(e) for e in (1, 2, 3, 4, 7)] == [(1, False), (3, True), (3, True), (6, True),
-                                                                  (10, True)]  # fmt: skip
+    assert [episode_ends_chunking(e) for e in (1, 2, 3, 4, 7)] == [
+        (1, False),
+        (3, True),
+        (3, True),
+        (6, True),
+        (10, True),
+    ]
 
 
 def test_validator_reports_a_good_buffer(buffer: Path) -> None:
@@ -285,8 +297,19 @@ def _bad_files(src: Path, d: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-CASES = ("truncated", "not a zip", "not zarr", "missing eef_pos", "missing camera", "ends decrease", "ends != N",
-         "unknown codec", "wrong dtype", "wrong shape", "missing chunk")  # fmt: skip
+CASES = (
+    "truncated",
+    "not a zip",
+    "not zarr",
+    "missing eef_pos",
+    "missing camera",
+    "ends decrease",
+    "ends != N",
+    "unknown codec",
+    "wrong dtype",
+    "wrong shape",
+    "missing chunk",
+)
 
 
 @pytest.mark.parametrize("case", CASES)

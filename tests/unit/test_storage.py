@@ -22,22 +22,25 @@ MIB = 1024 * 1024
 # ---- retry policy -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("error", "retry"), [
-    (S3Error("no answer", status=0), True),
-    (S3Error("x", status=500, code="InternalError"), True),
-    (S3Error("x", status=503, code="SlowDown"), True),
-    (S3Error("x", status=503), True),
-    (S3Error("x", status=429), True),
-    (S3Error("x", status=400, code="RequestTimeout"), True),
-    (S3Error("x", status=400, code="BadDigest"), True),
-    (S3Error("x", status=400, code="InvalidArgument"), False),
-    (S3Error("x", status=404, code="NoSuchKey"), False),
-    (NoSuchBucketError("x", status=404, code="NoSuchBucket"), False),
-    (AuthError("denied"), False),
-    (IntegrityError("etag differs"), True),
-    (ValueError("SlowDown"), False),  # decided by type and code, never by the message
-    (S3Error("SlowDown ServiceUnavailable", status=400, code="MalformedXML"), False),
-])
+@pytest.mark.parametrize(
+    ("error", "retry"),
+    [
+        (S3Error("no answer", status=0), True),
+        (S3Error("x", status=500, code="InternalError"), True),
+        (S3Error("x", status=503, code="SlowDown"), True),
+        (S3Error("x", status=503), True),
+        (S3Error("x", status=429), True),
+        (S3Error("x", status=400, code="RequestTimeout"), True),
+        (S3Error("x", status=400, code="BadDigest"), True),
+        (S3Error("x", status=400, code="InvalidArgument"), False),
+        (S3Error("x", status=404, code="NoSuchKey"), False),
+        (NoSuchBucketError("x", status=404, code="NoSuchBucket"), False),
+        (AuthError("denied"), False),
+        (IntegrityError("etag differs"), True),
+        (ValueError("SlowDown"), False),  # decided by type and code, never by the message
+        (S3Error("SlowDown ServiceUnavailable", status=400, code="MalformedXML"), False),
+    ],
+)
 def test_retry_decision_by_type_status_and_code(error: BaseException, retry: bool) -> None:
     assert is_retryable(error) is retry
 
@@ -91,7 +94,7 @@ def test_digest_file_single_and_multipart(tmp_path: Path) -> None:
     assert single.sha256 == hashlib.sha256(data).hexdigest() and single.size == len(data)
     assert single.content_md5 == integrity.content_md5(hashlib.md5(data).digest())
     multi = integrity.digest_file(path, multipart_part_size=5 * MIB)
-    chunks = [data[i:i + 5 * MIB] for i in range(0, len(data), 5 * MIB)]
+    chunks = [data[i : i + 5 * MIB] for i in range(0, len(data), 5 * MIB)]
     assert multi.part_md5s == tuple(hashlib.md5(c).digest() for c in chunks)
     assert multi.etag == integrity.multipart_etag([hashlib.md5(c).digest() for c in chunks])
     assert multi.etag.endswith("-3") and multi.sha256 == single.sha256
@@ -135,25 +138,34 @@ def test_same_object_by_sha256_metadata_or_etag() -> None:
 # ---- layout -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("name", "ctype"), [
-    ("pose/episode_00001.json", "application/json"),
-    ("video/episode_00001.MP4", "video/mp4"),
-    ("replay_buffer/dataset.zarr.zip", "application/zip"),
-    ("configs/experiment_000.yaml", "application/yaml"),
-    ("x.yml", "application/yaml"),
-    ("camera_trajectory.csv", "text/csv"),
-    ("tag_detection.pkl", "application/octet-stream"),
-    ("README", "application/octet-stream"),
-])
+@pytest.mark.parametrize(
+    ("name", "ctype"),
+    [
+        ("pose/episode_00001.json", "application/json"),
+        ("video/episode_00001.MP4", "video/mp4"),
+        ("replay_buffer/dataset.zarr.zip", "application/zip"),
+        ("configs/experiment_000.yaml", "application/yaml"),
+        ("x.yml", "application/yaml"),
+        ("camera_trajectory.csv", "text/csv"),
+        ("tag_detection.pkl", "application/octet-stream"),
+        ("README", "application/octet-stream"),
+    ],
+)
 def test_content_types(name: str, ctype: str) -> None:
     assert layout.content_type_for(name) == ctype
 
 
 def test_metadata_derived_from_the_path() -> None:
     assert layout.default_metadata("pose/episode_00012.json") == {
-        "episode": "12", "sensor": "pose", "schema-version": "1"}
+        "episode": "12",
+        "sensor": "pose",
+        "schema-version": "1",
+    }
     assert layout.default_metadata("videos/cup/episode_3.mp4") == {
-        "episode": "3", "sensor": "video", "schema-version": "1"}
+        "episode": "3",
+        "sensor": "video",
+        "schema-version": "1",
+    }
     assert layout.default_metadata("configs/experiment_000.yaml") == {"sensor": "config", "schema-version": "1"}
     assert layout.default_metadata("notes.txt") == {}
     assert layout.episode_of("gripper/myepisode_00001.json") is None
@@ -176,7 +188,10 @@ def test_header_values_are_ascii() -> None:
 
 def test_listing_plan_per_directory_or_one_recursive_listing() -> None:
     assert _listing_plan(["pose/a/e1.json", "pose/a/e2.json", "gripper/a/e1.json", "top.json"]) == [
-        ("", "/"), ("gripper/a/", "/"), ("pose/a/", "/")]
+        ("", "/"),
+        ("gripper/a/", "/"),
+        ("pose/a/", "/"),
+    ]
     many = [f"run/s{i:03d}/pose/e.json" for i in range(100)]
     assert _listing_plan(many) == [("run/", "")]
 
@@ -187,7 +202,8 @@ def test_collect_tree_skips_partial_files(tmp_path: Path) -> None:
     (tmp_path / "pose" / "episode_00001.json.partial").write_text("{")
     items = collect_tree(tmp_path, "umi-raw", "ds/")
     assert [(i.key, i.content_type, dict(i.metadata)) for i in items] == [
-        ("ds/pose/episode_00000.json", "application/json", {"episode": "0", "sensor": "pose", "schema-version": "1"})]
+        ("ds/pose/episode_00000.json", "application/json", {"episode": "0", "sensor": "pose", "schema-version": "1"})
+    ]
     with pytest.raises(ConfigError, match="not a directory"):
         collect_tree(tmp_path / "missing", "b")
 
@@ -209,16 +225,19 @@ def test_object_paths_are_encoded_once() -> None:
 
 
 def test_parse_list_with_minio_metadata() -> None:
-    body = (b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
-            b"<IsTruncated>true</IsTruncated><NextContinuationToken>tok</NextContinuationToken>"
-            b"<Contents><Key>a/b.json</Key><LastModified>2026-01-01T00:00:00.000Z</LastModified>"
-            b"<ETag>&#34;abc&#34;</ETag><Size>9</Size><UserMetadata><X-Amz-Meta-Sha256>ff</X-Amz-Meta-Sha256>"
-            b"<content-type>application/json</content-type></UserMetadata></Contents>"
-            b"<Contents><Key>c</Key><ETag>\"d-2\"</ETag><Size>1</Size></Contents></ListBucketResult>")
+    body = (
+        b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+        b"<IsTruncated>true</IsTruncated><NextContinuationToken>tok</NextContinuationToken>"
+        b"<Contents><Key>a/b.json</Key><LastModified>2026-01-01T00:00:00.000Z</LastModified>"
+        b"<ETag>&#34;abc&#34;</ETag><Size>9</Size><UserMetadata><X-Amz-Meta-Sha256>ff</X-Amz-Meta-Sha256>"
+        b"<content-type>application/json</content-type></UserMetadata></Contents>"
+        b'<Contents><Key>c</Key><ETag>"d-2"</ETag><Size>1</Size></Contents></ListBucketResult>'
+    )
     objects, token = parse_list(body)
     assert token == "tok"
-    assert objects[0] == ObjectInfo("a/b.json", 9, "abc", "2026-01-01T00:00:00.000Z",
-                                    {"sha256": "ff", "content-type": "application/json"})
+    assert objects[0] == ObjectInfo(
+        "a/b.json", 9, "abc", "2026-01-01T00:00:00.000Z", {"sha256": "ff", "content-type": "application/json"}
+    )
     assert objects[1].metadata is None and objects[1].etag == "d-2"
 
 

@@ -33,8 +33,14 @@ SEED = 11
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Manifest, list[tuple[int, int]]]:
     out = tmp_path_factory.mktemp("umi") / "ds"
     calls: list[tuple[int, int]] = []
-    manifest = generate_dataset(out, profile="tiny", seed=SEED, experiments=True, workers=2,
-                                progress=lambda done, total: calls.append((done, total)))  # fmt: skip
+    manifest = generate_dataset(
+        out,
+        profile="tiny",
+        seed=SEED,
+        experiments=True,
+        workers=2,
+        progress=lambda done, total: calls.append((done, total)),
+    )
     return out, manifest, calls
 
 
@@ -45,8 +51,9 @@ def _tree(root: Path) -> dict[str, bytes]:
 # ---------------------------------------------------------------- determinism and manifest
 
 
-def test_same_seed_gives_byte_identical_files(dataset: tuple[Path, Manifest, list[tuple[int, int]]],
-                                              tmp_path: Path) -> None:  # fmt: skip
+def test_same_seed_gives_byte_identical_files(
+    dataset: tuple[Path, Manifest, list[tuple[int, int]]], tmp_path: Path
+) -> None:
     out, _, _ = dataset
     again = tmp_path / "again"
     generate_dataset(again, profile="tiny", seed=SEED, experiments=True, workers=1)  # other thread count, too

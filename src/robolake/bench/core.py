@@ -19,6 +19,7 @@ import datetime as dt
 import itertools
 import os
 import platform
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -54,8 +55,31 @@ class RunSpec:
 
     def describe(self) -> str:
         amount = f"{self.operations} ops" if self.operations else f"{self.duration_s:g} s"
-        return (f"seed {self.seed}, warm-up {self.warmup_s:g} s, {amount} per cell, concurrency "
-                f"{','.join(map(str, self.concurrency))}")  # fmt: skip
+        return (
+            f"seed {self.seed}, warm-up {self.warmup_s:g} s, {amount} per cell, concurrency "
+            f"{','.join(map(str, self.concurrency))}"
+        )
+
+
+_SIZE = re.compile(r"(\d+)(B|KiB|MiB|GiB)?")
+_SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, None: 1}
+
+
+def parse_size(text: str, what: str = "object size") -> int:
+    """`4096`, `4KiB`, `64MiB`, `1GiB` -> bytes, in warp's binary units; ConfigError naming `what` otherwise."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None:
+        raise ConfigError(f"{what} {text!r} is not like 4096, 4KiB, 64MiB or 1GiB (binary units, as warp reads them)")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def format_size(n: int) -> str:
+    """The shortest exact form: 1073741824 -> `1GiB`, 1536 -> `1536B`."""
+    for unit in ("GiB", "MiB", "KiB"):
+        scale = _SIZE_UNITS[unit]
+        if n >= scale and n % scale == 0:
+            return f"{n // scale}{unit}"
+    return f"{n}B"
 
 
 def spec_dict(spec: RunSpec) -> dict[str, Any]:
@@ -109,13 +133,23 @@ class Series:
     def as_dict(self) -> dict[str, Any]:
         per_s = (lambda v: round(v / self.seconds, 3)) if self.seconds else (lambda v: 0.0)
         doc: dict[str, Any] = {
-            "path": self.path, "op": self.op, "concurrency": self.concurrency, "unit": self.unit,
-            "count": self.count, "requests": self.requests, "bytes": self.bytes, "errors": self.errors,
-            "seconds": round(self.seconds, 3), "per_s": per_s(self.count), "requests_per_s": per_s(self.requests),
+            "path": self.path,
+            "op": self.op,
+            "concurrency": self.concurrency,
+            "unit": self.unit,
+            "count": self.count,
+            "requests": self.requests,
+            "bytes": self.bytes,
+            "errors": self.errors,
+            "seconds": round(self.seconds, 3),
+            "per_s": per_s(self.count),
+            "requests_per_s": per_s(self.requests),
             "mib_per_s": round(self.bytes / 2**20 / self.seconds, 3) if self.seconds else 0.0,
-            "latency_ms": percentiles_ms(self.latencies_s), "latency_cdf_ms": cdf_ms(self.latencies_s),
-            "ttfb_ms": percentiles_ms(self.ttfb_s), **self.extra,
-        }  # fmt: skip
+            "latency_ms": percentiles_ms(self.latencies_s),
+            "latency_cdf_ms": cdf_ms(self.latencies_s),
+            "ttfb_ms": percentiles_ms(self.ttfb_s),
+            **self.extra,
+        }
         if self.reported is not None:
             doc.update(self.reported)
         return doc
@@ -127,9 +161,16 @@ def percentiles_ms(samples: list[float]) -> dict[str, float]:
         return {}
     ms = np.asarray(samples) * 1000.0
     p50, p90, p99, p999 = np.percentile(ms, [50, 90, 99, 99.9])
-    return {"p50": round(float(p50), 3), "p90": round(float(p90), 3), "p99": round(float(p99), 3),
-            "p99.9": round(float(p999), 3), "mean": round(float(ms.mean()), 3), "min": round(float(ms.min()), 3),
-            "max": round(float(ms.max()), 3), "samples": len(samples)}  # fmt: skip
+    return {
+        "p50": round(float(p50), 3),
+        "p90": round(float(p90), 3),
+        "p99": round(float(p99), 3),
+        "p99.9": round(float(p999), 3),
+        "mean": round(float(ms.mean()), 3),
+        "min": round(float(ms.min()), 3),
+        "max": round(float(ms.max()), 3),
+        "samples": len(samples),
+    }
 
 
 def cdf_ms(samples: list[float]) -> list[list[float]]:
@@ -141,13 +182,25 @@ def cdf_ms(samples: list[float]) -> list[list[float]]:
     return [[round(float(v), 4), round(q / 100, 4)] for v, q in zip(values, sorted(set(quantiles)), strict=True)]
 
 
+class Steps:
+    """Numbered progress lines, ``[3/18] text``, for a run of `total` announced steps."""
+
+    def __init__(self, say: Reporter, total: int) -> None:
+        self.say, self.total, self.done = say, total, 0
+
+    def __call__(self, text: str) -> None:
+        self.done += 1
+        self.say(f"[{self.done}/{self.total}] {text}")
+
+
 # ---- the closed-loop driver --------------------------------------------------------------------
 
 Operation = Callable[[int, Series], Awaitable[None]]
 
 
-async def closed_loop(op: Operation, series: Series, concurrency: int, *, duration_s: float,
-                      operations: int | None = None, start: int = 0) -> Series:  # fmt: skip
+async def closed_loop(
+    op: Operation, series: Series, concurrency: int, *, duration_s: float, operations: int | None = None, start: int = 0
+) -> Series:
     """`concurrency` workers call `op(index, series)` back to back until the time or the count is up.
 
     `op` records its own success with `series.ok(...)`; an S3Error counts as an error (and the
@@ -197,10 +250,16 @@ def get_op(reader: ObjectReader, bucket: str, keys: list[str], size: int | None 
 async def measured(op: Operation, series: Series, spec: RunSpec, *, start: int = 0, warmup: bool = True) -> Series:
     """Warm-up (thrown away), then the measured cell, per the spec."""
     if warmup and spec.warmup_s > 0:
-        await closed_loop(op, Series(series.path, series.op, series.concurrency), series.concurrency,
-                          duration_s=spec.warmup_s, start=start)  # fmt: skip
-    return await closed_loop(op, series, series.concurrency, duration_s=spec.duration_s,
-                             operations=spec.operations, start=start)  # fmt: skip
+        await closed_loop(
+            op,
+            Series(series.path, series.op, series.concurrency),
+            series.concurrency,
+            duration_s=spec.warmup_s,
+            start=start,
+        )
+    return await closed_loop(
+        op, series, series.concurrency, duration_s=spec.duration_s, operations=spec.operations, start=start
+    )
 
 
 # ---- the document --------------------------------------------------------------------------------
@@ -215,8 +274,13 @@ def machine() -> dict[str, Any]:
                     mem_gib = round(int(line.split()[1]) / 2**20, 1)
     except OSError:
         pass
-    return {"cpus": os.cpu_count() or 0, "memory_gib": mem_gib, "platform": platform.platform(),
-            "python": platform.python_version(), "loadavg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
+    return {
+        "cpus": os.cpu_count() or 0,
+        "memory_gib": mem_gib,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
 
 
 def versions(settings: Settings) -> dict[str, str]:
@@ -234,11 +298,26 @@ def versions(settings: Settings) -> dict[str, str]:
     return found
 
 
-def document(name: str, run_id: str, settings: Settings, params: dict[str, Any], series: list[Series],
-             summary: dict[str, Any], **extra: Any) -> dict[str, Any]:  # fmt: skip
-    return {"benchmark": name, "run_id": run_id, "started": extra.pop("started", None) or now(),
-            "machine": machine(), "versions": versions(settings), "params": params,
-            "series": [s.as_dict() for s in series], "summary": summary, **extra}  # fmt: skip
+def document(
+    name: str,
+    run_id: str,
+    settings: Settings,
+    params: dict[str, Any],
+    series: list[Series],
+    summary: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "benchmark": name,
+        "run_id": run_id,
+        "started": extra.pop("started", None) or now(),
+        "machine": machine(),
+        "versions": versions(settings),
+        "params": params,
+        "series": [s.as_dict() for s in series],
+        "summary": summary,
+        **extra,
+    }
 
 
 def now() -> str:

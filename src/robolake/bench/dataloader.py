@@ -36,11 +36,12 @@ from robolake.bench import core, report, results
 from robolake.bench.small_files import _arrays_json
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
+from robolake.storage.aio import run_async
 from robolake.storage.errors import S3Error
 from robolake.storage.integrity import content_md5, md5_of
 from robolake.storage.reader import ObjectReader
 from robolake.storage.s3 import AsyncS3, S3Target
-from robolake.storage.uploader import run_async
+from robolake.umi.naming import episode_file
 
 TITLE = "Dataloader"
 BENCH_BUCKET = "robolake-bench-loader"
@@ -62,15 +63,21 @@ class LoaderParams:
         if not 1 <= self.episodes <= 100_000:
             raise ConfigError(f"--episodes {self.episodes} must be between 1 and 100000")
         if not 1 <= self.frames <= MAX_FRAMES:
-            raise ConfigError(f"--frames {self.frames} must be between 1 and {MAX_FRAMES} (one minute at 59.94 Hz), "
-                              "so each object stays under the accelerator's 1 MB cache limit")  # fmt: skip
+            raise ConfigError(
+                f"--frames {self.frames} must be between 1 and {MAX_FRAMES} (one minute at 59.94 Hz), "
+                "so each object stays under the accelerator's 1 MB cache limit"
+            )
         if not 1 <= self.batch_episodes <= min(self.episodes, MAX_KEYS // 2):
-            raise ConfigError(f"--batch-episodes {self.batch_episodes} must be between 1 and the number of episodes "
-                              f"({self.episodes}, at most {MAX_KEYS // 2}); lower it or add --episodes")  # fmt: skip
+            raise ConfigError(
+                f"--batch-episodes {self.batch_episodes} must be between 1 and the number of episodes "
+                f"({self.episodes}, at most {MAX_KEYS // 2}); lower it or add --episodes"
+            )
         unknown = [p for p in self.paths if p not in PATHS]
         if not self.paths or unknown or len(set(self.paths)) != len(self.paths):
-            raise ConfigError(f"--paths {','.join(self.paths)!r}: give each of {', '.join(PATHS)} at most once "
-                              f"(unknown: {', '.join(map(repr, unknown)) or 'none'})")  # fmt: skip
+            raise ConfigError(
+                f"--paths {','.join(self.paths)!r}: give each of {', '.join(PATHS)} at most once "
+                f"(unknown: {', '.join(map(repr, unknown)) or 'none'})"
+            )
 
 
 DEFAULT_SPEC = core.RunSpec(warmup_s=2.0, duration_s=15.0, concurrency=(1, 4, 16))
@@ -94,7 +101,10 @@ def episode_bodies(seed: int, episodes: int, frames: int) -> list[tuple[bytes, b
 
 
 def episode_keys(prefix: str, episodes: int) -> list[tuple[str, str]]:
-    return [(f"{prefix}/pose/episode_{i:05d}.json", f"{prefix}/gripper/episode_{i:05d}.json") for i in range(episodes)]
+    return [
+        (f"{prefix}/pose/{episode_file(i, 'json')}", f"{prefix}/gripper/{episode_file(i, 'json')}")
+        for i in range(episodes)
+    ]
 
 
 class EpochOrder:
@@ -122,8 +132,9 @@ def decode_episode(pose: bytes, gripper: bytes) -> np.ndarray[Any, np.dtype[np.f
     width = np.asarray(g["width_m"], dtype=np.float32).reshape(-1, 1)
     lengths = {len(p["timestamps_s"]), len(g["timestamps_s"]), len(position), len(rotation), len(width)}
     if len(lengths) != 1:
-        raise ValueError(f"episode {p.get('episode_index')!r}: pose and gripper disagree on the frame count "
-                         f"({sorted(lengths)})")  # fmt: skip
+        raise ValueError(
+            f"episode {p.get('episode_index')!r}: pose and gripper disagree on the frame count ({sorted(lengths)})"
+        )
     return np.concatenate([position, rotation, width], axis=1)
 
 
@@ -143,8 +154,10 @@ class _Data:
 
     def check(self, sample: np.ndarray[Any, Any], keys: tuple[str, str], path: str) -> int:
         if sample.shape != (self.frames, 7):
-            raise RobolakeError(f"{path}: {keys[0]} decoded to shape {sample.shape}, expected ({self.frames}, 7); "
-                                "the path returned the wrong bytes")  # fmt: skip
+            raise RobolakeError(
+                f"{path}: {keys[0]} decoded to shape {sample.shape}, expected ({self.frames}, 7); "
+                "the path returned the wrong bytes"
+            )
         return int(sample.shape[0])
 
 
@@ -162,8 +175,7 @@ async def _object_cell(target: S3Target, data: _Data, path: str, level: int, spe
         return await core.measured(one, core.Series(path, "load", level, unit="episodes"), spec)
 
 
-async def _batch_cell(target: S3Target, data: _Data, per_request: int, level: int,
-                      spec: core.RunSpec) -> core.Series:  # fmt: skip
+async def _batch_cell(target: S3Target, data: _Data, per_request: int, level: int, spec: core.RunSpec) -> core.Series:
     order = EpochOrder(len(data.keys), spec.seed)
     async with ObjectReader(target, connections=level) as reader:
         client = AsyncBatchClient(reader)
@@ -174,28 +186,50 @@ async def _batch_cell(target: S3Target, data: _Data, per_request: int, level: in
             began = time.perf_counter()
             items, answer = await client.get_batch(data.bucket, wanted)
             if [item.key for item in items] != wanted:
-                raise RobolakeError(f"batch GET answered {len(items)} members, not the {len(wanted)} keys asked for "
-                                    "in order; the batch path is broken")  # fmt: skip
+                raise RobolakeError(
+                    f"batch GET answered {len(items)} members, not the {len(wanted)} keys asked for "
+                    "in order; the batch path is broken"
+                )
             missing = [item for item in items if not item.ok]
             if missing:
-                raise S3Error(f"batch GET: {missing[0].key} came back as {missing[0].error} ({len(missing)} of "
-                              f"{len(wanted)} missing)", status=404, code=missing[0].error, method="POST",
-                              target=missing[0].key)  # fmt: skip
+                raise S3Error(
+                    f"batch GET: {missing[0].key} came back as {missing[0].error} ({len(missing)} of "
+                    f"{len(wanted)} missing)",
+                    status=404,
+                    code=missing[0].error,
+                    method="POST",
+                    target=missing[0].key,
+                )
             bodies = [item.body for item in items if item.body is not None]
-            frames = sum(data.check(decode_episode(bodies[2 * j], bodies[2 * j + 1]), pair, "accelerator batch")
-                         for j, pair in enumerate(episodes))  # fmt: skip
+            frames = sum(
+                data.check(decode_episode(bodies[2 * j], bodies[2 * j + 1]), pair, "accelerator batch")
+                for j, pair in enumerate(episodes)
+            )
             _record(series, per_request, frames, answer.size, time.perf_counter() - began)
 
-        series = core.Series("accelerator batch", f"load {per_request}/request", level, unit="episodes",
-                             extra={"episodes_per_request": per_request})  # fmt: skip
+        series = core.Series(
+            "accelerator batch",
+            f"load {per_request}/request",
+            level,
+            unit="episodes",
+            extra={"episodes_per_request": per_request},
+        )
         return await core.measured(one, series, spec)
 
 
 def samples_series(episodes: core.Series) -> core.Series:
     """The same cell counted in samples (frames decoded); latency stays with the episode series."""
-    return core.Series(episodes.path, episodes.op, episodes.concurrency, unit="samples",
-                       count=episodes.extra.get("samples", 0), requests=episodes.requests, bytes=episodes.bytes,
-                       errors=episodes.errors, seconds=episodes.seconds)  # fmt: skip
+    return core.Series(
+        episodes.path,
+        episodes.op,
+        episodes.concurrency,
+        unit="samples",
+        count=episodes.extra.get("samples", 0),
+        requests=episodes.requests,
+        bytes=episodes.bytes,
+        errors=episodes.errors,
+        seconds=episodes.seconds,
+    )
 
 
 # ---- the run -----------------------------------------------------------------------------------
@@ -211,8 +245,11 @@ async def _setup(direct: S3Target, accel: S3Target | None, data: _Data, bodies: 
 
         async def put() -> None:
             for key, body in todo:
-                await s3.call(functools.partial(s3.put_object, data.bucket, key, body,
-                                                content_md5=content_md5(md5_of(body)), headers=headers))  # fmt: skip
+                await s3.call(
+                    functools.partial(
+                        s3.put_object, data.bucket, key, body, content_md5=content_md5(md5_of(body)), headers=headers
+                    )
+                )
 
         await asyncio.gather(*(put() for _ in range(SETUP_CONCURRENCY)))
     if accel is not None:
@@ -239,9 +276,11 @@ def run(settings: Settings, spec: core.RunSpec, params: LoaderParams, report_lin
     total = len(spec.concurrency) * len(params.paths)
     series: list[core.Series] = []
     try:
-        report_line(f"prepare: PUT {2 * params.episodes} objects ({params.episodes} episodes of {params.frames} "
-                    f"frames) into s3://{BENCH_BUCKET}/{run_id}/" + (", then read each once through the "
-                    "accelerator" if uses_accel else ""))  # fmt: skip
+        report_line(
+            f"prepare: PUT {2 * params.episodes} objects ({params.episodes} episodes of {params.frames} "
+            f"frames) into s3://{BENCH_BUCKET}/{run_id}/"
+            + (", then read each once through the accelerator" if uses_accel else "")
+        )
         run_async(_setup(direct, accel if uses_accel else None, data, bodies))
         step = 0
         for level in spec.concurrency:  # paths interleaved per level: drift hits every path alike
@@ -259,8 +298,15 @@ def run(settings: Settings, spec: core.RunSpec, params: LoaderParams, report_lin
         run_async(_cleanup(cleaner, BENCH_BUCKET, run_id + "/"))
     sizes = {s: round(sum(len(pair[i]) for pair in bodies) / len(bodies)) for i, s in enumerate(("pose", "gripper"))}
     summary = _summary(series, max(spec.concurrency), sizes)
-    return core.document("dataloader", run_id, settings, {**dataclasses.asdict(params), "bucket": BENCH_BUCKET,
-                         "spec": core.spec_dict(spec)}, series, summary, started=started)  # fmt: skip
+    return core.document(
+        "dataloader",
+        run_id,
+        settings,
+        {**dataclasses.asdict(params), "bucket": BENCH_BUCKET, "spec": core.spec_dict(spec)},
+        series,
+        summary,
+        started=started,
+    )
 
 
 def _amount(spec: core.RunSpec, path: str) -> str:
@@ -285,9 +331,13 @@ def _summary(series: list[core.Series], top: int, object_bytes: dict[str, int]) 
     def vs_direct(path: str) -> float | None:
         return core.ratio(paths[path]["episodes_per_s"], direct) if path in paths else None
 
-    return {"concurrency": top, "paths": paths, "object_bytes": object_bytes,
-            "accelerator_vs_direct": vs_direct("accelerator"),
-            "batch_vs_direct": vs_direct("accelerator batch")}  # fmt: skip
+    return {
+        "concurrency": top,
+        "paths": paths,
+        "object_bytes": object_bytes,
+        "accelerator_vs_direct": vs_direct("accelerator"),
+        "batch_vs_direct": vs_direct("accelerator batch"),
+    }
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -308,12 +358,17 @@ def markdown(doc: dict[str, Any]) -> str:
         "| path | episodes/s | samples/s | p50 ms | p99 ms | vs direct |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    ratios = {"direct": 1.0 if "direct" in s["paths"] else None, "accelerator": s["accelerator_vs_direct"],
-              "accelerator batch": s["batch_vs_direct"]}  # fmt: skip
+    ratios = {
+        "direct": 1.0 if "direct" in s["paths"] else None,
+        "accelerator": s["accelerator_vs_direct"],
+        "accelerator batch": s["batch_vs_direct"],
+    }
     for path, row in s["paths"].items():
         ratio = ratios.get(path)
         p50, p99 = (row.get(f"latency_{q}_ms") for q in ("p50", "p99"))
-        lines.append(f"| {path} | {row.get('episodes_per_s', 0):,.1f} | {row.get('samples_per_s', 0):,.0f} | "
-                     f"{'' if p50 is None else f'{p50:.2f}'} | {'' if p99 is None else f'{p99:.2f}'} | "
-                     f"{'' if ratio is None else f'{ratio:.2f}x'} |")  # fmt: skip
+        lines.append(
+            f"| {path} | {row.get('episodes_per_s', 0):,.1f} | {row.get('samples_per_s', 0):,.0f} | "
+            f"{'' if p50 is None else f'{p50:.2f}'} | {'' if p99 is None else f'{p99:.2f}'} | "
+            f"{'' if ratio is None else f'{ratio:.2f}x'} |"
+        )
     return "\n".join(lines) + "\n"

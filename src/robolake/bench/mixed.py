@@ -45,18 +45,23 @@ from robolake.bench.core import Reporter, RunSpec, Series, closed_loop, document
 from robolake.bench.small_files import SmallFileBenchParams, make_bodies
 from robolake.config import Settings
 from robolake.errors import ConfigError
+from robolake.storage.aio import run_async
 from robolake.storage.errors import S3Error
 from robolake.storage.integrity import MIB as MiB
 from robolake.storage.integrity import content_md5, md5_of
 from robolake.storage.reader import ObjectReader
 from robolake.storage.s3 import AsyncS3, S3Target
-from robolake.storage.uploader import run_async
+from robolake.umi.naming import episode_file
 
 TITLE = "Mixed workload"
 BENCH_BUCKET = "robolake-bench-mixed"
 KINDS = ("loader", "stream", "upload", "list")
-OPS = {"loader": ("GET small", "objects"), "stream": ("GET video", "streams"),
-       "upload": ("PUT episode", "episodes"), "list": ("LIST", "keys")}  # fmt: skip
+OPS = {
+    "loader": ("GET small", "objects"),
+    "stream": ("GET video", "streams"),
+    "upload": ("PUT episode", "episodes"),
+    "list": ("LIST", "keys"),
+}
 PATHS = ("direct", "accelerator")
 DEFAULT_MIX = {"loader": 12, "stream": 2, "upload": 2, "list": 1}
 
@@ -77,8 +82,9 @@ def parse_mix(text: str) -> dict[str, int]:
         try:
             mix[kind] = int(raw)
         except ValueError:
-            raise ConfigError(f"--mix {text!r}: weight {raw!r} of {kind!r} is not a whole number, e.g. {kind}=2") \
-                from None  # fmt: skip
+            raise ConfigError(
+                f"--mix {text!r}: weight {raw!r} of {kind!r} is not a whole number, e.g. {kind}=2"
+            ) from None
     _check_mix(mix, f"--mix {text!r}")
     return mix
 
@@ -128,11 +134,14 @@ class MixedParams:
     def __post_init__(self) -> None:
         _check_mix(self.mix, f"mix {self.mix!r}")
         if self.small_objects < 2 or self.objects_per_dir < 2 or self.frames_per_object < 1:
-            raise ConfigError(f"small objects {self.small_objects}, objects per directory {self.objects_per_dir} "
-                              f"and frames {self.frames_per_object}: give at least 2, 2 and 1")  # fmt: skip
+            raise ConfigError(
+                f"small objects {self.small_objects}, objects per directory {self.objects_per_dir} "
+                f"and frames {self.frames_per_object}: give at least 2, 2 and 1"
+            )
         if self.videos < 1 or not 1 <= self.video_bytes <= 1024 * MiB:
-            raise ConfigError(f"{self.videos} videos of {self.video_bytes} bytes: give at least 1 video of "
-                              "1 byte to 1 GiB")  # fmt: skip
+            raise ConfigError(
+                f"{self.videos} videos of {self.video_bytes} bytes: give at least 1 video of 1 byte to 1 GiB"
+            )
         if not 0 <= self.episode_video_bytes <= 64 * MiB:
             raise ConfigError(f"episode video chunk {self.episode_video_bytes} bytes: give 0 to 64 MiB")
         if not self.paths or set(self.paths) - set(PATHS) or len(set(self.paths)) != len(self.paths):
@@ -158,11 +167,17 @@ class _Objects:
 
     def __post_init__(self) -> None:
         p = self.params
-        self.small = make_bodies(SmallFileBenchParams(objects=p.small_objects, frames_per_object=p.frames_per_object,
-                                                      objects_per_dir=p.objects_per_dir, seed=self.seed),
-                                 self.prefix)  # fmt: skip
+        self.small = make_bodies(
+            SmallFileBenchParams(
+                objects=p.small_objects,
+                frames_per_object=p.frames_per_object,
+                objects_per_dir=p.objects_per_dir,
+                seed=self.seed,
+            ),
+            self.prefix,
+        )
         self.small_md5 = [content_md5(md5_of(body)) for _, body in self.small]
-        self.videos = [f"{self.prefix}/video/episode_{i:05d}.mp4" for i in range(p.videos)]
+        self.videos = [f"{self.prefix}/video/{episode_file(i, 'mp4')}" for i in range(p.videos)]
         self.dirs = sorted({key.rsplit("/", 1)[0] + "/" for key, _ in self.small})
         rng = random.Random(self.seed)
         self.small_order = rng.sample(range(len(self.small)), len(self.small))
@@ -174,8 +189,10 @@ class _Objects:
 
     async def prepare(self, s3: AsyncS3, report: Reporter) -> None:
         """Every small object and video PUT once (retried, untimed)."""
-        report(f"prepare: {len(self.small)} small objects and {len(self.videos)} videos of "
-               f"{self.params.video_bytes / MiB:g} MiB into s3://{BENCH_BUCKET}/{self.prefix}/")  # fmt: skip
+        report(
+            f"prepare: {len(self.small)} small objects and {len(self.videos)} videos of "
+            f"{self.params.video_bytes / MiB:g} MiB into s3://{BENCH_BUCKET}/{self.prefix}/"
+        )
         await s3.create_bucket(BENCH_BUCKET)
         todo = iter(range(len(self.small)))
 
@@ -188,8 +205,9 @@ class _Objects:
         rng = np.random.default_rng(self.seed + 2)
         for key in self.videos:  # one at a time: a whole video is held in memory
             body = rng.bytes(self.params.video_bytes)
-            await s3.call(functools.partial(s3.put_object, BENCH_BUCKET, key, body,
-                                            content_md5=content_md5(md5_of(body))))  # fmt: skip
+            await s3.call(
+                functools.partial(s3.put_object, BENCH_BUCKET, key, body, content_md5=content_md5(md5_of(body)))
+            )
 
 
 class _Traffic:
@@ -212,16 +230,17 @@ class _Traffic:
         t0 = time.perf_counter()
         got = await self.reader.get(BENCH_BUCKET, key, sink=_discard)
         if got.size != self.o.params.video_bytes:  # a short stream would flatter the figures
-            raise S3Error(f"GET {BENCH_BUCKET}/{key}: {got.size} bytes, expected {self.o.params.video_bytes}",
-                          status=0)  # fmt: skip
+            raise S3Error(f"GET {BENCH_BUCKET}/{key}: {got.size} bytes, expected {self.o.params.video_bytes}", status=0)
         series.ok(1, got.size, time.perf_counter() - t0, got.ttfb_s)
 
     async def put_episode(self, index: int, series: Series) -> None:
         o = self.o
         base = f"{o.prefix}/uploads/episode_{next(o.episodes):07d}"
         pose, gripper = (2 * index) % len(o.small), (2 * index + 1) % len(o.small)
-        parts = [(f"{base}/pose.json", o.small[pose][1], o.small_md5[pose]),
-                 (f"{base}/gripper.json", o.small[gripper][1], o.small_md5[gripper])]  # fmt: skip
+        parts = [
+            (f"{base}/pose.json", o.small[pose][1], o.small_md5[pose]),
+            (f"{base}/gripper.json", o.small[gripper][1], o.small_md5[gripper]),
+        ]
         if o.chunk:
             parts.append((f"{base}/video.mp4", o.chunk, o.chunk_md5))
         t0 = time.perf_counter()
@@ -248,16 +267,23 @@ class _Traffic:
 async def _cell(traffic: _Traffic, path: str, level: int, workers: dict[str, int], spec: RunSpec) -> list[Series]:
     ops = traffic.ops()
     if spec.warmup_s > 0:
-        await asyncio.gather(*(closed_loop(ops[k], Series(path, OPS[k][0], level, OPS[k][1]), n,
-                                           duration_s=spec.warmup_s) for k, n in workers.items()))  # fmt: skip
+        await asyncio.gather(
+            *(
+                closed_loop(ops[k], Series(path, OPS[k][0], level, OPS[k][1]), n, duration_s=spec.warmup_s)
+                for k, n in workers.items()
+            )
+        )
     cell = {k: Series(path, OPS[k][0], level, OPS[k][1], extra={"workers": n}) for k, n in workers.items()}
-    await asyncio.gather(*(closed_loop(ops[k], cell[k], n, duration_s=spec.duration_s, operations=spec.operations)
-                           for k, n in workers.items()))  # fmt: skip
+    await asyncio.gather(
+        *(
+            closed_loop(ops[k], cell[k], n, duration_s=spec.duration_s, operations=spec.operations)
+            for k, n in workers.items()
+        )
+    )
     return list(cell.values())
 
 
-async def _run(settings: Settings, spec: RunSpec, params: MixedParams, report: Reporter,
-               run_id: str) -> list[Series]:  # fmt: skip
+async def _run(settings: Settings, spec: RunSpec, params: MixedParams, report: Reporter, run_id: str) -> list[Series]:
     splits = {level: split_workers(params.mix, level) for level in spec.concurrency}
     most = max(sum(s.values()) for s in splits.values())
     endpoints = {"direct": settings.minio_endpoints[0], "accelerator": settings.accelerator_endpoint}
@@ -271,8 +297,10 @@ async def _run(settings: Settings, spec: RunSpec, params: MixedParams, report: R
             await objects.prepare(direct_s3, report)
             for path in params.paths:
                 target = S3Target.from_settings(settings, endpoints[path])
-                async with ObjectReader(target, connections=most + 16) as reader, \
-                        AsyncS3(target, connections=3 * most + 16, seed=spec.seed) as s3:  # fmt: skip
+                async with (
+                    ObjectReader(target, connections=most + 16) as reader,
+                    AsyncS3(target, connections=3 * most + 16, seed=spec.seed) as s3,
+                ):
                     traffic = _Traffic(reader, s3, objects)
                     if path == "accelerator":
                         report(f"accelerator warm-up: every one of the {len(objects.small)} small objects read once")
@@ -297,12 +325,13 @@ def _summary(series: list[Series], spec: RunSpec) -> dict[str, Any]:
         direct, accel = at_top.get(("direct", op)), at_top.get(("accelerator", op))
         if direct is None or accel is None:
             continue
-        per_op[op] = {"direct_per_s": direct["per_s"], "accelerator_per_s": accel["per_s"],
-                      "ratio": ratio(accel["per_s"], direct["per_s"]),
-                      "p50_ms": {"direct": direct["latency_ms"].get("p50"),
-                                 "accelerator": accel["latency_ms"].get("p50")},
-                      "p99_ms": {"direct": direct["latency_ms"].get("p99"),
-                                 "accelerator": accel["latency_ms"].get("p99")}}  # fmt: skip
+        per_op[op] = {
+            "direct_per_s": direct["per_s"],
+            "accelerator_per_s": accel["per_s"],
+            "ratio": ratio(accel["per_s"], direct["per_s"]),
+            "p50_ms": {"direct": direct["latency_ms"].get("p50"), "accelerator": accel["latency_ms"].get("p50")},
+            "p99_ms": {"direct": direct["latency_ms"].get("p99"), "accelerator": accel["latency_ms"].get("p99")},
+        }
     return {"concurrency": top, "accelerator_vs_direct": per_op, "errors": sum(s.errors for s in series)}
 
 
@@ -310,9 +339,13 @@ def run(settings: Settings, spec: RunSpec, params: MixedParams, report: Reporter
     """Run the mixed workload on every path and level of the sweep; return its results document."""
     run_id, started = results.new_run_id("mixed-workload"), now()
     series = run_async(_run(settings, spec, params, report, run_id))
-    doc_params = {**dataclasses.asdict(params), "bucket": BENCH_BUCKET, "prefix": run_id + "/",
-                  "spec": spec_dict(spec),
-                  "workers": {str(level): split_workers(params.mix, level) for level in spec.concurrency}}  # fmt: skip
+    doc_params = {
+        **dataclasses.asdict(params),
+        "bucket": BENCH_BUCKET,
+        "prefix": run_id + "/",
+        "spec": spec_dict(spec),
+        "workers": {str(level): split_workers(params.mix, level) for level in spec.concurrency},
+    }
     return document("mixed_workload", run_id, settings, doc_params, series, _summary(series, spec), started=started)
 
 
@@ -321,8 +354,11 @@ def markdown(doc: dict[str, Any]) -> str:
     mix = ", ".join(f"{k} {w}" for k, w in p["mix"].items())
     amount = f"{spec['operations']} operations per kind" if spec["operations"] else f"{spec['duration_s']:g} s"
     chunk = f" + a {p['episode_video_bytes'] / 1024:g} KiB video chunk" if p["episode_video_bytes"] else ""
-    warm = "; the accelerator was warm (every small object read once before its cells)" \
-        if "accelerator" in p["paths"] else ""  # fmt: skip
+    warm = (
+        "; the accelerator was warm (every small object read once before its cells)"
+        if "accelerator" in p["paths"]
+        else ""
+    )
     lines = [
         *reports.header(doc, TITLE),
         f"All kinds run at once: loaders GET small JSON objects ({p['small_objects']}), streams GET whole videos "
@@ -334,19 +370,27 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "| concurrency | " + " | ".join(KINDS) + " |",
         "|---:|" + "---:|" * len(KINDS),
-        *(f"| {level} | " + " | ".join(str(split.get(k, 0)) for k in KINDS) + " |"
-          for level, split in p["workers"].items()),
+        *(
+            f"| {level} | " + " | ".join(str(split.get(k, 0)) for k in KINDS) + " |"
+            for level, split in p["workers"].items()
+        ),
         "",
         *reports.series_table(doc["series"], ttfb=True),
-    ]  # fmt: skip
+    ]
     if s["accelerator_vs_direct"]:
-        lines += ["", f"Accelerator vs direct at concurrency {s['concurrency']}:", "",
-                  "| op | direct rate | accelerator rate | ratio | p50 ms direct | p50 ms accelerator |",
-                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+        lines += [
+            "",
+            f"Accelerator vs direct at concurrency {s['concurrency']}:",
+            "",
+            "| op | direct rate | accelerator rate | ratio | p50 ms direct | p50 ms accelerator |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for op, r in s["accelerator_vs_direct"].items():
-            lines.append(f"| {op} | {r['direct_per_s']:,.1f} | {r['accelerator_per_s']:,.1f} | "
-                         f"{_times(r['ratio'])} | {r['p50_ms']['direct']} | "
-                         f"{r['p50_ms']['accelerator']} |")  # fmt: skip
+            lines.append(
+                f"| {op} | {r['direct_per_s']:,.1f} | {r['accelerator_per_s']:,.1f} | "
+                f"{_times(r['ratio'])} | {r['p50_ms']['direct']} | "
+                f"{r['p50_ms']['accelerator']} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -17,8 +17,15 @@ from robolake.bench import results
 from robolake.config import Settings
 from robolake.errors import ConfigError
 
-UNIT_LABEL = {"objects": "objects/s", "episodes": "episodes/s", "samples": "samples/s", "keys": "keys/s",
-              "ranges": "ranges/s", "streams": "streams/s", "ops": "ops/s"}  # fmt: skip
+UNIT_LABEL = {
+    "objects": "objects/s",
+    "episodes": "episodes/s",
+    "samples": "samples/s",
+    "keys": "keys/s",
+    "ranges": "ranges/s",
+    "streams": "streams/s",
+    "ops": "ops/s",
+}
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -40,9 +47,11 @@ def series_table(series: Iterable[dict[str, Any]], *, ttfb: bool = False) -> lis
     for s in series:
         lat, t = s.get("latency_ms") or {}, s.get("ttfb_ms") or {}
         unit = UNIT_LABEL.get(s.get("unit", "objects"), s.get("unit", "") + "/s")
-        row = (f"| {s['path']} | {s['op']} | {s['concurrency']} | {_fmt(s['per_s'])} {unit} | "
-               f"{_fmt(s.get('mib_per_s'), 1)} | {_fmt(lat.get('p50'), 2)} | {_fmt(lat.get('p90'), 2)} | "
-               f"{_fmt(lat.get('p99'), 2)} |")  # fmt: skip
+        row = (
+            f"| {s['path']} | {s['op']} | {s['concurrency']} | {_fmt(s['per_s'])} {unit} | "
+            f"{_fmt(s.get('mib_per_s'), 1)} | {_fmt(lat.get('p50'), 2)} | {_fmt(lat.get('p90'), 2)} | "
+            f"{_fmt(lat.get('p99'), 2)} |"
+        )
         if ttfb:
             row += f" {_fmt(t.get('p50'), 2)} | {_fmt(t.get('p99'), 2)} |"
         lines.append(row + f" {s.get('errors', 0)} |")
@@ -75,103 +84,136 @@ def plots(doc: dict[str, Any], title: str) -> dict[str, bytes]:
     import matplotlib
 
     matplotlib.use("Agg")
-    plt: Any = importlib.import_module("matplotlib.pyplot")  # typed loosely: its stubs are partial
+    figures = _Figures(doc, title, importlib.import_module("matplotlib.pyplot"))
+    return {"throughput.png": figures.throughput(), "latency_cdf.png": figures.latency_cdf()}
 
-    by_bytes = doc.get("plot_metric") == "mib_per_s"  # streaming: MiB/s says more than objects/s
-    panels: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    for s in doc["series"]:
-        panel = s.get("panel") or s.get("unit", "objects")
-        panels.setdefault(panel, {}).setdefault(s.get("label") or f"{s['path']} {s['op']}", []).append(s)
-    names = list(panels)
-    colors = plt.get_cmap("tab10").colors
-    styles = {label: colors[i % len(colors)] for i, label in
-              enumerate(dict.fromkeys(label for lines in panels.values() for label in lines))}  # fmt: skip
 
-    def grid(kind: str) -> tuple[Any, list[Any]]:
-        cols = min(len(names), 2 if len(names) > 2 else len(names))
-        rows = (len(names) + cols - 1) // cols
-        fig, axes = plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
+Panels = dict[str, dict[str, list[dict[str, Any]]]]  # panel -> line label -> its series, one per level
+
+
+class _Figures:
+    """The two figures of one document: a panel per `panel` (or unit), a colour per line label."""
+
+    def __init__(self, doc: dict[str, Any], title: str, plt: Any) -> None:
+        self.title, self.plt = title, plt  # pyplot typed loosely: its stubs are partial
+        self.by_bytes = doc.get("plot_metric") == "mib_per_s"  # streaming: MiB/s says more than objects/s
+        self.panels: Panels = {}
+        for s in doc["series"]:
+            panel = s.get("panel") or s.get("unit", "objects")
+            self.panels.setdefault(panel, {}).setdefault(s.get("label") or f"{s['path']} {s['op']}", []).append(s)
+        self.names = list(self.panels)
+        colors = plt.get_cmap("tab10").colors
+        labels = dict.fromkeys(label for lines in self.panels.values() for label in lines)
+        self.styles = {label: colors[i % len(colors)] for i, label in enumerate(labels)}
+
+    def grid(self, kind: str) -> tuple[Any, list[Any]]:
+        cols = min(len(self.names), 2 if len(self.names) > 2 else len(self.names))
+        rows = (len(self.names) + cols - 1) // cols
+        fig, axes = self.plt.subplots(rows, cols, figsize=(6.5 * cols, 4.2 * rows), squeeze=False)
         flat = list(axes.flat)
-        for extra in flat[len(names):]:
+        for extra in flat[len(self.names) :]:
             extra.set_visible(False)
-        fig.suptitle(f"{title}: {kind}")
+        fig.suptitle(f"{self.title}: {kind}")
         return fig, flat
 
-    def metric(row: dict[str, Any]) -> str:
-        return str(row.get("plot_metric") or ("mib_per_s" if by_bytes else "per_s"))
+    def metric(self, row: dict[str, Any]) -> str:
+        return str(row.get("plot_metric") or ("mib_per_s" if self.by_bytes else "per_s"))
 
-    out: dict[str, bytes] = {}
-    fig, axes = grid("throughput vs concurrency")
-    for ax, name in zip(axes, names, strict=False):
-        first = next(iter(panels[name].values()))[0]
-        unit = first.get("unit", "objects")
-        ylabel = "MiB/s" if metric(first) == "mib_per_s" else UNIT_LABEL.get(unit, unit + "/s")
-        lines = panels[name]
-        if all(len(rows) == 1 for rows in lines.values()):
-            # one point per line (warp-check, the accelerator benchmark): bars say more than single dots
-            labels = list(lines)
-            values = [lines[label][0][metric(lines[label][0])] for label in labels]
-            ax.bar(range(len(labels)), values, color=[styles[label] for label in labels])
-            ax.set_xticks(range(len(labels)), labels, fontsize=8)
-            for i, v in enumerate(values):
-                ax.annotate(f"{v:,.0f}", (i, v), ha="center", va="bottom", fontsize=8)
-            levels = {rows[0]["concurrency"] for rows in lines.values()}
-            ax.set_xlabel(f"concurrency {first['concurrency']}" if len(levels) == 1 else "")
-            ax.set_ylabel(ylabel)
-            ax.set_title(name)
-            ax.grid(True, axis="y", alpha=0.3)
-            continue
-        drawn_values: list[float] = []
-        for label, rows in lines.items():
+    def finish(self, fig: Any) -> bytes:
+        fig.tight_layout()
+        png = _png(fig)
+        self.plt.close(fig)
+        return png
+
+    def throughput(self) -> bytes:
+        fig, axes = self.grid("throughput vs concurrency")
+        for ax, name in zip(axes, self.names, strict=False):
+            first = next(iter(self.panels[name].values()))[0]
+            unit = first.get("unit", "objects")
+            ylabel = "MiB/s" if self.metric(first) == "mib_per_s" else UNIT_LABEL.get(unit, unit + "/s")
+            if all(len(rows) == 1 for rows in self.panels[name].values()):
+                self.bars(ax, name, ylabel)  # one point per line (warp-check, the accelerator benchmark)
+            else:
+                self.lines(ax, name, ylabel, titled=name != unit or self.by_bytes)
+        return self.finish(fig)
+
+    def bars(self, ax: Any, name: str, ylabel: str) -> None:
+        """One bar per line: bars say more than single dots."""
+        lines = self.panels[name]
+        labels = list(lines)
+        values = [lines[label][0][self.metric(lines[label][0])] for label in labels]
+        ax.bar(range(len(labels)), values, color=[self.styles[label] for label in labels])
+        ax.set_xticks(range(len(labels)), labels, fontsize=8)
+        for i, v in enumerate(values):
+            ax.annotate(f"{v:,.0f}", (i, v), ha="center", va="bottom", fontsize=8)
+        levels = {rows[0]["concurrency"] for rows in lines.values()}
+        first = next(iter(lines.values()))[0]
+        ax.set_xlabel(f"concurrency {first['concurrency']}" if len(levels) == 1 else "")
+        ax.set_ylabel(ylabel)
+        ax.set_title(name)
+        ax.grid(True, axis="y", alpha=0.3)
+
+    def lines(self, ax: Any, name: str, ylabel: str, *, titled: bool) -> None:
+        """Rate against concurrency (log 2), one line per label; a log y axis when rates differ 20-fold."""
+        drawn: list[float] = []
+        for label, rows in self.panels[name].items():
             rows = sorted(rows, key=lambda r: r["concurrency"])
-            values = [r[metric(r)] for r in rows]
-            drawn_values += values
-            ax.plot([r["concurrency"] for r in rows], values, marker="o", label=label, color=styles[label])
+            values = [r[self.metric(r)] for r in rows]
+            drawn += values
+            ax.plot([r["concurrency"] for r in rows], values, marker="o", label=label, color=self.styles[label])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("concurrency")
-        positive = [v for v in drawn_values if v > 0]
+        positive = [v for v in drawn if v > 0]
         if positive and max(positive) / min(positive) > 20:  # e.g. batch GET next to single GETs
             ax.set_yscale("log")
             ylabel += " (log scale)"
         else:
             ax.set_ylim(bottom=0)
         ax.set_ylabel(ylabel)
-        if name != unit or by_bytes:
+        if titled:
             ax.set_title(name)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    out["throughput.png"] = _png(fig)
-    plt.close(fig)
 
-    fig, axes = grid("latency CDF at the highest concurrency")
-    for ax, name in zip(axes, names, strict=False):
-        drawn = 0
-        for label, rows in panels[name].items():
-            top = max(rows, key=lambda r: r["concurrency"])
-            points = top.get("latency_cdf_ms") or []
-            if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], label=f"{label} (c={top['concurrency']})",
-                        color=styles[label])  # fmt: skip
-                drawn += 1
-            elif top.get("latency_ms"):  # warp: only its percentiles
-                lat = top["latency_ms"]
-                pts = [(lat[k], q) for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)) if k in lat]
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="s", linestyle="--", color=styles[label],
-                        label=f"{label} (c={top['concurrency']}, percentiles)")  # fmt: skip
-                drawn += 1
-        ax.set_xscale("log")
-        ax.set_xlabel("latency (ms, log scale)")
-        ax.set_ylabel("fraction of requests")
-        ax.set_ylim(0, 1.01)
-        ax.set_title(name)
-        ax.grid(True, which="both", alpha=0.3)
-        if drawn:
-            ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    out["latency_cdf.png"] = _png(fig)
-    plt.close(fig)
-    return out
+    def latency_cdf(self) -> bytes:
+        fig, axes = self.grid("latency CDF at the highest concurrency")
+        for ax, name in zip(axes, self.names, strict=False):
+            drawn = sum(self.cdf_line(ax, label, rows) for label, rows in self.panels[name].items())
+            ax.set_xscale("log")
+            ax.set_xlabel("latency (ms, log scale)")
+            ax.set_ylabel("fraction of requests")
+            ax.set_ylim(0, 1.01)
+            ax.set_title(name)
+            ax.grid(True, which="both", alpha=0.3)
+            if drawn:
+                ax.legend(fontsize=8, loc="lower right")
+        return self.finish(fig)
+
+    def cdf_line(self, ax: Any, label: str, rows: list[dict[str, Any]]) -> bool:
+        """The CDF of the line's highest level (warp's: its three percentiles); False if it has none."""
+        top = max(rows, key=lambda r: r["concurrency"])
+        points = top.get("latency_cdf_ms") or []
+        if points:
+            ax.plot(
+                [p[0] for p in points],
+                [p[1] for p in points],
+                label=f"{label} (c={top['concurrency']})",
+                color=self.styles[label],
+            )
+            return True
+        lat = top.get("latency_ms")
+        if not lat:
+            return False
+        pts = [(lat[k], q) for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)) if k in lat]
+        ax.plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="s",
+            linestyle="--",
+            color=self.styles[label],
+            label=f"{label} (c={top['concurrency']}, percentiles)",
+        )
+        return True
 
 
 def _png(fig: Any) -> bytes:
@@ -202,29 +244,25 @@ def load(ref: str, settings: Settings | None = None, out_dir: Path = Path("bench
                 raise ConfigError(f"{path} is not a results document (bad JSON: {exc})") from exc
             return _checked(doc, str(path))
     if settings is not None:
-        import boto3
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        client = boto3.client(
-            "s3", endpoint_url=settings.minio_endpoints[0], aws_access_key_id=settings.minio_root_user,
-            aws_secret_access_key=settings.minio_root_password, region_name="us-east-1",
-            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}, connect_timeout=3),
-        )  # fmt: skip
-        key = f"benchmarks/{ref.strip('/')}/results.json"
-        try:
-            body = client.get_object(Bucket=results.RESULTS_BUCKET, Key=key)["Body"].read()
-            return _checked(json.loads(body), f"s3://{results.RESULTS_BUCKET}/{key}")
-        except (ClientError, BotoCoreError, json.JSONDecodeError):
-            pass
-    raise ConfigError(f"no benchmark run {ref!r}: not a file, not ./{out_dir}/{ref}/results.json and not in "
-                      f"s3://{results.RESULTS_BUCKET}/benchmarks/; list runs with: ls {out_dir}/")  # fmt: skip
+        body = results.fetch(settings, ref)
+        if body is not None:
+            where = f"s3://{results.RESULTS_BUCKET}/{results.results_key(ref.strip('/'), 'results.json')}"
+            try:
+                return _checked(json.loads(body), where)
+            except json.JSONDecodeError:
+                pass
+    raise ConfigError(
+        f"no benchmark run {ref!r}: not a file, not ./{out_dir}/{ref}/results.json and not in "
+        f"s3://{results.RESULTS_BUCKET}/benchmarks/; list runs with: ls {out_dir}/"
+    )
 
 
 def _checked(doc: Any, where: str) -> dict[str, Any]:
     if not isinstance(doc, dict) or "series" not in doc or "benchmark" not in doc:
-        raise ConfigError(f"{where} is not a robolake results document with series (was it written by an older "
-                          "version? re-run the benchmark)")  # fmt: skip
+        raise ConfigError(
+            f"{where} is not a robolake results document with series (was it written by an older "
+            "version? re-run the benchmark)"
+        )
     return doc
 
 
@@ -252,9 +290,11 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
         matched += 1
         la, lb = s.get("latency_ms") or {}, other.get("latency_ms") or {}
         r = f"{other['per_s'] / s['per_s']:.2f}x" if s["per_s"] else "n/a"
-        lines.append(f"| {s['path']} | {s['op']} | {s['concurrency']} | {_fmt(s['per_s'])} | {_fmt(other['per_s'])} "
-                     f"| {r} | {_fmt(la.get('p50'), 2)} | {_fmt(lb.get('p50'), 2)} | {_fmt(la.get('p99'), 2)} | "
-                     f"{_fmt(lb.get('p99'), 2)} |")  # fmt: skip
+        lines.append(
+            f"| {s['path']} | {s['op']} | {s['concurrency']} | {_fmt(s['per_s'])} | {_fmt(other['per_s'])} "
+            f"| {r} | {_fmt(la.get('p50'), 2)} | {_fmt(lb.get('p50'), 2)} | {_fmt(la.get('p99'), 2)} | "
+            f"{_fmt(lb.get('p99'), 2)} |"
+        )
     if a["benchmark"] != b["benchmark"]:
         lines += ["", f"Note: A is {a['benchmark']} and B is {b['benchmark']}; only series present in both are shown."]
     if not matched:

@@ -33,11 +33,13 @@ import numpy as np
 from robolake.accelerator.client import AsyncBatchClient
 from robolake.bench import core, report, results
 from robolake.config import Settings
+from robolake.errors import ConfigError
+from robolake.storage.aio import run_async
 from robolake.storage.errors import S3Error
 from robolake.storage.integrity import content_md5, md5_of
 from robolake.storage.reader import ObjectReader
 from robolake.storage.s3 import AsyncS3, S3Target
-from robolake.storage.uploader import run_async
+from robolake.umi.naming import episode_file
 
 TITLE = "Small-file performance"
 BENCH_BUCKET = "robolake-bench-small"
@@ -60,17 +62,17 @@ class SmallFileBenchParams:
 
     def __post_init__(self) -> None:
         if self.objects < 2 or self.frames_per_object < 1 or self.objects_per_dir < 2 or self.duration_s <= 0:
-            raise ValueError("objects >= 2, frames_per_object >= 1, objects_per_dir >= 2, duration_s > 0")
+            raise ConfigError("objects >= 2, frames_per_object >= 1, objects_per_dir >= 2, duration_s > 0")
         if self.warmup_s < 0 or not 1 <= self.batch_size <= 1000:
-            raise ValueError(f"warm-up {self.warmup_s:g} must be >= 0 and the batch size 1..1000")
+            raise ConfigError(f"warm-up {self.warmup_s:g} must be >= 0 and the batch size 1..1000")
         if not self.concurrency_levels or min(self.concurrency_levels) < 1:
-            raise ValueError(f"concurrency levels {self.concurrency_levels!r} must be positive")
+            raise ConfigError(f"concurrency levels {self.concurrency_levels!r} must be positive")
         unknown = set(self.ops) - set(OPS)
         if unknown:
-            raise ValueError(f"unknown ops {sorted(unknown)}; choose from {', '.join(OPS)}")
+            raise ConfigError(f"unknown ops {sorted(unknown)}; choose from {', '.join(OPS)}")
         unknown = set(self.paths) - set(PATHS)
         if unknown:
-            raise ValueError(f"unknown paths {sorted(unknown)}; choose from {', '.join(PATHS)}")
+            raise ConfigError(f"unknown paths {sorted(unknown)}; choose from {', '.join(PATHS)}")
 
 
 SMOKE = SmallFileBenchParams(objects=300, concurrency_levels=(1, 8), duration_s=1.0, warmup_s=0.3)
@@ -86,11 +88,14 @@ def _arrays_json(rng: np.random.Generator, sensor: str, frames: int) -> str:
         force = np.round(np.clip(rng.normal(5, 3, frames), 0, None), 3).tolist()
         body: dict[str, Any] = {"timestamps_s": t, "max_width_m": 0.085, "width_m": width, "force_n": force}
     else:
-        body = {"timestamps_s": t, "robot": "UR5e",
-                "joint_positions_rad": np.round(rng.normal(0, 1.5, (frames, 6)), 6).tolist(),
-                "eef_position_m": np.round(rng.normal(0.4, 0.1, (frames, 3)), 6).tolist(),
-                "eef_quaternion_xyzw": np.round(rng.normal(0, 0.5, (frames, 4)), 7).tolist(),
-                "eef_rot_axis_angle": np.round(rng.normal(0, 1.0, (frames, 3)), 6).tolist()}  # fmt: skip
+        body = {
+            "timestamps_s": t,
+            "robot": "UR5e",
+            "joint_positions_rad": np.round(rng.normal(0, 1.5, (frames, 6)), 6).tolist(),
+            "eef_position_m": np.round(rng.normal(0.4, 0.1, (frames, 3)), 6).tolist(),
+            "eef_quaternion_xyzw": np.round(rng.normal(0, 0.5, (frames, 4)), 7).tolist(),
+            "eef_rot_axis_angle": np.round(rng.normal(0, 1.0, (frames, 3)), 6).tolist(),
+        }
     return json.dumps(body, separators=(",", ":"))[1:]  # without the opening brace
 
 
@@ -101,7 +106,7 @@ def make_bodies(params: SmallFileBenchParams, prefix: str) -> list[tuple[str, by
     out = []
     for i in range(params.objects):
         sensor = "pose" if i % 2 == 0 else "gripper"
-        key = f"{prefix}/d{i // params.objects_per_dir:04d}/{sensor}/episode_{i:05d}.json"
+        key = f"{prefix}/d{i // params.objects_per_dir:04d}/{sensor}/{episode_file(i, 'json')}"
         head = f'{{"schema_version":1,"episode_index":{i},"fps":59.94006,"frame_count":{params.frames_per_object},'
         out.append((key, (head + pool[sensor][i % 16]).encode() + b"\n"))
     return out
@@ -115,14 +120,22 @@ def _discard(_: memoryview) -> None:
 
 
 class _Run:
-    def __init__(self, s3: AsyncS3, objects: list[tuple[str, bytes]], dirs: list[str], params: SmallFileBenchParams,
-                 bucket: str) -> None:  # fmt: skip
-        self.s3, self.objects, self.dirs, self.params, self.bucket = s3, objects, dirs, params, bucket
+    """PUT/HEAD/LIST with AsyncS3 (against the accelerator or the given endpoint), and the untimed PUTs."""
+
+    def __init__(
+        self,
+        s3: AsyncS3,
+        objects: list[tuple[str, bytes]],
+        dirs: list[str],
+        params: SmallFileBenchParams,
+        bucket: str,
+        say: core.Reporter,
+    ) -> None:
+        self.s3, self.objects, self.dirs, self.params, self.bucket, self.say = s3, objects, dirs, params, bucket, say
         self.md5s = [content_md5(md5_of(body)) for _, body in objects]
         self.put_headers = {"content-type": "application/json"}
         self.rng = random.Random(params.seed)
 
-    # PUT/HEAD/LIST with AsyncS3 (against the accelerator or the given endpoint)
     async def op(self, op: str, index: int, series: core.Series) -> None:
         i = index % len(self.objects)
         key, body = self.objects[i]
@@ -146,8 +159,9 @@ class _Run:
         async def worker() -> None:
             for key, body in todo:
                 md5 = content_md5(md5_of(body))
-                await s3.call(functools.partial(s3.put_object, self.bucket, key, body, content_md5=md5,
-                                                headers=self.put_headers))  # fmt: skip
+                await s3.call(
+                    functools.partial(s3.put_object, self.bucket, key, body, content_md5=md5, headers=self.put_headers)
+                )
 
         await asyncio.gather(*(worker() for _ in range(32)))
 
@@ -167,94 +181,129 @@ def _batch_op(batcher: AsyncBatchClient, bucket: str, keys: list[str], size: int
 
     async def one(index: int, series: core.Series) -> None:
         start = rng.randrange(0, max(1, len(keys) - size + 1))
-        items, got = await batcher.get_batch(bucket, keys[start:start + size])
+        items, got = await batcher.get_batch(bucket, keys[start : start + size])
         missing = [i.key for i in items if not i.ok]
-        if got.status != 200 or len(items) != len(keys[start:start + size]) or missing:
-            raise S3Error(f"batch GET answered {got.status} with {len(items)} members, missing {missing[:3]}",
-                          status=got.status or 0)  # fmt: skip
+        if got.status != 200 or len(items) != len(keys[start : start + size]) or missing:
+            raise S3Error(
+                f"batch GET answered {got.status} with {len(items)} members, missing {missing[:3]}",
+                status=got.status or 0,
+            )
         series.ok(len(items), sum(len(i.body or b"") for i in items), got.seconds, got.ttfb_s)
 
     return one
 
 
-async def _run(settings: Settings, params: SmallFileBenchParams, say: core.Reporter, bucket: str,
-               direct: S3Target, ops_target: S3Target, run_id: str) -> tuple[list[core.Series], dict[str, Any]]:
+class _GetCells:
+    """The GET paths of one run: direct, accelerator cold, warm and batch, over their readers."""
+
+    def __init__(
+        self,
+        runner: _Run,
+        s3_direct: AsyncS3,
+        direct: ObjectReader,
+        accel: ObjectReader,
+        run_id: str,
+        spec: core.RunSpec,
+        progress: core.Steps,
+    ) -> None:
+        self.runner, self.s3_direct, self.direct, self.accel = runner, s3_direct, direct, accel
+        self.run_id, self.spec, self.progress = run_id, spec, progress
+        self.keys = [k for k, _ in runner.objects]
+
+    async def prepare(self, paths: list[str], say: core.Reporter) -> None:
+        runner = self.runner
+        await self.s3_direct.create_bucket(runner.bucket)
+        say(
+            f"prepare: PUT {len(self.keys)} objects into s3://{runner.bucket}/{self.run_id}/ (direct to MinIO, "
+            "not timed)"
+        )
+        await runner.put_all(self.s3_direct, runner.objects)
+        if any(p in paths for p in ("accelerator warm", "accelerator batch")):
+            say("prepare: every object read once through the accelerator (warm cache)")
+            await _read_all(self.accel, runner.bucket, self.keys)
+
+    async def cell(self, path: str, level: int) -> core.Series:
+        params, bucket, seconds = self.runner.params, self.runner.bucket, f"{self.runner.params.duration_s:g} s"
+        cell = core.Series(path, "GET", level)
+        if path == "direct":
+            self.progress(f"direct GET, {level} concurrent, {seconds}")
+            return await core.measured(core.get_op(self.direct, bucket, self.keys), cell, self.spec)
+        if path == "accelerator warm":
+            self.progress(f"accelerator warm GET, {level} concurrent, {seconds}")
+            return await core.measured(core.get_op(self.accel, bucket, self.keys), cell, self.spec)
+        if path == "accelerator batch":
+            cell.extra["label"] = f"accelerator batch GET ({params.batch_size} keys/request)"
+            self.progress(f"accelerator batch GET ({params.batch_size} keys/request), {level} concurrent, {seconds}")
+            op = _batch_op(AsyncBatchClient(self.accel), bucket, self.keys, params.batch_size, params.seed + level)
+            return await core.measured(op, cell, self.spec)
+        return await self.cold(cell, level)
+
+    async def cold(self, cell: core.Series, level: int) -> core.Series:
+        """Fresh objects, each read once through the accelerator: every read a miss, no warm-up."""
+        cold = [(f"{self.run_id}-cold/c{level}/{k.split('/', 1)[1]}", b) for k, b in self.runner.objects]
+        self.runner.say(f"prepare: {len(cold)} fresh objects straight to MinIO for the cold cell")
+        await self.runner.put_all(self.s3_direct, cold)
+        self.progress(f"accelerator cold GET, {level} concurrent, each of {len(cold)} objects once")
+        keys = [k for k, _ in cold]
+        return await core.closed_loop(
+            core.get_op(self.accel, self.runner.bucket, keys), cell, level, duration_s=3600, operations=len(keys)
+        )
+
+
+async def _run(
+    settings: Settings,
+    params: SmallFileBenchParams,
+    say: core.Reporter,
+    bucket: str,
+    direct: S3Target,
+    ops_target: S3Target,
+    run_id: str,
+) -> tuple[list[core.Series], dict[str, Any]]:
     accel = S3Target.from_settings(settings)
     objects = make_bodies(params, run_id)
-    keys = [k for k, _ in objects]
-    dirs = sorted({key.rsplit("/", 2)[0] + "/" for key in keys})
-    spec = core.RunSpec(seed=params.seed, warmup_s=params.warmup_s, duration_s=params.duration_s,
-                        concurrency=params.concurrency_levels)  # fmt: skip
+    dirs = sorted({key.rsplit("/", 2)[0] + "/" for key, _ in objects})
+    spec = core.RunSpec(
+        seed=params.seed, warmup_s=params.warmup_s, duration_s=params.duration_s, concurrency=params.concurrency_levels
+    )
     get_paths = [p for p in PATHS if p in params.paths] if "get" in params.ops else []
     other_ops = [o for o in params.ops if o != "get"]
-    total = len(params.concurrency_levels) * (len(get_paths) + len(other_ops))
-    step = 0
-    series: list[core.Series] = []
-
-    def progress(text: str) -> None:
-        nonlocal step
-        step += 1
-        say(f"[{step}/{total}] {text}")
-
+    progress = core.Steps(say, len(params.concurrency_levels) * (len(get_paths) + len(other_ops)))
+    where = "accelerator" if ops_target.endpoint == accel.endpoint else ops_target.endpoint
     top = max(params.concurrency_levels)
-    async with (AsyncS3(direct, connections=40, read_timeout_s=60.0) as s3_direct,
-                AsyncS3(ops_target, connections=top + 4, read_timeout_s=60.0) as s3_ops,
-                ObjectReader(direct, connections=top, buffer_size=256 * 1024) as direct_reader,
-                ObjectReader(accel, connections=top, buffer_size=256 * 1024) as accel_reader):  # fmt: skip
-        await s3_direct.create_bucket(bucket)
-        runner = _Run(s3_ops, objects, dirs, params, bucket)
-        say(f"prepare: PUT {len(objects)} objects into s3://{bucket}/{run_id}/ (direct to MinIO, not timed)")
-        await runner.put_all(s3_direct, objects)
-        if any(p in get_paths for p in ("accelerator warm", "accelerator batch")):
-            say("prepare: every object read once through the accelerator (warm cache)")
-            await _read_all(accel_reader, bucket, keys)
+    async with (
+        AsyncS3(direct, connections=40, read_timeout_s=60.0) as s3_direct,
+        AsyncS3(ops_target, connections=top + 4, read_timeout_s=60.0) as s3_ops,
+        ObjectReader(direct, connections=top, buffer_size=256 * 1024) as direct_reader,
+        ObjectReader(accel, connections=top, buffer_size=256 * 1024) as accel_reader,
+    ):
+        runner = _Run(s3_ops, objects, dirs, params, bucket, say)
+        cells = _GetCells(runner, s3_direct, direct_reader, accel_reader, run_id, spec, progress)
+        await cells.prepare(get_paths, say)
         try:
-            for level in params.concurrency_levels:
-                for path in get_paths:
-                    cell = core.Series(path, "GET", level)
-                    if path == "accelerator batch":
-                        cell.extra["label"] = f"accelerator batch GET ({params.batch_size} keys/request)"
-                    if path == "direct":
-                        progress(f"direct GET, {level} concurrent, {params.duration_s:g} s")
-                        await core.measured(core.get_op(direct_reader, bucket, keys), cell, spec)
-                    elif path == "accelerator warm":
-                        progress(f"accelerator warm GET, {level} concurrent, {params.duration_s:g} s")
-                        await core.measured(core.get_op(accel_reader, bucket, keys), cell, spec)
-                    elif path == "accelerator batch":
-                        progress(f"accelerator batch GET ({params.batch_size} keys/request), {level} concurrent, "
-                                 f"{params.duration_s:g} s")  # fmt: skip
-                        op = _batch_op(AsyncBatchClient(accel_reader), bucket, keys, params.batch_size,
-                                       params.seed + level)  # fmt: skip
-                        await core.measured(op, cell, spec)
-                    else:
-                        cold = [(f"{run_id}-cold/c{level}/{k.split('/', 1)[1]}", b) for k, b in objects]
-                        say(f"prepare: {len(cold)} fresh objects straight to MinIO for the cold cell")
-                        await runner.put_all(s3_direct, cold)
-                        progress(f"accelerator cold GET, {level} concurrent, each of {len(cold)} objects once")
-                        cold_keys = [k for k, _ in cold]
-                        await core.closed_loop(core.get_op(accel_reader, bucket, cold_keys), cell, level,
-                                               duration_s=3600, operations=len(cold_keys))  # fmt: skip
-                    series.append(cell)
+            series = [await cells.cell(path, level) for level in params.concurrency_levels for path in get_paths]
             for op_name in other_ops:
                 for level in params.concurrency_levels:
-                    where = "accelerator" if ops_target.endpoint == accel.endpoint else ops_target.endpoint
                     progress(f"{op_name.upper()} via {where}, {level} concurrent, {params.duration_s:g} s")
                     cell = core.Series(where, op_name.upper(), level, unit="keys" if op_name == "list" else "objects")
-                    await core.measured(functools.partial(runner.op, op_name), cell, spec,
-                                        start=runner.rng.randrange(len(objects)))  # fmt: skip
-                    series.append(cell)
+                    start = runner.rng.randrange(len(objects))
+                    series.append(await core.measured(functools.partial(runner.op, op_name), cell, spec, start=start))
         finally:
             say("cleanup: deleting the benchmark's objects")
             await s3_direct.delete_prefix(bucket, run_id + "/")
             await s3_direct.delete_prefix(bucket, run_id + "-cold/")
     sizes = {s: [len(b) for k, b in objects if f"/{s}/" in k] for s in ("pose", "gripper")}
-    object_bytes = {s: {"count": len(v), "mean": round(sum(v) / len(v)) if v else 0} for s, v in sizes.items()}
-    return series, object_bytes
+    return series, {s: {"count": len(v), "mean": round(sum(v) / len(v)) if v else 0} for s, v in sizes.items()}
 
 
-def run(settings: Settings, params: SmallFileBenchParams, report_line: core.Reporter = print, *,
-        direct_endpoint: str | None = None, ops_endpoint: str | None = None,
-        bucket: str = BENCH_BUCKET) -> dict[str, Any]:  # fmt: skip
+def run(
+    settings: Settings,
+    params: SmallFileBenchParams,
+    report_line: core.Reporter = print,
+    *,
+    direct_endpoint: str | None = None,
+    ops_endpoint: str | None = None,
+    bucket: str = BENCH_BUCKET,
+) -> dict[str, Any]:
     """Run the benchmark; `direct_endpoint` is the MinIO endpoint of the direct path (default: node 1),
     `ops_endpoint` where PUT/HEAD/LIST go (default: the accelerator)."""
     run_id = results.new_run_id("small-files")
@@ -270,11 +319,27 @@ def run(settings: Settings, params: SmallFileBenchParams, report_line: core.Repo
         summary["get_at_concurrency"] = top
         summary["get_objects_per_s"] = {p: round(s.count / s.seconds, 1) for p, s in at_top.items() if s.seconds}
         summary["get_vs_direct"] = {p: core.ratio(s.count / s.seconds, base) for p, s in at_top.items() if s.seconds}
-    params_doc = {**dataclasses.asdict(params), "describe": core.RunSpec(
-        seed=params.seed, warmup_s=params.warmup_s, duration_s=params.duration_s,
-        concurrency=params.concurrency_levels).describe()}  # fmt: skip
-    return core.document("small_file_performance", run_id, settings, params_doc, series, summary,
-                         started=started, bucket=bucket, prefix=run_id, object_bytes=object_bytes)  # fmt: skip
+    params_doc = {
+        **dataclasses.asdict(params),
+        "describe": core.RunSpec(
+            seed=params.seed,
+            warmup_s=params.warmup_s,
+            duration_s=params.duration_s,
+            concurrency=params.concurrency_levels,
+        ).describe(),
+    }
+    return core.document(
+        "small_file_performance",
+        run_id,
+        settings,
+        params_doc,
+        series,
+        summary,
+        started=started,
+        bucket=bucket,
+        prefix=run_id,
+        object_bytes=object_bytes,
+    )
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -289,8 +354,14 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
     ]
     if s.get("get_vs_direct"):
-        lines += [f"GET at concurrency {s['get_at_concurrency']}: " + ", ".join(
-            f"{path} {s['get_objects_per_s'][path]:,.0f} objects/s ({r}x direct)"
-            for path, r in s["get_vs_direct"].items()) + ".", ""]  # fmt: skip
+        lines += [
+            f"GET at concurrency {s['get_at_concurrency']}: "
+            + ", ".join(
+                f"{path} {s['get_objects_per_s'][path]:,.0f} objects/s ({r}x direct)"
+                for path, r in s["get_vs_direct"].items()
+            )
+            + ".",
+            "",
+        ]
     lines += report.series_table(doc["series"])
     return "\n".join(lines) + "\n"

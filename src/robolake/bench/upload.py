@@ -12,9 +12,6 @@ before and after.
 from __future__ import annotations
 
 import dataclasses
-import os
-import platform
-import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -26,26 +23,20 @@ from robolake.bench.warp import WarpResult, run_warp, to_series
 from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
+from robolake.storage.aio import run_async
 from robolake.storage.progress import ProgressCallback
 from robolake.storage.s3 import AsyncS3, S3Target
-from robolake.storage.uploader import UploadSummary, run_async, upload_tree
+from robolake.storage.uploader import UploadSummary, upload_tree
+from robolake.umi.naming import episode_file
 
 BENCH_BUCKET = "robolake-bench-upload"
 Reporter = Callable[[str], None]
-_SIZE = re.compile(r"(\d+)(B|KiB|MiB)?")
-_UNITS = {"B": 1, "KiB": 1024, "MiB": 1024 * 1024, None: 1}
-
-
-def parse_size(text: str) -> int:
-    """`4KiB` → 4096 (warp's binary units)."""
-    match = _SIZE.fullmatch(text.strip())
-    if match is None:
-        raise ConfigError(f"object size {text!r} is not like 4096, 4KiB or 1MiB")
-    return int(match.group(1)) * _UNITS[match.group(2)]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class UploadBenchParams:
+    """`objects` files of `obj_size` (warp syntax), uploaded `concurrency` at a time; warp runs as long."""
+
     objects: int = 10_000
     obj_size: str = "4KiB"
     concurrency: int = 32
@@ -54,7 +45,7 @@ class UploadBenchParams:
     def __post_init__(self) -> None:
         if self.objects < 1 or self.concurrency < 1 or self.warp_duration_s <= 0:
             raise ConfigError("objects and concurrency must be positive, and the warp duration above zero")
-        if not 1 <= parse_size(self.obj_size) <= 64 * 1024 * 1024:
+        if not 1 <= core.parse_size(self.obj_size) <= 64 * 1024 * 1024:
             raise ConfigError(f"object size {self.obj_size!r} must be between 1 byte and 64 MiB")
 
 
@@ -66,7 +57,7 @@ def write_files(root: Path, count: int, size: int) -> None:
     for i in range(count):
         head = f'{{"episode_index":{i},"sensor":"{"pose" if i % 2 == 0 else "gripper"}","data":"'.encode()
         body = (head + (b"0123456789abcdef" * (size // 16 + 1)))[: max(0, size - 2)] + b'"}'
-        path = root / f"d{i // 1000:03d}" / f"episode_{i:05d}.json"
+        path = root / f"d{i // 1000:03d}" / episode_file(i, "json")
         if i % 1000 == 0:
             path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(body[:size])
@@ -78,30 +69,37 @@ async def _empty(target: S3Target, bucket: str) -> int:
         return await s3.delete_prefix(bucket, "")
 
 
-def run(settings: Settings, params: UploadBenchParams, report: Reporter, *, endpoint: str | None = None,
-        progress: ProgressCallback | None = None) -> dict[str, Any]:  # fmt: skip
+def run(
+    settings: Settings,
+    params: UploadBenchParams,
+    report: Reporter,
+    *,
+    endpoint: str | None = None,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
     """Run the comparison and return its results document."""
     target = S3Target.from_settings(settings, endpoint)
     warp = BinaryBuilder(settings.cache_dir).ensure("warp")
-    size = parse_size(params.obj_size)
-    run_async(_empty(target, BENCH_BUCKET))
     warp_args: dict[str, Any] = {
-        "host": target.host, "access_key": target.access_key, "secret_key": target.secret_key,
-        "bucket": BENCH_BUCKET, "obj_size": params.obj_size, "concurrency": params.concurrency,
+        "host": target.host,
+        "access_key": target.access_key,
+        "secret_key": target.secret_key,
+        "bucket": BENCH_BUCKET,
+        "obj_size": params.obj_size,
+        "concurrency": params.concurrency,
         "duration_s": params.warp_duration_s,
     }
     runs: dict[str, WarpResult] = {}
-    summary: UploadSummary | None = None
     prefix = new_run_id("upload")
+    run_async(_empty(target, BENCH_BUCKET))
     try:
         with tempfile.TemporaryDirectory(prefix="robolake-bench-upload-") as tmp:
             report(f"writing {params.objects} files of {params.obj_size}")
-            write_files(Path(tmp), params.objects, size)
+            write_files(Path(tmp), params.objects, core.parse_size(params.obj_size))
             report(f"warp put, {params.concurrency} concurrent, {params.warp_duration_s:g} s")
             runs["warp_before"] = _warp(warp, warp_args)
             report(f"robolake upload_tree of {params.objects} files, {params.concurrency} concurrent")
-            summary = upload_tree(target, tmp, BENCH_BUCKET, prefix, concurrency=params.concurrency,
-                                  progress=progress)  # fmt: skip
+            summary = upload_tree(target, tmp, BENCH_BUCKET, prefix, concurrency=params.concurrency, progress=progress)
             report("warp put again (brackets drift)")
             runs["warp_after"] = _warp(warp, warp_args)
     finally:
@@ -109,24 +107,46 @@ def run(settings: Settings, params: UploadBenchParams, report: Reporter, *, endp
         run_async(_empty(target, BENCH_BUCKET))
     summary.raise_for_failures()
     if summary.objects != params.objects:
-        raise RobolakeError(f"the uploader wrote {summary.objects} of {params.objects} objects into a fresh "
-                            f"prefix; the comparison is void")  # fmt: skip
+        raise RobolakeError(
+            f"the uploader wrote {summary.objects} of {params.objects} objects into a fresh "
+            "prefix; the comparison is void"
+        )
+    return _document(settings, params, target, prefix, runs, summary)
+
+
+def _document(
+    settings: Settings,
+    params: UploadBenchParams,
+    target: S3Target,
+    run_id: str,
+    runs: dict[str, WarpResult],
+    summary: UploadSummary,
+) -> dict[str, Any]:
     warp_rate = (runs["warp_before"].objects_per_s + runs["warp_after"].objects_per_s) / 2
     ratio = summary.objects_per_s / warp_rate if warp_rate else None
-    ours = core.Series("robolake upload_tree", "PUT", params.concurrency, count=summary.objects,
-                       requests=summary.objects, bytes=summary.bytes, seconds=summary.seconds)  # fmt: skip
-    series = [to_series(runs["warp_before"], path="warp", op="PUT"), ours,
-              to_series(runs["warp_after"], path="warp (again)", op="PUT")]  # fmt: skip
+    ours = core.Series(
+        "robolake upload_tree",
+        "PUT",
+        params.concurrency,
+        count=summary.objects,
+        requests=summary.objects,
+        bytes=summary.bytes,
+        seconds=summary.seconds,
+    )
+    series = [
+        to_series(runs["warp_before"], path="warp", op="PUT"),
+        ours,
+        to_series(runs["warp_after"], path="warp (again)", op="PUT"),
+    ]
     for member in series:
         member.extra["label"] = member.path
     return {
         "benchmark": "upload",
-        "run_id": prefix,
+        "run_id": run_id,
         "started": core.now(),
         "series": [s.as_dict() for s in series],
         "endpoint": target.endpoint,
-        "machine": {"cpus": os.cpu_count() or 0, "platform": platform.platform(),
-                    "python": platform.python_version()},
+        "machine": core.machine(),
         "versions": {"warp": BinaryBuilder(settings.cache_dir).version_of("warp")},
         "params": dataclasses.asdict(params),
         "ours": summary.as_dict(),

@@ -7,6 +7,7 @@ client would mostly measure itself. Its printed latencies are rounded to millise
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 import subprocess
 import tempfile
@@ -18,8 +19,12 @@ from robolake.errors import RobolakeError
 _AVG = re.compile(r"\* Average: ([\d.]+) ([KMG]i?B)/s, ([\d.]+) obj/s")
 _REQS = re.compile(r"\* Reqs: Avg: ([\d.]+)(\w+), 50%: ([\d.]+)(\w+), 90%: ([\d.]+)(\w+), 99%: ([\d.]+)(\w+)")
 _TTFB = re.compile(r"\* TTFB: Avg: ([\d.]+)(\w+),(.*)")
-_TTFB_AT = {"p50": re.compile(r"Median: ([\d.]+)(\w+)"), "p90": re.compile(r"90th: ([\d.]+)(\w+)"),
-            "p99": re.compile(r"99th: ([\d.]+)(\w+)")}
+_TTFB_AT = {
+    "p50": re.compile(r"Median: ([\d.]+)(\w+)"),
+    "p90": re.compile(r"90th: ([\d.]+)(\w+)"),
+    "p99": re.compile(r"99th: ([\d.]+)(\w+)"),
+}
+_FLAGS = ("--noclear", "--no-color", "--autoterm=false", "--lookup", "path")  # never clear; path-style requests
 _UNIT_MS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1000.0}
 _UNIT_MIB = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}
 
@@ -54,8 +59,12 @@ def parse_summary(text: str, op: str) -> tuple[float, float, dict[str, float], d
     lat: dict[str, float] = {}
     reqs = _REQS.search(body)
     if reqs:
-        lat = {"mean": _ms(reqs[1], reqs[2]), "p50": _ms(reqs[3], reqs[4]), "p90": _ms(reqs[5], reqs[6]),
-               "p99": _ms(reqs[7], reqs[8])}
+        lat = {
+            "mean": _ms(reqs[1], reqs[2]),
+            "p50": _ms(reqs[3], reqs[4]),
+            "p90": _ms(reqs[5], reqs[6]),
+            "p99": _ms(reqs[7], reqs[8]),
+        }
     ttfb: dict[str, float] = {}
     line = _TTFB.search(body)
     if line:
@@ -68,18 +77,34 @@ def parse_summary(text: str, op: str) -> tuple[float, float, dict[str, float], d
 
 
 def run_warp(
-    binary: Path, op: str, *, host: str, access_key: str, secret_key: str, bucket: str, obj_size: str,
-    concurrency: int, duration_s: float, objects: int | None = None, list_existing: bool = False,
-    prefix: str | None = None, extra: tuple[str, ...] = (), prepare_only: bool = False,
+    binary: Path,
+    op: str,
+    *,
+    host: str,
+    access_key: str,
+    secret_key: str,
+    bucket: str,
+    obj_size: str,
+    concurrency: int,
+    duration_s: float,
+    objects: int | None = None,
+    list_existing: bool = False,
+    prefix: str | None = None,
+    extra: tuple[str, ...] = (),
+    prepare_only: bool = False,
 ) -> WarpResult | None:
     """One warp run; never clears the bucket. `prepare_only`: just leave the objects behind."""
     with tempfile.TemporaryDirectory(prefix="robolake-warp-") as tmp:
-        cmd = [
-            str(binary), op, "--host", host, "--access-key", access_key, "--secret-key", secret_key,
-            "--bucket", bucket, "--obj.size", obj_size, "--concurrent", str(concurrency),
-            "--duration", f"{duration_s:g}s", "--noclear", "--no-color", "--autoterm=false", "--lookup", "path",
-            "--benchdata", str(Path(tmp) / "bench"),
-        ]
+        options = {
+            "--host": host,
+            "--access-key": access_key,
+            "--secret-key": secret_key,
+            "--bucket": bucket,
+            "--obj.size": obj_size,
+            "--concurrent": str(concurrency),
+            "--duration": f"{duration_s:g}s",
+        }
+        cmd = [str(binary), op, *itertools.chain.from_iterable(options.items()), *_FLAGS, "--benchdata", f"{tmp}/bench"]
         if objects is not None:
             cmd += ["--objects", str(objects)]
         if list_existing:
@@ -90,19 +115,24 @@ def run_warp(
         shown = " ".join(c if c != secret_key else "***" for c in cmd)
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=duration_s + 600, check=False)
     if proc.returncode != 0:
-        raise RobolakeError(f"warp {op} against {host} failed (exit {proc.returncode}): "
-                            f"{(proc.stderr or proc.stdout)[-1500:]}")
+        raise RobolakeError(
+            f"warp {op} against {host} failed (exit {proc.returncode}): {(proc.stderr or proc.stdout)[-1500:]}"
+        )
     if prepare_only:
         return None
     ops, mib, lat, ttfb = parse_summary(proc.stdout, op)
-    return WarpResult(op=op, host=host, concurrency=concurrency, objects_per_s=ops, mib_per_s=mib, latency_ms=lat,
-                      ttfb_avg_ms=ttfb.get("mean"), command=shown, ttfb_ms=ttfb)
+    return WarpResult(op, host, concurrency, ops, mib, lat, ttfb.get("mean"), shown, ttfb)
 
 
 def to_series(result: WarpResult, *, path: str = "warp", op: str | None = None) -> Series:
     """A warp run as a report series: warp's own (millisecond-rounded) figures, no raw samples."""
     series = Series(path, op or result.op.upper(), result.concurrency)
-    series.reported = {"per_s": round(result.objects_per_s, 3), "mib_per_s": round(result.mib_per_s, 3),
-                       "latency_ms": result.latency_ms, "ttfb_ms": result.ttfb_ms, "command": result.command,
-                       "measured_by": "warp"}  # fmt: skip
+    series.reported = {
+        "per_s": round(result.objects_per_s, 3),
+        "mib_per_s": round(result.mib_per_s, 3),
+        "latency_ms": result.latency_ms,
+        "ttfb_ms": result.ttfb_ms,
+        "command": result.command,
+        "measured_by": "warp",
+    }
     return series

@@ -12,17 +12,17 @@ Tolerances: small GET objects/s within 25% of warp's, large GET MiB/s within 15%
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from robolake.bench import core, report, results
-from robolake.bench.streaming import size_bytes
 from robolake.bench.warp import WarpResult, run_warp, to_series
 from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
+from robolake.storage.aio import run_async
 from robolake.storage.reader import ObjectReader
 from robolake.storage.s3 import AsyncS3, S3Target
-from robolake.storage.uploader import run_async
 
 TITLE = "warp-check: robolake's driver vs warp"
 BENCH_BUCKET = "robolake-bench-warpcheck"
@@ -32,6 +32,8 @@ WARP_MIN_S = 6.0
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class WarpCheckParams:
+    """Two workloads, small and large objects (sizes in warp syntax), each at its own concurrency."""
+
     small_size: str = "4KiB"
     small_objects: int = 1000
     small_concurrency: int = 16
@@ -41,22 +43,35 @@ class WarpCheckParams:
     duration_s: float = 15.0
 
     def __post_init__(self) -> None:
-        if size_bytes(self.small_size) > 1024 * 1024 or size_bytes(self.large_size) < 1024 * 1024:
-            raise ConfigError(f"--small-size {self.small_size!r} must be at most 1MiB and --large-size "
-                              f"{self.large_size!r} at least 1MiB")  # fmt: skip
+        if (
+            core.parse_size(self.small_size, "--small-size") > 1024 * 1024
+            or core.parse_size(self.large_size, "--large-size") < 1024 * 1024
+        ):
+            raise ConfigError(
+                f"--small-size {self.small_size!r} must be at most 1MiB and --large-size "
+                f"{self.large_size!r} at least 1MiB"
+            )
         if min(self.small_objects, self.large_objects, self.small_concurrency, self.large_concurrency) < 1:
             raise ConfigError("object counts and concurrency levels must be at least 1")
         if self.duration_s < WARP_MIN_S:
-            raise ConfigError(f"--duration {self.duration_s:g} is too short: warp reports nothing for runs under "
-                              f"{WARP_MIN_S:g} s")  # fmt: skip
+            raise ConfigError(
+                f"--duration {self.duration_s:g} is too short: warp reports nothing for runs under {WARP_MIN_S:g} s"
+            )
 
 
-SMOKE_PARAMS = WarpCheckParams(small_objects=200, small_concurrency=8, large_size="16MiB", large_objects=4,
-                               large_concurrency=2, duration_s=WARP_MIN_S)  # fmt: skip
+SMOKE_PARAMS = WarpCheckParams(
+    small_objects=200,
+    small_concurrency=8,
+    large_size="16MiB",
+    large_objects=4,
+    large_concurrency=2,
+    duration_s=WARP_MIN_S,
+)
 
 
-async def _ours(target: S3Target, bucket: str, prefix: str, size: int, concurrency: int, duration_s: float,
-                op: str) -> core.Series:  # fmt: skip
+async def _ours(
+    target: S3Target, bucket: str, prefix: str, size: int, concurrency: int, duration_s: float, op: str
+) -> core.Series:
     async with AsyncS3(target, connections=2) as s3:
         keys = [o.key for o in await s3.list_objects(bucket, prefix)]
     if not keys:
@@ -64,8 +79,15 @@ async def _ours(target: S3Target, bucket: str, prefix: str, size: int, concurren
 
     async with ObjectReader(target, connections=concurrency) as reader:
         series = core.Series("robolake driver", op, concurrency)
-        return await core.closed_loop(core.get_op(reader, bucket, keys, size), series, concurrency,
-                                      duration_s=duration_s, start=concurrency)  # fmt: skip
+        return await core.closed_loop(
+            core.get_op(reader, bucket, keys, size), series, concurrency, duration_s=duration_s, start=concurrency
+        )
+
+
+async def _clear(target: S3Target, prefix: str) -> None:
+    async with AsyncS3(target, connections=4) as s3:
+        await s3.create_bucket(BENCH_BUCKET)
+        await s3.delete_prefix(BENCH_BUCKET, prefix)
 
 
 def run(settings: Settings, params: WarpCheckParams, report_line: core.Reporter) -> dict[str, Any]:
@@ -73,58 +95,87 @@ def run(settings: Settings, params: WarpCheckParams, report_line: core.Reporter)
     started = core.now()
     target = S3Target.from_settings(settings, settings.minio_endpoints[0])
     warp = BinaryBuilder(settings.cache_dir).ensure("warp")
+    progress = core.Steps(report_line, 8)
     series: list[core.Series] = []
     summary: dict[str, Any] = {}
-    step = 0
-
-    def progress(text: str) -> None:
-        nonlocal step
-        step += 1
-        report_line(f"[{step}/8] {text}")
-
-    async def clear() -> None:
-        async with AsyncS3(target, connections=4) as s3:
-            await s3.create_bucket(BENCH_BUCKET)
-            await s3.delete_prefix(BENCH_BUCKET, run_id + "/")
-
-    run_async(clear())
+    run_async(_clear(target, run_id + "/"))
     try:
         for name, size, objects, concurrency in (
             ("small", params.small_size, params.small_objects, params.small_concurrency),
             ("large", params.large_size, params.large_objects, params.large_concurrency),
         ):
-            prefix = f"{run_id}/{name}"
-            op = f"GET {size}"
-            common: dict[str, Any] = {"host": target.host, "access_key": target.access_key,
-                                      "secret_key": target.secret_key, "bucket": BENCH_BUCKET, "obj_size": size,
-                                      "concurrency": concurrency, "prefix": prefix}  # fmt: skip
-            progress(f"{name}: warp writes {objects} objects of {size}")
-            run_warp(warp, "get", duration_s=1, objects=objects, prepare_only=True, **common)
-            progress(f"{name}: warp GET, {concurrency} concurrent, {params.duration_s:g} s")
-            before = _warp(warp, params, common)
-            progress(f"{name}: robolake driver GET, {concurrency} concurrent, {params.duration_s:g} s")
-            ours = run_async(_ours(target, BENCH_BUCKET, prefix + "/", size_bytes(size), concurrency,
-                                   params.duration_s, op))  # fmt: skip
-            progress(f"{name}: warp GET again (brackets drift), {params.duration_s:g} s")
-            after = _warp(warp, params, common)
-            metric = "objects_per_s" if name == "small" else "mib_per_s"
-            trio = [to_series(before, path="warp", op=op), ours, to_series(after, path="warp (again)", op=op)]
-            for member in trio:
-                member.extra.update(panel=f"{name}: GET {size}, {concurrency} concurrent", label=member.path,
-                                    plot_metric="per_s" if name == "small" else "mib_per_s")  # fmt: skip
+            trio, summary[name] = _workload(
+                target, warp, params, progress, f"{run_id}/{name}", name, size, objects, concurrency
+            )
             series += trio
-            warp_value = (getattr(before, metric) + getattr(after, metric)) / 2
-            ours_value = ours.count / ours.seconds if metric == "objects_per_s" else ours.bytes / 2**20 / ours.seconds
-            r = core.ratio(ours_value, warp_value)
-            summary[name] = {"metric": metric.replace("_per_s", "/s").replace("mib", "MiB"), "size": size,
-                             "concurrency": concurrency, "warp": round(warp_value, 2), "ours": round(ours_value, 2),
-                             "ratio": r, "tolerance": TOLERANCE[name],
-                             "within": r is not None and abs(r - 1) <= TOLERANCE[name]}  # fmt: skip
     finally:
-        run_async(clear())
+        run_async(_clear(target, run_id + "/"))
     summary["all_within"] = all(summary[n]["within"] for n in ("small", "large"))
-    return core.document("warp_check", run_id, settings, {**dataclasses.asdict(params)}, series, summary,
-                         started=started, plot_metric=None)  # fmt: skip
+    return core.document(
+        "warp_check",
+        run_id,
+        settings,
+        {**dataclasses.asdict(params)},
+        series,
+        summary,
+        started=started,
+        plot_metric=None,
+    )
+
+
+def _workload(
+    target: S3Target,
+    warp: Path,
+    params: WarpCheckParams,
+    progress: core.Steps,
+    prefix: str,
+    name: str,
+    size: str,
+    objects: int,
+    concurrency: int,
+) -> tuple[list[core.Series], dict[str, Any]]:
+    """warp writes the objects; warp, our driver and warp again read them: the three series and the verdict."""
+    op = f"GET {size}"
+    common: dict[str, Any] = {
+        "host": target.host,
+        "access_key": target.access_key,
+        "secret_key": target.secret_key,
+        "bucket": BENCH_BUCKET,
+        "obj_size": size,
+        "concurrency": concurrency,
+        "prefix": prefix,
+    }
+    progress(f"{name}: warp writes {objects} objects of {size}")
+    run_warp(warp, "get", duration_s=1, objects=objects, prepare_only=True, **common)
+    progress(f"{name}: warp GET, {concurrency} concurrent, {params.duration_s:g} s")
+    before = _warp(warp, params, common)
+    progress(f"{name}: robolake driver GET, {concurrency} concurrent, {params.duration_s:g} s")
+    ours = run_async(
+        _ours(target, BENCH_BUCKET, prefix + "/", core.parse_size(size), concurrency, params.duration_s, op)
+    )
+    progress(f"{name}: warp GET again (brackets drift), {params.duration_s:g} s")
+    after = _warp(warp, params, common)
+    metric = "objects_per_s" if name == "small" else "mib_per_s"
+    trio = [to_series(before, path="warp", op=op), ours, to_series(after, path="warp (again)", op=op)]
+    for member in trio:
+        member.extra.update(
+            panel=f"{name}: GET {size}, {concurrency} concurrent",
+            label=member.path,
+            plot_metric="per_s" if name == "small" else "mib_per_s",
+        )
+    warp_value = (getattr(before, metric) + getattr(after, metric)) / 2
+    ours_value = ours.count / ours.seconds if metric == "objects_per_s" else ours.bytes / 2**20 / ours.seconds
+    r = core.ratio(ours_value, warp_value)
+    return trio, {
+        "metric": metric.replace("_per_s", "/s").replace("mib", "MiB"),
+        "size": size,
+        "concurrency": concurrency,
+        "warp": round(warp_value, 2),
+        "ours": round(ours_value, 2),
+        "ratio": r,
+        "tolerance": TOLERANCE[name],
+        "within": r is not None and abs(r - 1) <= TOLERANCE[name],
+    }
 
 
 def _warp(binary: Any, params: WarpCheckParams, common: dict[str, Any]) -> WarpResult:
@@ -146,9 +197,11 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     for name in ("small", "large"):
         c = s[name]
-        lines.append(f"| {name} GET | {c['size']} | {c['concurrency']} | {c['metric']} | {c['warp']:,.1f} | "
-                     f"{c['ours']:,.1f} | {c['ratio']} | ±{c['tolerance']:.0%} | "
-                     f"{'within' if c['within'] else 'OUTSIDE'} |")  # fmt: skip
+        lines.append(
+            f"| {name} GET | {c['size']} | {c['concurrency']} | {c['metric']} | {c['warp']:,.1f} | "
+            f"{c['ours']:,.1f} | {c['ratio']} | ±{c['tolerance']:.0%} | "
+            f"{'within' if c['within'] else 'OUTSIDE'} |"
+        )
     lines += ["", *report.series_table(doc["series"], ttfb=True), "", "Commands (secrets masked):"]
     lines += [f"- `{x['command']}`" for x in doc["series"] if x.get("command")]
     return "\n".join(lines) + "\n"

@@ -28,8 +28,10 @@ def _upload_table(title: str, upload: dict[str, Any]) -> Table:
         ("uploaded and verified", f"{upload['objects']} objects, {upload['bytes'] / 1e6:,.2f} MB"),
         ("already stored (unchanged)", str(upload["skipped"])),
         ("failed", str(len(upload["failures"]))),
-        ("time", f"{upload['seconds']:.2f} s ({upload['objects_per_s']:,.0f} objects/s, "
-                 f"{upload['mb_per_s']:,.1f} MB/s)"),
+        (
+            "time",
+            f"{upload['seconds']:.2f} s ({upload['objects_per_s']:,.0f} objects/s, {upload['mb_per_s']:,.1f} MB/s)",
+        ),
         ("retries", str(upload["retries"])),
     ):
         table.add_row(label, value)
@@ -37,17 +39,28 @@ def _upload_table(title: str, upload: dict[str, Any]) -> Table:
 
 
 @click.command()
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Directory to write (must be empty, or hold an earlier robolake dataset) "
-                   "[default: umi_data/synthetic_<profile>_s<seed>_e<episodes>].")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Directory to write (must be empty, or hold an earlier robolake dataset) "
+    "[default: umi_data/synthetic_<profile>_s<seed>_e<episodes>].",
+)
 @click.option("--episodes", type=int, default=None, help="Episodes to generate (default: the profile's count).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
-@click.option("--profile", type=click.Choice(["tiny", "small", "medium", "large"]), default="small",
-              show_default=True, help="Dataset size: frames per episode and video resolution.")
+@click.option(
+    "--profile",
+    type=click.Choice(["tiny", "small", "medium", "large"]),
+    default="small",
+    show_default=True,
+    help="Dataset size: frames per episode and video resolution.",
+)
 @click.option("--experiments", is_flag=True, help="Also write experiment configs (configs/experiment_XXX.yaml).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
-def generate(out_dir: Path | None, episodes: int | None, seed: int, profile: str, experiments: bool,
-             as_json: bool) -> None:
+def generate(
+    out_dir: Path | None, episodes: int | None, seed: int, profile: str, experiments: bool, as_json: bool
+) -> None:
     """Generate a synthetic UMI dataset (pose/gripper JSON, H.264 videos, the replay buffer).
 
     Example: robolake generate --out umi_data/tiny4 --profile tiny --episodes 4 --experiments
@@ -58,18 +71,29 @@ def generate(out_dir: Path | None, episodes: int | None, seed: int, profile: str
     out_dir = out_dir or default_dataset_dir(profile, seed, episodes)
     started = time.monotonic()
     with counter_progress("generating episodes", console=err_console) as progress:
-        manifest = generate_dataset(out_dir, episodes=episodes, seed=seed, profile=profile,
-                                    experiments=experiments, progress=progress)  # fmt: skip
+        manifest = generate_dataset(
+            out_dir, episodes=episodes, seed=seed, profile=profile, experiments=experiments, progress=progress
+        )
     seconds = time.monotonic() - started
-    doc = {"out": str(out_dir), "profile": profile, "seed": seed, "episodes": manifest.episodes,
-           "frames": manifest.frames_total, "files": len(manifest.files), "bytes": manifest.total_bytes,
-           "experiments": manifest.experiments, "seconds": round(seconds, 2)}  # fmt: skip
+    doc = {
+        "out": str(out_dir),
+        "profile": profile,
+        "seed": seed,
+        "episodes": manifest.episodes,
+        "frames": manifest.frames_total,
+        "files": len(manifest.files),
+        "bytes": manifest.total_bytes,
+        "experiments": manifest.experiments,
+        "seconds": round(seconds, 2),
+    }
     if as_json:
         _emit_json(doc)
         return
-    out_console.print(f"generated {manifest.episodes} episodes ({manifest.frames_total} frames, "
-                      f"{len(manifest.files)} files, {manifest.total_bytes / 1e6:,.1f} MB) in {out_dir} "
-                      f"in {seconds:.1f} s; manifest: {out_dir / 'manifest.json'}")  # fmt: skip
+    out_console.print(
+        f"generated {manifest.episodes} episodes ({manifest.frames_total} frames, "
+        f"{len(manifest.files)} files, {manifest.total_bytes / 1e6:,.1f} MB) in {out_dir} "
+        f"in {seconds:.1f} s; manifest: {out_dir / 'manifest.json'}"
+    )
 
 
 @click.command()
@@ -77,8 +101,7 @@ def generate(out_dir: Path | None, episodes: int | None, seed: int, profile: str
 @click.option("--bucket", required=True, help="Target bucket, e.g. umi-raw.")
 @click.option("--prefix", default="", help="Key prefix, e.g. pose/cup_in_the_wild.")
 @click.option("--endpoint", default=None, help="S3 endpoint HOST:PORT (default: the accelerator).")
-@click.option("--concurrency", type=click.IntRange(1, 1024), default=32, show_default=True,
-              help="Requests in flight.")
+@click.option("--concurrency", type=click.IntRange(1, 1024), default=32, show_default=True, help="Requests in flight.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def upload(local_dir: Path, bucket: str, prefix: str, endpoint: str | None, concurrency: int, as_json: bool) -> None:
     """Upload every file under LOCAL_DIR, verified (Content-MD5, ETag, sha256 metadata) and resumable.
@@ -91,8 +114,9 @@ def upload(local_dir: Path, bucket: str, prefix: str, endpoint: str | None, conc
 
     settings = load_settings()
     with object_progress("uploading", console=err_console) as progress:
-        summary = upload_tree(settings, local_dir, bucket, prefix, endpoint=endpoint, concurrency=concurrency,
-                              progress=progress)  # fmt: skip
+        summary = upload_tree(
+            settings, local_dir, bucket, prefix, endpoint=endpoint, concurrency=concurrency, progress=progress
+        )
     if as_json:
         _emit_json(summary.as_dict())
     else:
@@ -102,16 +126,23 @@ def upload(local_dir: Path, bucket: str, prefix: str, endpoint: str | None, conc
 
 @click.command()
 @click.argument("source")
-@click.option("--name", "dataset_name", default=None,
-              help="Dataset name in the lake (default: from the file name, e.g. cup_in_the_wild).")
+@click.option(
+    "--name",
+    "dataset_name",
+    default=None,
+    help="Dataset name in the lake (default: from the file name, e.g. cup_in_the_wild).",
+)
 @click.option("--sha256", default=None, help="Expected SHA-256 of the file or URL; a mismatch uploads nothing.")
 @click.option("--endpoint", default=None, help="S3 endpoint HOST:PORT (default: the accelerator).")
 @click.option("--concurrency", type=click.IntRange(1, 1024), default=32, show_default=True)
-@click.option("--download-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="Where URL downloads are kept (default: ROBOLAKE_CACHE_DIR/downloads).")
+@click.option(
+    "--download-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where URL downloads are kept (default: ROBOLAKE_CACHE_DIR/downloads).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def ingest(source: str, dataset_name: str | None, sha256: str | None, endpoint: str | None, concurrency: int,
-           download_dir: Path | None, as_json: bool) -> None:
+def ingest(source: str, as_json: bool, **options: Any) -> None:
     """Ingest UMI data into umi-raw: a *.zarr.zip, a zip or folder of MP4s, a generated layout, or a URL.
 
     Everything is validated before the first byte is uploaded; a bad input writes nothing.
@@ -124,18 +155,32 @@ def ingest(source: str, dataset_name: str | None, sha256: str | None, endpoint: 
     from robolake.ingest.pipeline import ingest as run_ingest
     from robolake.storage.progress import byte_progress, object_progress
 
-    if dataset_name is not None and not dataset_name.strip():
+    if options["dataset_name"] is not None and not options["dataset_name"].strip():
         raise ConfigError("--name must not be empty")
     settings = load_settings()
-    with byte_progress("downloading", console=err_console, enabled=source.startswith(("http://", "https://"))) \
-            as download, object_progress("uploading", console=err_console) as progress:
-        result = run_ingest(source, settings, dataset_name=dataset_name, sha256=sha256, endpoint=endpoint,
-                            concurrency=concurrency, download_dir=download_dir, progress=progress,
-                            download_progress=download, status=lambda m: err_console.print(f"  {m}"))  # fmt: skip
+    is_url = source.startswith(("http://", "https://"))
+    with (
+        byte_progress("downloading", console=err_console, enabled=is_url) as download,
+        object_progress("uploading", console=err_console) as progress,
+    ):
+        result = run_ingest(
+            source,
+            settings,
+            progress=progress,
+            download_progress=download,
+            status=lambda m: err_console.print(f"  {m}"),
+            **options,
+        )
+    _show_ingest(result, as_json)
+
+
+def _show_ingest(result: Any, as_json: bool) -> None:
+    """The ingest result as JSON, or as the upload table and the manifest's address."""
     if as_json:
         _emit_json(result.as_dict())
         return
-    out_console.print(_upload_table(f"ingested {result.kind} as dataset {result.dataset!r} "
-                                    f"({result.episodes} episodes, {result.objects} objects)",
-                                    result.upload.as_dict()))  # fmt: skip
+    title = (
+        f"ingested {result.kind} as dataset {result.dataset!r} ({result.episodes} episodes, {result.objects} objects)"
+    )
+    out_console.print(_upload_table(title, result.upload.as_dict()))
     out_console.print(f"manifest: {result.manifest}")

@@ -40,12 +40,13 @@ from robolake.ingest.sources import (
     plan_video_zip,
 )
 from robolake.keys import check_dataset_name
+from robolake.storage.aio import run_async
 from robolake.storage.download import ByteProgress, check_sha256, fetch_url, file_sha256, is_url
 from robolake.storage.errors import S3Error
 from robolake.storage.layout import RAW_BUCKET, SCHEMA_VERSION, content_type_for, manifest_key
 from robolake.storage.progress import ProgressCallback
 from robolake.storage.s3 import AsyncS3, S3Target
-from robolake.storage.uploader import UploadItem, UploadOptions, UploadSummary, run_async, upload_items
+from robolake.storage.uploader import UploadItem, UploadOptions, UploadSummary, upload_items
 from robolake.umi.errors import DatasetFormatError
 
 MANIFEST_SCHEMA = 1
@@ -73,63 +74,105 @@ def _noop(_: str) -> None:
 
 
 def ingest(
-    source: str | Path, settings: Settings, *, dataset_name: str | None = None, sha256: str | None = None,
-    endpoint: str | None = None, concurrency: int = 32, download_dir: Path | None = None,
-    progress: ProgressCallback | None = None, download_progress: ByteProgress | None = None,
+    source: str | Path,
+    settings: Settings,
+    *,
+    dataset_name: str | None = None,
+    sha256: str | None = None,
+    endpoint: str | None = None,
+    concurrency: int = 32,
+    download_dir: Path | None = None,
+    progress: ProgressCallback | None = None,
+    download_progress: ByteProgress | None = None,
     status: Callable[[str], None] = _noop,
 ) -> IngestResult:
     """Validate `source` completely, then upload it into the lake layout; see the module docstring."""
     expected = check_sha256(sha256)
     target = S3Target.from_settings(settings, endpoint)
-    if is_url(str(source)):
-        url = str(source)
-        status(f"downloading {url}")
-        path = fetch_url(url, download_dir or settings.cache_dir / "downloads", sha256=expected,
-                         progress=download_progress)  # fmt: skip
-        shown_source = url
-    else:
-        path = Path(source).expanduser()
-        shown_source = path.name or str(path)  # no machine paths in the lake
-        if expected is not None:
-            if not path.is_file():
-                raise ConfigError(f"--sha256 checks a file, but {str(path)!r} is not a file")
-            actual = file_sha256(path)
-            if actual != expected:
-                raise DatasetFormatError(path, f"has sha256 {actual}, expected {expected}",
-                                         "nothing was uploaded; check --sha256 or the file")
+    path, shown_source = _local_source(
+        source, expected, download_dir or settings.cache_dir / "downloads", download_progress, status
+    )
     kind = detect_kind(path)
     dataset = dataset_name or default_dataset_name(path, kind)
     check_dataset_name(dataset, "dataset name (--name)")
-
     work = settings.cache_dir / "ingest"
     work.mkdir(parents=True, exist_ok=True)
+    options = UploadOptions(concurrency=concurrency)
     with tempfile.TemporaryDirectory(prefix=f"{dataset}-", dir=work) as tmp:
         staging = Path(tmp)
         plan = _plan(kind, path, dataset, staging, status)
         status(f"{len(plan.objects)} objects checked; reading the lake's manifest for {dataset!r}")
-        previous = run_async(_read_manifest(target, dataset))
-        manifest_bytes = build_manifest(dataset, plan, shown_source, previous)
+        manifest = build_manifest(dataset, plan, shown_source, run_async(_read_manifest(target, dataset)))
         items = [_item(obj, dataset) for obj in plan.objects]
-        options = UploadOptions(concurrency=concurrency)
         status(f"uploading {len(items)} objects to {target.endpoint}")
-        summary = upload_items(target, items, options=options, progress=progress,
-                               destination=f"s3://{RAW_BUCKET}/*/{dataset}/")  # fmt: skip
+        summary = upload_items(
+            target, items, options=options, progress=progress, destination=f"s3://{RAW_BUCKET}/*/{dataset}/"
+        )
         summary.raise_for_failures()
-        manifest_file = staging / "dataset-manifest.json"
-        manifest_file.write_bytes(manifest_bytes)
-        item = UploadItem(bucket=RAW_BUCKET, key=manifest_key(dataset), path=manifest_file, size=len(manifest_bytes),
-                          content_type="application/json", metadata={"dataset": dataset,
-                                                                     "schema-version": SCHEMA_VERSION})  # fmt: skip
-        final = upload_items(target, [item], options=options)
-        final.raise_for_failures()
+        final = _put_manifest(target, dataset, manifest, staging / "dataset-manifest.json", options)
     return IngestResult(
-        dataset=dataset, source=shown_source, kind=plan.kind, episodes=plan.episodes, objects=len(items) + 1,
+        dataset=dataset,
+        source=shown_source,
+        kind=plan.kind,
+        episodes=plan.episodes,
+        objects=len(items) + 1,
         manifest=f"s3://{RAW_BUCKET}/{manifest_key(dataset)}",
-        upload=dataclasses.replace(summary, objects=summary.objects + final.objects,
-                                   skipped=summary.skipped + final.skipped, bytes=summary.bytes + final.bytes,
-                                   seconds=round(summary.seconds + final.seconds, 3),
-                                   retries=summary.retries + final.retries),
+        upload=_added(summary, final),
         manifest_written=final.objects == 1,
+    )
+
+
+def _local_source(
+    source: str | Path,
+    expected: str | None,
+    download_dir: Path,
+    progress: ByteProgress | None,
+    status: Callable[[str], None],
+) -> tuple[Path, str]:
+    """The local file (a URL downloaded first, a file checked against `expected`) and how the lake names it."""
+    if is_url(str(source)):
+        url = str(source)
+        status(f"downloading {url}")
+        return fetch_url(url, download_dir, sha256=expected, progress=progress), url
+    path = Path(source).expanduser()
+    if expected is not None:
+        if not path.is_file():
+            raise ConfigError(f"--sha256 checks a file, but {str(path)!r} is not a file")
+        actual = file_sha256(path)
+        if actual != expected:
+            raise DatasetFormatError(
+                path, f"has sha256 {actual}, expected {expected}", "nothing was uploaded; check --sha256 or the file"
+            )
+    return path, path.name or str(path)  # no machine paths in the lake
+
+
+def _put_manifest(
+    target: S3Target, dataset: str, manifest: bytes, staged: Path, options: UploadOptions
+) -> UploadSummary:
+    """The dataset manifest, last, so that one only exists for a complete dataset."""
+    staged.write_bytes(manifest)
+    item = UploadItem(
+        bucket=RAW_BUCKET,
+        key=manifest_key(dataset),
+        path=staged,
+        size=len(manifest),
+        content_type="application/json",
+        metadata={"dataset": dataset, "schema-version": SCHEMA_VERSION},
+    )
+    final = upload_items(target, [item], options=options)
+    final.raise_for_failures()
+    return final
+
+
+def _added(summary: UploadSummary, final: UploadSummary) -> UploadSummary:
+    """The objects' upload and the manifest's as one summary."""
+    return dataclasses.replace(
+        summary,
+        objects=summary.objects + final.objects,
+        skipped=summary.skipped + final.skipped,
+        bytes=summary.bytes + final.bytes,
+        seconds=round(summary.seconds + final.seconds, 3),
+        retries=summary.retries + final.retries,
     )
 
 
@@ -150,8 +193,14 @@ def _item(obj: PlannedObject, dataset: str) -> UploadItem:
     if obj.kind in ("pose", "gripper", "video"):
         meta["sensor"] = obj.kind
         meta["schema-version"] = SCHEMA_VERSION
-    return UploadItem(bucket=obj.bucket, key=obj.key, path=obj.path, size=obj.size,
-                      content_type=content_type_for(obj.key), metadata=meta)  # fmt: skip
+    return UploadItem(
+        bucket=obj.bucket,
+        key=obj.key,
+        path=obj.path,
+        size=obj.size,
+        content_type=content_type_for(obj.key),
+        metadata=meta,
+    )
 
 
 async def _read_manifest(target: S3Target, dataset: str) -> dict[str, Any] | None:
@@ -178,8 +227,13 @@ def build_manifest(dataset: str, plan: SourcePlan, source: str, previous: dict[s
         if isinstance(old, dict) and "bucket" in old and "key" in old:
             objects[(old["bucket"], old["key"])] = old
     for obj in plan.objects:
-        entry: dict[str, Any] = {"bucket": obj.bucket, "key": obj.key, "size_bytes": obj.size, "sha256": obj.sha256,
-                                 "kind": obj.kind}  # fmt: skip
+        entry: dict[str, Any] = {
+            "bucket": obj.bucket,
+            "key": obj.key,
+            "size_bytes": obj.size,
+            "sha256": obj.sha256,
+            "kind": obj.kind,
+        }
         if obj.episode is not None:
             entry["episode"] = obj.episode
         objects[(obj.bucket, obj.key)] = entry

@@ -34,17 +34,17 @@ from robolake.storage.layout import (
     EXPERIMENTS_BUCKET,
     RAW_BUCKET,
     config_key,
-    episode_of,
     original_key,
     sensor_key,
 )
 from robolake.umi.errors import DatasetFormatError
 from robolake.umi.generator import Manifest, synthetic_name
+from robolake.umi.naming import episode_of
 from robolake.umi.replay_buffer import ReplayBufferInfo, open_replay_buffer, validate_replay_buffer
 from robolake.umi.video import VideoInfo, check_video
 
 UMI_FPS = 60000 / 1001  # GoPro 59.94 Hz; UMI's replay buffer stores no time stamps
-Status = Callable[[str], None]
+Status = Callable[[str], None]  # reports what is being checked, one line at a time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +75,11 @@ def detect_kind(path: Path) -> str:
             return "generated"
         if any(p.suffix.lower() == ".mp4" for p in path.rglob("*") if p.is_file()):
             return "video_folder"
-        raise DatasetFormatError(path, "holds neither a robolake manifest.json nor any .mp4 file",
-                                 "give a UMI *.zarr.zip, a zip or folder of episode MP4s, or a generated dataset")
+        raise DatasetFormatError(
+            path,
+            "holds neither a robolake manifest.json nor any .mp4 file",
+            "give a UMI *.zarr.zip, a zip or folder of episode MP4s, or a generated dataset",
+        )
     if not path.is_file():
         raise DatasetFormatError(path, "no such file or directory", "check the path")
     name = path.name.lower()
@@ -92,10 +95,16 @@ def detect_kind(path: Path) -> str:
             return "replay_buffer"
         if any(n.lower().endswith(".mp4") for n in names):
             return "video_zip"
-        raise DatasetFormatError(path, "not a zarr store (no .zgroup) and holds no .mp4 files",
-                                 "expected a UMI <task>.zarr.zip or <task>_mp4s.zip")
-    raise DatasetFormatError(path, f"is not a supported source ({path.suffix or 'no extension'})",
-                             "give a UMI *.zarr.zip, a zip or folder of episode MP4s, or a generated dataset")
+        raise DatasetFormatError(
+            path,
+            "not a zarr store (no .zgroup) and holds no .mp4 files",
+            "expected a UMI <task>.zarr.zip or <task>_mp4s.zip",
+        )
+    raise DatasetFormatError(
+        path,
+        f"is not a supported source ({path.suffix or 'no extension'})",
+        "give a UMI *.zarr.zip, a zip or folder of episode MP4s, or a generated dataset",
+    )
 
 
 def default_dataset_name(path: Path, kind: str) -> str:
@@ -154,12 +163,20 @@ def plan_replay_buffer(path: Path, dataset: str, staging: Path, status: Status) 
     return SourcePlan("replay_buffer", info.n_episodes, tuple(objects), _buffer_info(info, objects[-1]))
 
 
-def _episode_docs(dataset: str, index: int, start: int, end: int, robots: list[str],
-                  lowdim: dict[str, np.ndarray[Any, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
+def _episode_docs(
+    dataset: str, index: int, start: int, end: int, robots: list[str], lowdim: dict[str, np.ndarray[Any, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     n = end - start
-    common = {"schema_version": 1, "dataset": dataset, "source": "replay_buffer", "episode_index": index,
-              "first_step": start, "frame_count": n, "fps": round(UMI_FPS, 5),
-              "timestamps_s": np.round(np.arange(n) / UMI_FPS, 6).tolist()}  # fmt: skip
+    common = {
+        "schema_version": 1,
+        "dataset": dataset,
+        "source": "replay_buffer",
+        "episode_index": index,
+        "first_step": start,
+        "frame_count": n,
+        "fps": round(UMI_FPS, 5),
+        "timestamps_s": np.round(np.arange(n) / UMI_FPS, 6).tolist(),
+    }
     poses: dict[str, Any] = {}
     grippers: dict[str, Any] = {}
     for robot in robots:
@@ -177,10 +194,18 @@ def _episode_docs(dataset: str, index: int, start: int, end: int, robots: list[s
 
 
 def _buffer_info(info: ReplayBufferInfo, original: PlannedObject) -> dict[str, Any]:
-    return {"file": original.path.name, "size_bytes": info.size_bytes, "sha256": original.sha256,
-            "episodes": info.n_episodes, "steps": info.n_steps, "robots": info.n_robots,
-            "cameras": list(info.cameras), "image_shape": list(info.image_shape),
-            "has_demo_poses": info.has_demo_poses, "original_key": original.key}  # fmt: skip
+    return {
+        "file": original.path.name,
+        "size_bytes": info.size_bytes,
+        "sha256": original.sha256,
+        "episodes": info.n_episodes,
+        "steps": info.n_steps,
+        "robots": info.n_robots,
+        "cameras": list(info.cameras),
+        "image_shape": list(info.image_shape),
+        "has_demo_poses": info.has_demo_poses,
+        "original_key": original.key,
+    }
 
 
 def _original(path: Path, dataset: str, relpath: str, status: Status, sha256: str | None = None) -> PlannedObject:
@@ -193,9 +218,18 @@ def _original(path: Path, dataset: str, relpath: str, status: Status, sha256: st
 
 
 def _video_entry(info: VideoInfo, index: int, name: str, key: str) -> dict[str, Any]:
-    return {"episode": index, "name": name, "key": key, "codec": info.codec, "width": info.width,
-            "height": info.height, "frames": info.frame_count, "fps": round(float(info.rate), 5),
-            "camera_serial": info.camera_serial, "creation_time": info.creation_time}  # fmt: skip
+    return {
+        "episode": index,
+        "name": name,
+        "key": key,
+        "codec": info.codec,
+        "width": info.width,
+        "height": info.height,
+        "frames": info.frame_count,
+        "fps": round(float(info.rate), 5),
+        "camera_serial": info.camera_serial,
+        "creation_time": info.creation_time,
+    }
 
 
 def plan_video_zip(path: Path, dataset: str, staging: Path, status: Status) -> SourcePlan:
@@ -221,21 +255,34 @@ def plan_video_zip(path: Path, dataset: str, staging: Path, status: Status) -> S
                         digest.update(block)
                         dst.write(block)
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
-                raise DatasetFormatError(path, f"entry {name!r} cannot be read ({exc})",
-                                         "the zip is damaged; download it again") from exc
+                raise DatasetFormatError(
+                    path, f"entry {name!r} cannot be read ({exc})", "the zip is damaged; download it again"
+                ) from exc
             info = check_video(local, shown_as=f"{path}[{name}]")
-            objects.append(PlannedObject(RAW_BUCKET, key, local, local.stat().st_size, digest.hexdigest(), "video",
-                                         index))  # fmt: skip
+            objects.append(
+                PlannedObject(RAW_BUCKET, key, local, local.stat().st_size, digest.hexdigest(), "video", index)
+            )
             entries.append(_video_entry(info, index, name, key))
     objects.append(_original(path, dataset, path.name, status))
-    return SourcePlan("videos", len(names), tuple(objects), {
-        "file": path.name, "size_bytes": objects[-1].size, "sha256": objects[-1].sha256,
-        "original_key": objects[-1].key, "episodes": entries})  # fmt: skip
+    return SourcePlan(
+        "videos",
+        len(names),
+        tuple(objects),
+        {
+            "file": path.name,
+            "size_bytes": objects[-1].size,
+            "sha256": objects[-1].sha256,
+            "original_key": objects[-1].key,
+            "episodes": entries,
+        },
+    )
 
 
 def plan_video_folder(path: Path, dataset: str, status: Status) -> SourcePlan:
-    files = sorted((p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".mp4"),
-                   key=lambda p: p.relative_to(path).as_posix())  # fmt: skip
+    files = sorted(
+        (p for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".mp4"),
+        key=lambda p: p.relative_to(path).as_posix(),
+    )
     status(f"checking {len(files)} MP4s in {path}")
     objects, entries = [], []
     for index, file in enumerate(files):
@@ -255,8 +302,9 @@ def _load_manifest(path: Path) -> Manifest:
     except FileNotFoundError as exc:
         raise DatasetFormatError(path, "no such file", "a generated dataset has a manifest.json") from exc
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise DatasetFormatError(path, f"is not a robolake dataset manifest ({type(exc).__name__}: {exc})",
-                                 "regenerate the dataset") from exc
+        raise DatasetFormatError(
+            path, f"is not a robolake dataset manifest ({type(exc).__name__}: {exc})", "regenerate the dataset"
+        ) from exc
 
 
 def plan_generated(path: Path, dataset: str, status: Status) -> SourcePlan:
@@ -270,12 +318,18 @@ def plan_generated(path: Path, dataset: str, status: Status) -> SourcePlan:
             raise DatasetFormatError(file, "is listed in manifest.json but missing", "regenerate the dataset")
         size = file.stat().st_size
         if size != entry.size_bytes:
-            raise DatasetFormatError(file, f"has {size} bytes, manifest.json says {entry.size_bytes}",
-                                     "the file changed or is damaged; regenerate the dataset")
+            raise DatasetFormatError(
+                file,
+                f"has {size} bytes, manifest.json says {entry.size_bytes}",
+                "the file changed or is damaged; regenerate the dataset",
+            )
         actual = file_sha256(file)
         if actual != entry.sha256:
-            raise DatasetFormatError(file, f"has sha256 {actual}, manifest.json says {entry.sha256}",
-                                     "the file changed or is damaged; regenerate the dataset")
+            raise DatasetFormatError(
+                file,
+                f"has sha256 {actual}, manifest.json says {entry.sha256}",
+                "the file changed or is damaged; regenerate the dataset",
+            )
         objects.append(_generated_object(path, file, entry.path, dataset, size, actual))
     for obj in objects:
         if obj.kind == "video":
@@ -284,11 +338,26 @@ def plan_generated(path: Path, dataset: str, status: Status) -> SourcePlan:
             status(f"validating {obj.path.name}")
             validate_replay_buffer(obj.path)
     manifest_sha = file_sha256(manifest_path)
-    objects.append(PlannedObject(RAW_BUCKET, original_key(dataset, "manifest.json"), manifest_path,
-                                 manifest_path.stat().st_size, manifest_sha, "original"))  # fmt: skip
-    info = {"generator": manifest.generator, "seed": manifest.seed, "profile": manifest.profile,
-            "episodes": manifest.episodes, "frames_total": manifest.frames_total, "fps": manifest.fps,
-            "manifest_sha256": manifest_sha, "experiments": manifest.experiments}  # fmt: skip
+    objects.append(
+        PlannedObject(
+            RAW_BUCKET,
+            original_key(dataset, "manifest.json"),
+            manifest_path,
+            manifest_path.stat().st_size,
+            manifest_sha,
+            "original",
+        )
+    )
+    info = {
+        "generator": manifest.generator,
+        "seed": manifest.seed,
+        "profile": manifest.profile,
+        "episodes": manifest.episodes,
+        "frames_total": manifest.frames_total,
+        "fps": manifest.fps,
+        "manifest_sha256": manifest_sha,
+        "experiments": manifest.experiments,
+    }
     return SourcePlan("generated", manifest.episodes, tuple(objects), info)
 
 

@@ -62,8 +62,15 @@ def download_path(url: str, dest_dir: Path) -> Path:
     return dest_dir / hashlib.sha256(url.encode()).hexdigest()[:16] / name
 
 
-def fetch_url(url: str, dest_dir: str | Path, *, sha256: str | None = None, progress: ByteProgress | None = None,
-              timeout_s: float = 30.0, retry: RetryPolicy = DOWNLOAD_RETRY) -> Path:
+def fetch_url(
+    url: str,
+    dest_dir: str | Path,
+    *,
+    sha256: str | None = None,
+    progress: ByteProgress | None = None,
+    timeout_s: float = 30.0,
+    retry: RetryPolicy = DOWNLOAD_RETRY,
+) -> Path:
     """Download `url` (resuming a previous partial download) and return the local path.
 
     With `sha256`, the file must have that digest: a mismatch deletes the download and raises
@@ -86,21 +93,26 @@ def fetch_url(url: str, dest_dir: str | Path, *, sha256: str | None = None, prog
                 break
             except _Transient as exc:
                 if attempt >= retry.max_attempts:
-                    raise DownloadError(f"{url}: {exc} (after {attempt} attempts); nothing was uploaded. Check the "
-                                        "URL and the network; rerun to resume the download") from exc
+                    raise DownloadError(
+                        f"{url}: {exc} (after {attempt} attempts); nothing was uploaded. Check the "
+                        "URL and the network; rerun to resume the download"
+                    ) from exc
                 time.sleep(retry.delay_s(attempt, rng))
                 attempt += 1
     actual = file_sha256(partial)
     if expected is not None and actual != expected:
         partial.unlink(missing_ok=True)
-        raise DownloadError(f"{url}: the download has sha256 {actual}, expected {expected}; the file was deleted "
-                            "and nothing was uploaded. Check --sha256, or the server's copy")
+        raise DownloadError(
+            f"{url}: the download has sha256 {actual}, expected {expected}; the file was deleted "
+            "and nothing was uploaded. Check --sha256, or the server's copy"
+        )
     partial.replace(dest)
     return dest
 
 
-def _fetch_once(session: requests.Session, url: str, partial: Path, progress: ByteProgress | None,
-                timeout_s: float) -> None:  # fmt: skip
+def _fetch_once(
+    session: requests.Session, url: str, partial: Path, progress: ByteProgress | None, timeout_s: float
+) -> None:
     have = partial.stat().st_size if partial.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     try:
@@ -118,8 +130,9 @@ def _fetch_once(session: requests.Session, url: str, partial: Path, progress: By
         if response.status_code >= 500 or response.status_code == 429:
             raise _Transient(f"HTTP {response.status_code}")
         if response.status_code not in (200, 206):
-            raise DownloadError(f"{url}: HTTP {response.status_code} {response.reason}; nothing was uploaded. "
-                                "Check the URL")
+            raise DownloadError(
+                f"{url}: HTTP {response.status_code} {response.reason}; nothing was uploaded. Check the URL"
+            )
         mode = "wb"
         total: int | None
         if response.status_code == 206:

@@ -121,5 +121,4 @@ def digest_file(path: Path, *, multipart_part_size: int | None = None) -> Digest
         return Digest(size=size, md5=whole.digest(), sha256=sha.hexdigest())
     if in_part or not parts:
         parts.append(part.digest())
-    return Digest(size=size, md5=b"", sha256=sha.hexdigest(), part_size=multipart_part_size,
-                  part_md5s=tuple(parts))
+    return Digest(size=size, md5=b"", sha256=sha.hexdigest(), part_size=multipart_part_size, part_md5s=tuple(parts))

@@ -16,9 +16,10 @@ says so.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from pathlib import PurePosixPath
+
+from robolake.umi.naming import episode_file, episode_of
 
 RAW_BUCKET = "umi-raw"
 EXPERIMENTS_BUCKET = "umi-experiments"
@@ -52,21 +53,20 @@ CONTENT_TYPES: dict[str, str] = {
 }
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
-_EPISODE = re.compile(r"(?:^|[^a-z0-9])episode_(\d+)(?:[^0-9]|$)")
-_SENSOR_DIRS = {"pose": "pose", "gripper": "gripper", "video": "video", "videos": "video",
-                "configs": "config", "replay_buffer": "replay_buffer"}  # fmt: skip
+_SENSOR_DIRS = {
+    "pose": "pose",
+    "gripper": "gripper",
+    "video": "video",
+    "videos": "video",
+    "configs": "config",
+    "replay_buffer": "replay_buffer",
+}
 
 
 def content_type_for(name: str) -> str:
     """The Content-Type for a file name, by its (lower-cased) extension."""
     suffix = PurePosixPath(name.lower()).suffix
     return CONTENT_TYPES.get(suffix, DEFAULT_CONTENT_TYPE)
-
-
-def episode_of(relpath: str) -> int | None:
-    """The episode index in a path like ``pose/episode_00012.json``, or None."""
-    match = _EPISODE.search(PurePosixPath(relpath).name.lower())
-    return int(match.group(1)) if match else None
 
 
 def sensor_of(relpath: str) -> str | None:
@@ -98,10 +98,6 @@ def join_key(prefix: str, relpath: str) -> str:
     return f"{prefix}/{relpath}" if prefix else relpath
 
 
-def episode_file(index: int, ext: str) -> str:
-    return f"episode_{index:05d}.{ext}"
-
-
 def sensor_key(sensor: str, dataset: str, index: int) -> str:
     """``pose/<dataset>/episode_XXXXX.json`` (or ``.mp4`` for video) in the umi-raw bucket."""
     if sensor not in SENSORS:
@@ -126,5 +122,4 @@ def safe_header_value(value: str) -> str:
     """A metadata value S3 can carry in a header: printable ASCII; anything else is %-escaped."""
     if value.isascii() and value.isprintable():
         return value
-    return "".join(c if c.isascii() and c.isprintable() else "".join(f"%{b:02X}" for b in c.encode())
-                   for c in value)  # fmt: skip
+    return "".join(c if c.isascii() and c.isprintable() else "".join(f"%{b:02X}" for b in c.encode()) for c in value)

@@ -12,6 +12,7 @@ from rich.progress import (
     DownloadColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -22,7 +23,11 @@ from rich.progress import (
 
 @dataclasses.dataclass(frozen=True)
 class TransferProgress:
-    """Where a transfer stands. Skipped objects count as done (their bytes too)."""
+    """Where a transfer of many objects or files stands; one class for every layer that moves them.
+
+    Skipped objects count as done (their bytes too). `path` names the object or file that was
+    finished last, when the reporter tracks it ("" otherwise).
+    """
 
     objects_done: int
     objects_total: int
@@ -30,14 +35,16 @@ class TransferProgress:
     bytes_total: int
     skipped: int = 0
     failed: int = 0
+    path: str = ""
 
 
 ProgressCallback = Callable[[TransferProgress], None]
 
 
 @contextlib.contextmanager
-def object_progress(description: str, *, console: Console | None = None,
-                    enabled: bool = True) -> Iterator[ProgressCallback]:  # fmt: skip
+def object_progress(
+    description: str, *, console: Console | None = None, enabled: bool = True
+) -> Iterator[ProgressCallback]:
     """A rich bar counting objects and bytes, on stderr; yields the callback to pass to the library.
 
     The bar appears with the first report, so phases before the transfer (or an error before it
@@ -47,9 +54,16 @@ def object_progress(description: str, *, console: Console | None = None,
         yield lambda _: None
         return
     bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-        TextColumn("{task.fields[bytes]}"), TextColumn("{task.fields[extra]}"), TimeElapsedColumn(),
-        TimeRemainingColumn(), console=console or Console(stderr=True), transient=False,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[bytes]}"),
+        TextColumn("{task.fields[extra]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
+        transient=False,
     )
     task = bar.add_task(description, total=None, bytes="", extra="", start=False)
     started = False
@@ -60,10 +74,18 @@ def object_progress(description: str, *, console: Console | None = None,
             bar.start()
             bar.start_task(task)
             started = True
-        extra = ", ".join(part for part in (f"{p.skipped} unchanged" if p.skipped else "",
-                                            f"{p.failed} failed" if p.failed else "") if part)  # fmt: skip
-        bar.update(task, completed=p.objects_done, total=p.objects_total,
-                   bytes=f"{p.bytes_done / 1e6:,.1f}/{p.bytes_total / 1e6:,.1f} MB", extra=extra)
+        extra = ", ".join(
+            part
+            for part in (f"{p.skipped} unchanged" if p.skipped else "", f"{p.failed} failed" if p.failed else "")
+            if part
+        )
+        bar.update(
+            task,
+            completed=p.objects_done,
+            total=p.objects_total,
+            bytes=f"{p.bytes_done / 1e6:,.1f}/{p.bytes_total / 1e6:,.1f} MB",
+            extra=extra,
+        )
 
     try:
         yield update
@@ -72,42 +94,38 @@ def object_progress(description: str, *, console: Console | None = None,
             bar.stop()
 
 
-@contextlib.contextmanager
-def byte_progress(description: str, *, console: Console | None = None,
-                  enabled: bool = True) -> Iterator[Callable[[int, int | None], None]]:  # fmt: skip
+def byte_progress(
+    description: str, *, console: Console | None = None, enabled: bool = True
+) -> contextlib.AbstractContextManager[Callable[[int, int | None], None]]:
     """A rich download bar; yields `update(bytes_done, bytes_total_or_None)`."""
+    return _done_of_total(description, (DownloadColumn(), TransferSpeedColumn()), console, enabled)
+
+
+def counter_progress(
+    description: str, *, console: Console | None = None, enabled: bool = True
+) -> contextlib.AbstractContextManager[Callable[[int, int], None]]:
+    """A rich bar for `progress(done, total)` callbacks (e.g. episodes generated)."""
+    return _done_of_total(description, (MofNCompleteColumn(), TimeElapsedColumn()), console, enabled)
+
+
+@contextlib.contextmanager
+def _done_of_total(
+    description: str, columns: tuple[ProgressColumn, ...], console: Console | None, enabled: bool
+) -> Iterator[Callable[[int, int | None], None]]:
+    """A bar with `columns` between the bar and the time left; yields `update(done, total_or_None)`."""
     if not enabled:
         yield lambda _done, _total: None
         return
     bar = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=console or Console(stderr=True),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        *columns,
+        TimeRemainingColumn(),
+        console=console or Console(stderr=True),
     )
     task = bar.add_task(description, total=None)
 
     def update(done: int, total: int | None) -> None:
-        bar.update(task, completed=done, total=total)
-
-    with bar:
-        yield update
-
-
-def counter_progress(description: str, *, console: Console | None = None,
-                     enabled: bool = True) -> contextlib.AbstractContextManager[Callable[[int, int], None]]:
-    """A rich bar for `progress(done, total)` callbacks (e.g. episodes generated)."""
-    return _counter(description, console, enabled)
-
-
-@contextlib.contextmanager
-def _counter(description: str, console: Console | None, enabled: bool) -> Iterator[Callable[[int, int], None]]:
-    if not enabled:
-        yield lambda _done, _total: None
-        return
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), console=console or Console(stderr=True))
-    task = bar.add_task(description, total=None)
-
-    def update(done: int, total: int) -> None:
         bar.update(task, completed=done, total=total)
 
     with bar:

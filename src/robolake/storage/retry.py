@@ -26,11 +26,23 @@ from robolake.errors import AuthError
 from robolake.storage.errors import IntegrityError, S3Error
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-RETRYABLE_CODES = frozenset({
-    "SlowDown", "RequestTimeout", "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable",
-    "OperationAborted", "BadDigest", "IncompleteBody", "XMinioServerNotInitialized", "XMinioReadQuorum",
-    "XMinioWriteQuorum", "XMinioStorageFull", "ExpiredToken",
-})
+RETRYABLE_CODES = frozenset(
+    {
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeTooSkewed",
+        "InternalError",
+        "ServiceUnavailable",
+        "OperationAborted",
+        "BadDigest",
+        "IncompleteBody",
+        "XMinioServerNotInitialized",
+        "XMinioReadQuorum",
+        "XMinioWriteQuorum",
+        "XMinioStorageFull",
+        "ExpiredToken",
+    }
+)
 # RequestTimeTooSkewed and ExpiredToken: a request signed before a long stall (a node kill can
 # hold a connection for seconds) is re-signed with a fresh date on the next attempt.
 

@@ -13,7 +13,8 @@ How it works, in order:
      present with the same size and SHA-256 (or, from a server that lists no metadata, the same
      ETag) is skipped, so a rerun rewrites nothing. Otherwise it is PUT with Content-MD5 and its
      ETag compared with our MD5; files of `multipart_threshold` bytes or more go up in parts, each
-     with its own Content-MD5, and the final ETag is compared with the multipart ETag we computed.
+     with its own Content-MD5, and the final ETag is compared with the multipart ETag we computed
+     (multipart.py).
   4. Errors are retried per the RetryPolicy (connection errors, 5xx, SlowDown). An object that
      still fails is reported in `UploadSummary.failures`; the rest carry on. If the endpoint stops
      answering altogether the run stops with ServiceUnavailableError: rerun to resume.
@@ -22,34 +23,26 @@ How it works, in order:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import os
 import time
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any, TypeVar
+from typing import Any
 
 from robolake.config import Settings
 from robolake.errors import ConfigError, ServiceUnavailableError
 from robolake.keys import check_bucket, check_key, check_prefix
-from robolake.storage import integrity
-from robolake.storage.errors import (
-    IntegrityError,
-    LocalFileChangedError,
-    NoSuchBucketError,
-    S3Error,
-    StorageError,
-    UploadIncompleteError,
-)
+from robolake.storage import errors, integrity
+from robolake.storage.aio import ByteBudget, first_error, run_async
 from robolake.storage.integrity import MIB, Digest
 from robolake.storage.layout import MetadataFn, content_type_for, default_metadata, join_key, safe_header_value
+from robolake.storage.multipart import put_multipart
 from robolake.storage.progress import ProgressCallback, TransferProgress
 from robolake.storage.retry import RetryPolicy
 from robolake.storage.s3 import AsyncS3, ObjectInfo, S3Target
 
-T = TypeVar("T")
 INLINE_READ_BYTES = 1 * MIB  # smaller files are read on the event loop; bigger ones in a thread
 MEMORY_BUDGET_BYTES = 256 * MIB  # file bodies and parts held in memory at once
 PER_DIRECTORY_LISTING_MAX = 32  # more directories than this: one recursive listing instead
@@ -67,8 +60,10 @@ class UploadItem:
     metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)  # x-amz-meta-* without the prefix
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class UploadFailure:
+    """An object that was not stored after every retry, and why (the last error's message)."""
+
     key: str
     path: str
     error: str
@@ -100,9 +95,13 @@ class UploadSummary:
         return self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "failures": [dataclasses.asdict(f) for f in self.failures],
-                "total": self.total, "objects_per_s": round(self.objects_per_s, 1),
-                "mb_per_s": round(self.mb_per_s, 2)}  # fmt: skip
+        return {
+            **dataclasses.asdict(self),
+            "failures": [dataclasses.asdict(f) for f in self.failures],
+            "total": self.total,
+            "objects_per_s": round(self.objects_per_s, 1),
+            "mb_per_s": round(self.mb_per_s, 2),
+        }
 
     def raise_for_failures(self) -> None:
         """UploadIncompleteError naming the first failures, if any object failed."""
@@ -110,7 +109,7 @@ class UploadSummary:
             return
         shown = "; ".join(f"{f.key}: {f.error}" for f in self.failures[:3])
         more = f" (and {len(self.failures) - 3} more)" if len(self.failures) > 3 else ""
-        raise UploadIncompleteError(
+        raise errors.UploadIncompleteError(
             f"{len(self.failures)} of {self.total} objects were not stored in {self.destination}: {shown}{more}. "
             f"{self.objects + self.skipped} are stored and verified; rerun the same command to upload the rest"
         )
@@ -132,15 +131,17 @@ class UploadOptions:
         if self.part_size < integrity.MIN_PART_BYTES:
             raise ConfigError(f"part_size={self.part_size!r} is below S3's 5 MiB minimum part size")
         if self.multipart_threshold < self.part_size:
-            raise ConfigError(f"multipart_threshold={self.multipart_threshold!r} must be >= part_size "
-                              f"({self.part_size})")  # fmt: skip
+            raise ConfigError(
+                f"multipart_threshold={self.multipart_threshold!r} must be >= part_size ({self.part_size})"
+            )
 
 
 # ---- building the list of items ---------------------------------------------------------------
 
 
-def collect_tree(local_dir: str | Path, bucket: str, prefix: str = "", *,
-                 metadata_fn: MetadataFn = default_metadata) -> list[UploadItem]:  # fmt: skip
+def collect_tree(
+    local_dir: str | Path, bucket: str, prefix: str = "", *, metadata_fn: MetadataFn = default_metadata
+) -> list[UploadItem]:
     """Every regular file under `local_dir` (sorted, ``*.partial`` excluded) as an UploadItem."""
     root = Path(local_dir)
     if not root.is_dir():
@@ -156,8 +157,16 @@ def collect_tree(local_dir: str | Path, bucket: str, prefix: str = "", *,
                 continue
             rel = path.relative_to(root).as_posix()
             key = check_key(join_key(prefix, rel), f"the key for {str(path)!r}")
-            items.append(UploadItem(bucket=bucket, key=key, path=path, size=path.stat().st_size,
-                                    content_type=content_type_for(name), metadata=dict(metadata_fn(rel))))
+            items.append(
+                UploadItem(
+                    bucket=bucket,
+                    key=key,
+                    path=path,
+                    size=path.stat().st_size,
+                    content_type=content_type_for(name),
+                    metadata=dict(metadata_fn(rel)),
+                )
+            )
     return items
 
 
@@ -171,29 +180,18 @@ def _target(target: Settings | S3Target, endpoint: str | None) -> S3Target:
     return target
 
 
-def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine on a fresh event loop (uvloop when installed)."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        coro.close()
-        raise RuntimeError("called from a running event loop; await the *_async variant instead")
-    try:
-        import uvloop
-
-        factory: Any = uvloop.new_event_loop
-    except ImportError:  # optional: plain asyncio works, just slower per request
-        factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
-
-
 def upload_tree(
-    target: Settings | S3Target, local_dir: str | Path, bucket: str, prefix: str = "", *,
-    endpoint: str | None = None, concurrency: int = 32, multipart_threshold: int = 64 * MIB,
-    part_size: int = 16 * MIB, metadata_fn: MetadataFn = default_metadata, progress: ProgressCallback | None = None,
+    target: Settings | S3Target,
+    local_dir: str | Path,
+    bucket: str,
+    prefix: str = "",
+    *,
+    endpoint: str | None = None,
+    concurrency: int = 32,
+    multipart_threshold: int = 64 * MIB,
+    part_size: int = 16 * MIB,
+    metadata_fn: MetadataFn = default_metadata,
+    progress: ProgressCallback | None = None,
     retry: RetryPolicy | None = None,
 ) -> UploadSummary:
     """Upload every file under `local_dir` to s3://`bucket`/`prefix`/<relative path>, verified and resumable.
@@ -203,23 +201,51 @@ def upload_tree(
     check_bucket(bucket)
     check_prefix(prefix)
     items = collect_tree(local_dir, bucket, prefix, metadata_fn=metadata_fn)
-    options = UploadOptions(concurrency=concurrency, multipart_threshold=multipart_threshold, part_size=part_size,
-                            retry=retry or RetryPolicy())  # fmt: skip
-    return upload_items(_target(target, endpoint), items, options=options, progress=progress,
-                        destination=f"s3://{bucket}/{join_key(prefix, '')}")  # fmt: skip
+    options = UploadOptions(
+        concurrency=concurrency,
+        multipart_threshold=multipart_threshold,
+        part_size=part_size,
+        retry=retry or RetryPolicy(),
+    )
+    return upload_items(
+        _target(target, endpoint),
+        items,
+        options=options,
+        progress=progress,
+        destination=f"s3://{bucket}/{join_key(prefix, '')}",
+    )
 
 
-def upload_items(target: Settings | S3Target, items: Sequence[UploadItem], *, options: UploadOptions | None = None,
-                 progress: ProgressCallback | None = None, destination: str = "",
-                 endpoint: str | None = None) -> UploadSummary:  # fmt: skip
+def upload_items(
+    target: Settings | S3Target,
+    items: Sequence[UploadItem],
+    *,
+    options: UploadOptions | None = None,
+    progress: ProgressCallback | None = None,
+    destination: str = "",
+    endpoint: str | None = None,
+) -> UploadSummary:
     """Upload `items` (any buckets); see the module docstring. Returns the summary, never raises for
     per-object failures (see `UploadSummary.raise_for_failures`)."""
-    return run_async(upload_items_async(_target(target, endpoint), items, options=options or UploadOptions(),
-                                        progress=progress, destination=destination))  # fmt: skip
+    return run_async(
+        upload_items_async(
+            _target(target, endpoint),
+            items,
+            options=options or UploadOptions(),
+            progress=progress,
+            destination=destination,
+        )
+    )
 
 
-async def upload_items_async(target: S3Target, items: Sequence[UploadItem], *, options: UploadOptions,
-                             progress: ProgressCallback | None = None, destination: str = "") -> UploadSummary:
+async def upload_items_async(
+    target: S3Target,
+    items: Sequence[UploadItem],
+    *,
+    options: UploadOptions,
+    progress: ProgressCallback | None = None,
+    destination: str = "",
+) -> UploadSummary:
     keys = [(i.bucket, i.key) for i in items]
     if len(set(keys)) != len(keys):
         dupes = sorted({k for k in keys if keys.count(k) > 1})[:3]
@@ -231,27 +257,6 @@ async def upload_items_async(target: S3Target, items: Sequence[UploadItem], *, o
 
 
 # ---- the run ----------------------------------------------------------------------------------
-
-
-class _ByteBudget:
-    """At most `limit` bytes of file data in memory; one item larger than the limit may run alone."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._used = 0
-        self._cond = asyncio.Condition()
-
-    @contextlib.asynccontextmanager
-    async def hold(self, n: int) -> Any:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self._used == 0 or self._used + n <= self._limit)
-            self._used += n
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self._used -= n
-                self._cond.notify_all()
 
 
 def _same(remote: ObjectInfo | None, digest: Digest) -> bool:
@@ -285,11 +290,17 @@ def _listing_plan(keys: Iterable[str]) -> list[tuple[str, str]]:
 
 
 class _Run:
-    def __init__(self, s3: AsyncS3, items: Sequence[UploadItem], options: UploadOptions,
-                 progress: ProgressCallback | None, destination: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        s3: AsyncS3,
+        items: Sequence[UploadItem],
+        options: UploadOptions,
+        progress: ProgressCallback | None,
+        destination: str,
+    ) -> None:
         self.s3, self.items, self.options, self.progress = s3, items, options, progress
         self.destination = destination
-        self.budget = _ByteBudget(options.memory_budget)
+        self.budget = ByteBudget(options.memory_budget)
         self.remote: dict[tuple[str, str], ObjectInfo] = {}
         self.uploaded = self.skipped = self.bytes_uploaded = self.bytes_done = 0
         self.failures: list[UploadFailure] = []
@@ -307,10 +318,16 @@ class _Run:
                     group.create_task(self._worker(queue))
         except BaseExceptionGroup as group_error:
             raise first_error(group_error) from None
-        return UploadSummary(endpoint=self.s3.target.endpoint, destination=self.destination, objects=self.uploaded,
-                             skipped=self.skipped, bytes=self.bytes_uploaded,
-                             seconds=round(time.perf_counter() - started, 3), retries=self.s3.retries,
-                             failures=tuple(self.failures))  # fmt: skip
+        return UploadSummary(
+            endpoint=self.s3.target.endpoint,
+            destination=self.destination,
+            objects=self.uploaded,
+            skipped=self.skipped,
+            bytes=self.bytes_uploaded,
+            seconds=round(time.perf_counter() - started, 3),
+            retries=self.s3.retries,
+            failures=tuple(self.failures),
+        )
 
     async def _list_remote(self) -> None:
         by_bucket: dict[str, list[str]] = {}
@@ -320,15 +337,19 @@ class _Run:
             for prefix, delimiter in _listing_plan(keys):
                 try:
                     listed = await self._list(bucket, prefix, delimiter)
-                except NoSuchBucketError as exc:
-                    raise NoSuchBucketError(f"bucket {bucket!r} does not exist at {self.s3.target.endpoint}; "
-                                            "nothing was uploaded. Create it, or check --bucket",
-                                            status=exc.status, code=exc.code) from exc  # fmt: skip
-                except S3Error as exc:
+                except errors.NoSuchBucketError as exc:
+                    raise errors.NoSuchBucketError(
+                        f"bucket {bucket!r} does not exist at {self.s3.target.endpoint}; "
+                        "nothing was uploaded. Create it, or check --bucket",
+                        status=exc.status,
+                        code=exc.code,
+                    ) from exc
+                except errors.S3Error as exc:
                     if exc.status == 0:
                         raise ServiceUnavailableError(
                             f"the S3 endpoint {self.s3.target.endpoint} does not answer ({exc}); nothing was "
-                            "uploaded. Is the stack running? (robolake stack status)") from exc
+                            "uploaded. Is the stack running? (robolake stack status)"
+                        ) from exc
                     raise
                 self.remote.update(((bucket, o.key), o) for o in listed)
 
@@ -339,7 +360,8 @@ class _Run:
         token = ""
         while True:
             page, token, _ = await self.s3.call(
-                functools.partial(self.s3.list_page, bucket, prefix, delimiter=delimiter, token=token), policy=quick)
+                functools.partial(self.s3.list_page, bucket, prefix, delimiter=delimiter, token=token), policy=quick
+            )
             out.extend(page)
             if not token:
                 return out
@@ -347,15 +369,18 @@ class _Run:
     def _report(self) -> None:
         if self.progress is not None:
             done = self.uploaded + self.skipped + len(self.failures)
-            self.progress(TransferProgress(done, len(self.items), self.bytes_done, self.total_bytes, self.skipped,
-                                           len(self.failures)))  # fmt: skip
+            self.progress(
+                TransferProgress(
+                    done, len(self.items), self.bytes_done, self.total_bytes, self.skipped, len(self.failures)
+                )
+            )
 
     async def _worker(self, queue: Iterable[UploadItem]) -> None:
         for item in queue:
             try:
                 wrote = await self._one(item)
-            except (StorageError, OSError) as exc:
-                if isinstance(exc, NoSuchBucketError):
+            except (errors.StorageError, OSError) as exc:
+                if isinstance(exc, errors.NoSuchBucketError):
                     raise
                 self._failed(item, exc)
             else:
@@ -371,7 +396,7 @@ class _Run:
     def _failed(self, item: UploadItem, exc: BaseException) -> None:
         message = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
         self.failures.append(UploadFailure(item.key, str(item.path), message))
-        unreachable = isinstance(exc, S3Error) and exc.status == 0
+        unreachable = isinstance(exc, errors.S3Error) and exc.status == 0
         self.consecutive_unreachable = self.consecutive_unreachable + 1 if unreachable else 0
         if self.consecutive_unreachable >= max(8, self.options.concurrency):
             raise ServiceUnavailableError(
@@ -397,11 +422,14 @@ class _Run:
         headers = _headers(item, digest)
 
         async def attempt() -> None:
-            etag = await self.s3.put_object(item.bucket, item.key, data, content_md5=digest.content_md5,
-                                            headers=headers)  # fmt: skip
+            etag = await self.s3.put_object(
+                item.bucket, item.key, data, content_md5=digest.content_md5, headers=headers
+            )
             if etag != digest.etag:
-                raise IntegrityError(f"{item.bucket}/{item.key}: the server reports ETag {etag!r}, "
-                                     f"but the MD5 of {str(item.path)!r} is {digest.etag!r}")  # fmt: skip
+                raise errors.IntegrityError(
+                    f"{item.bucket}/{item.key}: the server reports ETag {etag!r}, "
+                    f"but the MD5 of {str(item.path)!r} is {digest.etag!r}"
+                )
 
         await self.s3.call(attempt)
         return True
@@ -410,82 +438,20 @@ class _Run:
         part_size = integrity.choose_part_size(item.size, self.options.part_size)
         digest = await asyncio.to_thread(integrity.digest_file, item.path, multipart_part_size=part_size)
         if digest.size != item.size:
-            raise LocalFileChangedError(f"{str(item.path)!r} changed size while being read "
-                                        f"({item.size} -> {digest.size} bytes); nothing was written for it")
+            raise errors.LocalFileChangedError(
+                f"{str(item.path)!r} changed size while being read "
+                f"({item.size} -> {digest.size} bytes); nothing was written for it"
+            )
         if _same(self.remote.get((item.bucket, item.key)), digest):
             return False
-        s3, bucket, key = self.s3, item.bucket, item.key
-        upload_id = await s3.call(lambda: s3.create_multipart_upload(bucket, key, _headers(item, digest)))
-        try:
-            ranges = integrity.part_ranges(digest.size, part_size)
-            in_flight = asyncio.Semaphore(max(1, min(8, self.options.concurrency // 4)))
-            etags: list[str] = [""] * len(ranges)
-
-            async def part(number: int, offset: int, length: int) -> None:
-                async with in_flight, self.budget.hold(length):
-                    data = await asyncio.to_thread(_read_range, item.path, offset, length)
-                    md5 = await asyncio.to_thread(integrity.md5_of, data)
-                    if md5 != digest.part_md5s[number - 1]:
-                        raise LocalFileChangedError(f"{str(item.path)!r} changed while being uploaded (part "
-                                                    f"{number}); nothing was written for it. Upload it again")
-                    content_md5 = integrity.content_md5(md5)
-
-                    async def attempt() -> str:
-                        etag = await s3.upload_part(bucket, key, upload_id, number, data, content_md5)
-                        if etag != md5.hex():
-                            raise IntegrityError(f"{bucket}/{key} part {number}: ETag {etag!r} != MD5 {md5.hex()!r}")
-                        return etag
-
-                    etags[number - 1] = await s3.call(attempt)
-
-            try:
-                async with asyncio.TaskGroup() as group:
-                    for number, (offset, length) in enumerate(ranges, start=1):
-                        group.create_task(part(number, offset, length))
-            except BaseExceptionGroup as group_error:
-                raise first_error(group_error) from None
-            etag = await self._complete(item, upload_id, etags, digest)
-        except BaseException:
-            with contextlib.suppress(Exception):
-                await s3.abort_multipart_upload(bucket, key, upload_id)
-            raise
-        if etag != digest.etag:
-            raise IntegrityError(f"{bucket}/{key}: the server reports ETag {etag!r} for the completed upload, "
-                                 f"but the parts of {str(item.path)!r} give {digest.etag!r}")
+        await put_multipart(
+            self.s3,
+            item.bucket,
+            item.key,
+            item.path,
+            digest,
+            _headers(item, digest),
+            budget=self.budget,
+            parts_in_flight=min(8, self.options.concurrency // 4),
+        )
         return True
-
-    async def _complete(self, item: UploadItem, upload_id: str, etags: list[str], digest: Digest) -> str:
-        s3, tries = self.s3, {"n": 0}
-
-        async def attempt() -> str:
-            tries["n"] += 1
-            try:
-                return await s3.complete_multipart_upload(item.bucket, item.key, upload_id, etags)
-            except S3Error as exc:
-                # A retried completion whose first try succeeded (answer lost) finds no upload any more.
-                if exc.code == "NoSuchUpload" and tries["n"] > 1:
-                    head = await s3.head_object(item.bucket, item.key)
-                    if head is not None and (head.metadata or {}).get("sha256") == digest.sha256:
-                        return head.etag
-                raise
-
-        return await s3.call(attempt)
-
-
-def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real error in a TaskGroup's group (the others are usually its cancellations)."""
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return first_error(exc)
-        if not isinstance(exc, asyncio.CancelledError):
-            return exc
-    return group.exceptions[0]
-
-
-def _read_range(path: Path, offset: int, length: int) -> bytes:
-    with path.open("rb") as fh:
-        fh.seek(offset)
-        data = fh.read(length)
-    if len(data) != length:
-        raise LocalFileChangedError(f"{str(path)!r} is shorter than when it was hashed; nothing was written for it")
-    return data

@@ -5,7 +5,9 @@
     probe_mp4(path) -> VideoInfo
 
 Modules: ``episode`` (trajectories), ``render`` (the gripper camera's view), ``video`` (H.264
-MP4), ``replay_buffer`` (UMI's zarr v2 zip: writer and validator), ``generator`` (the layout).
+MP4), ``replay_buffer`` (UMI's zarr v2 zip: writer, and UMI's rules for the validator),
+``zarr_store`` (reading a zarr v2 zip without trusting it), ``naming`` (``episode_XXXXX`` file
+names, for every layer), ``generator`` (the layout).
 """
 
 from robolake.umi.errors import DatasetFormatError

@@ -133,12 +133,18 @@ def matrix_from_quat(q: FloatArray) -> FloatArray:
     x, y, z, w = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
     m = np.stack(
         [
-            1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
-            2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
-            2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+            1 - 2 * (y * y + z * z),
+            2 * (x * y - z * w),
+            2 * (x * z + y * w),
+            2 * (x * y + z * w),
+            1 - 2 * (x * x + z * z),
+            2 * (y * z - x * w),
+            2 * (x * z - y * w),
+            2 * (y * z + x * w),
+            1 - 2 * (x * x + y * y),
         ],
         axis=-1,
-    )  # fmt: skip
+    )
     return m.reshape((*q.shape[:-1], 3, 3))
 
 
@@ -185,9 +191,13 @@ def _dh_frames(q: FloatArray) -> list[FloatArray]:
         ct, st = math.cos(q[i]), math.sin(q[i])
         ca, sa = math.cos(_DH_ALPHA[i]), math.sin(_DH_ALPHA[i])
         a = np.array(
-            [[ct, -st * ca, st * sa, _DH_A[i] * ct], [st, ct * ca, -ct * sa, _DH_A[i] * st],
-             [0.0, sa, ca, _DH_D[i]], [0.0, 0.0, 0.0, 1.0]]
-        )  # fmt: skip
+            [
+                [ct, -st * ca, st * sa, _DH_A[i] * ct],
+                [st, ct * ca, -ct * sa, _DH_A[i] * st],
+                [0.0, sa, ca, _DH_D[i]],
+                [0.0, 0.0, 0.0, 1.0],
+            ]
+        )
         t = t @ a
         frames.append(t)
     return frames

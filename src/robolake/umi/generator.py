@@ -49,6 +49,7 @@ import yaml
 from robolake import __version__
 from robolake.errors import ConfigError
 from robolake.umi.episode import FPS, GRIPPER_MAX_WIDTH_M, UR5E_JOINT_NAMES, Episode, synthesize_episode
+from robolake.umi.naming import episode_file
 from robolake.umi.render import FisheyeIntrinsics, render_frame
 from robolake.umi.replay_buffer import IMAGE_SIZE, ReplayBufferWriter, encode_frame
 from robolake.umi.video import VideoMetadata, write_mp4
@@ -119,8 +120,13 @@ class Manifest:
 
 def _encoders() -> dict[str, str]:
     libavcodec = ".".join(str(x) for x in av.library_versions["libavcodec"])
-    return {"av": av.__version__, "libavcodec": libavcodec, "imagecodecs": imagecodecs.__version__,
-            "libjxl": str(imagecodecs.jpegxl_version()), "numpy": np.__version__}  # fmt: skip
+    return {
+        "av": av.__version__,
+        "libavcodec": libavcodec,
+        "imagecodecs": imagecodecs.__version__,
+        "libjxl": str(imagecodecs.jpegxl_version()),
+        "numpy": np.__version__,
+    }
 
 
 @dataclass(frozen=True)
@@ -139,8 +145,9 @@ def _plan(seed: int, profile: Profile, episodes: int) -> _Plan:
     frames = tuple(int(x) for x in rng.integers(profile.min_frames, profile.max_frames + 1, episodes))
     serial = "C3441" + "".join(str(int(d)) for d in rng.integers(0, 10, 9))  # GoPro HERO9-style serial
     day = dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=int(rng.integers(0, 366)))
-    t = day + dt.timedelta(hours=int(rng.integers(9, 17)), minutes=int(rng.integers(0, 60)),
-                           seconds=int(rng.integers(0, 60)))  # fmt: skip
+    t = day + dt.timedelta(
+        hours=int(rng.integers(9, 17)), minutes=int(rng.integers(0, 60)), seconds=int(rng.integers(0, 60))
+    )
     starts = []
     for n in frames:
         starts.append(t)
@@ -160,37 +167,55 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
 
 
 def _episode_files(out: Path, ep: Episode, plan: _Plan) -> None:
-    common = {"schema_version": SCHEMA_VERSION, "episode_index": ep.index, "fps": FPS, "frame_count": ep.n_frames,
-              "timestamps_s": _rows(ep.timestamps_s)}  # fmt: skip
-    _write_json(out / "pose" / f"episode_{ep.index:05d}.json", {
-        **common,
-        "frame": "table: x forward, z up, origin at the robot base, table top at z=0; metres, radians",
-        "robot": "UR5e", "tcp_offset_m": 0.2, "joint_names": list(UR5E_JOINT_NAMES),
-        "phases": [asdict(p) for p in ep.phases],
-        "scene": asdict(ep.scene),
-        "joint_positions_rad": _rows(ep.joint_positions_rad),
-        "eef_position_m": _rows(ep.eef_pos_m),
-        "eef_quaternion_xyzw": _rows(ep.eef_quat_xyzw, 7),
-        "eef_rot_axis_angle": _rows(ep.eef_rotvec),
-    })  # fmt: skip
-    _write_json(out / "gripper" / f"episode_{ep.index:05d}.json", {
-        **common, "max_width_m": GRIPPER_MAX_WIDTH_M,
-        "width_m": _rows(ep.gripper_width_m), "force_n": _rows(ep.grip_force_n, 3),
-    })  # fmt: skip
+    common = {
+        "schema_version": SCHEMA_VERSION,
+        "episode_index": ep.index,
+        "fps": FPS,
+        "frame_count": ep.n_frames,
+        "timestamps_s": _rows(ep.timestamps_s),
+    }
+    _write_json(
+        out / "pose" / episode_file(ep.index, "json"),
+        {
+            **common,
+            "frame": "table: x forward, z up, origin at the robot base, table top at z=0; metres, radians",
+            "robot": "UR5e",
+            "tcp_offset_m": 0.2,
+            "joint_names": list(UR5E_JOINT_NAMES),
+            "phases": [asdict(p) for p in ep.phases],
+            "scene": asdict(ep.scene),
+            "joint_positions_rad": _rows(ep.joint_positions_rad),
+            "eef_position_m": _rows(ep.eef_pos_m),
+            "eef_quaternion_xyzw": _rows(ep.eef_quat_xyzw, 7),
+            "eef_rot_axis_angle": _rows(ep.eef_rotvec),
+        },
+    )
+    _write_json(
+        out / "gripper" / episode_file(ep.index, "json"),
+        {
+            **common,
+            "max_width_m": GRIPPER_MAX_WIDTH_M,
+            "width_m": _rows(ep.gripper_width_m),
+            "force_n": _rows(ep.grip_force_n, 3),
+        },
+    )
     video = FisheyeIntrinsics.for_video(plan.profile.video_width, plan.profile.video_height)
-    meta = VideoMetadata(plan.start_times[ep.index], plan.camera_serial,
-                         f"robolake synthetic UMI episode {ep.index} seed {plan.seed}")  # fmt: skip
+    meta = VideoMetadata(
+        plan.start_times[ep.index], plan.camera_serial, f"robolake synthetic UMI episode {ep.index} seed {plan.seed}"
+    )
     frames = (render_frame(ep, f, video, noise_seed=plan.seed) for f in range(ep.n_frames))
-    write_mp4(out / "video" / f"episode_{ep.index:05d}.mp4", frames, width=video.width, height=video.height,
-              metadata=meta)  # fmt: skip
+    write_mp4(
+        out / "video" / episode_file(ep.index, "mp4"), frames, width=video.width, height=video.height, metadata=meta
+    )
 
 
 def _make_episode(out: Path, plan: _Plan, index: int) -> tuple[Episode, list[bytes]]:
     ep = synthesize_episode(plan.seed, index, plan.frames[index])
     _episode_files(out, ep, plan)
     obs = FisheyeIntrinsics.for_video(plan.profile.video_width, plan.profile.video_height).center_square(IMAGE_SIZE[0])
-    chunks = [encode_frame(render_frame(ep, f, obs, noise_seed=plan.seed + 1, mask_gripper=True))
-              for f in range(ep.n_frames)]  # fmt: skip
+    chunks = [
+        encode_frame(render_frame(ep, f, obs, noise_seed=plan.seed + 1, mask_gripper=True)) for f in range(ep.n_frames)
+    ]
     return ep, chunks
 
 
@@ -237,13 +262,19 @@ def _experiment_configs(out: Path, plan: _Plan, n_steps: int) -> None:
                 "fps": round(FPS, 5),
                 "action": "concat(robot0_eef_pos, robot0_eef_rot_axis_angle, robot0_gripper_width)",
             },
-            "gripper": {"model": "UMI soft-finger parallel gripper", "max_width_m": GRIPPER_MAX_WIDTH_M,
-                        "camera_serial": plan.camera_serial},
+            "gripper": {
+                "model": "UMI soft-finger parallel gripper",
+                "max_width_m": GRIPPER_MAX_WIDTH_M,
+                "camera_serial": plan.camera_serial,
+            },
             "camera": {
                 "name": "camera0_rgb",
                 "video": video.as_dict(),
-                "observation": {**video.center_square(IMAGE_SIZE[0]).as_dict(), "crop": "center_square",
-                                "mask": "gripper_mount"},
+                "observation": {
+                    **video.center_square(IMAGE_SIZE[0]).as_dict(),
+                    "crop": "center_square",
+                    "mask": "gripper_mount",
+                },
             },
             "policy": {
                 "type": "diffusion_unet_image",
@@ -255,9 +286,16 @@ def _experiment_configs(out: Path, plan: _Plan, n_steps: int) -> None:
                 "num_inference_steps": 16,
                 "gripper_width_threshold_m": 0.08,
             },
-            "training": {"batch_size": 64, "learning_rate": lr, "weight_decay": 1.0e-6, "num_epochs": 120,
-                         "lr_warmup_steps": 2000, "ema": True, "seed": plan.seed + k},
-        }  # fmt: skip
+            "training": {
+                "batch_size": 64,
+                "learning_rate": lr,
+                "weight_decay": 1.0e-6,
+                "num_epochs": 120,
+                "lr_warmup_steps": 2000,
+                "ema": True,
+                "seed": plan.seed + k,
+            },
+        }
         path = out / "configs" / f"experiment_{k:03d}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config, sort_keys=False, default_flow_style=False))
@@ -370,8 +408,14 @@ def _intact_earlier(out: Path, seed: int, profile: str, episodes: int) -> Manife
         earlier = Manifest.load(out / "manifest.json")
     except (OSError, ValueError, TypeError, KeyError):
         return None
-    same = (earlier.schema_version, earlier.generator, earlier.seed, earlier.profile, earlier.episodes,
-            earlier.encoders) == (SCHEMA_VERSION, f"robolake.umi {__version__}", seed, profile, episodes, _encoders())
+    same = (
+        earlier.schema_version,
+        earlier.generator,
+        earlier.seed,
+        earlier.profile,
+        earlier.episodes,
+        earlier.encoders,
+    ) == (SCHEMA_VERSION, f"robolake.umi {__version__}", seed, profile, episodes, _encoders())
     if not same:
         return None
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"}
@@ -384,8 +428,7 @@ def _intact_earlier(out: Path, seed: int, profile: str, episodes: int) -> Manife
     return earlier
 
 
-def _write_manifest(out: Path, plan: _Plan, profile: str, n_episodes: int, n_steps: int,
-                    experiments: bool) -> Manifest:  # fmt: skip
+def _write_manifest(out: Path, plan: _Plan, profile: str, n_episodes: int, n_steps: int, experiments: bool) -> Manifest:
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")
     manifest = Manifest(
         schema_version=SCHEMA_VERSION,

@@ -185,8 +185,9 @@ def render_frame(
     return out
 
 
-def _draw_cup(color: Float32Array, depth: Float32Array, origin: FloatArray, d: Float32Array, obj: FloatArray,
-              episode: Episode) -> None:  # fmt: skip
+def _draw_cup(
+    color: Float32Array, depth: Float32Array, origin: FloatArray, d: Float32Array, obj: FloatArray, episode: Episode
+) -> None:
     scene = episode.scene
     r, h = scene.object_radius_m, scene.object_height_m
     # Only rays inside the cone around the cup's bounding sphere can hit it.
@@ -234,10 +235,14 @@ def _draw_fingers(img: Float32Array, intr: FisheyeIntrinsics, width_m: float, ma
         pad = 0.035 * intr.width
         poly = [(tu - pad, tv), (tu + pad, tv), (root_u + 2.2 * pad, h + 1.0), (root_u - 2.2 * pad, h + 1.0)]
         _fill_polygon(img, poly, (46.0, 46.0, 51.0))
-        _fill_polygon(img, [(tu - pad, tv), (tu + pad, tv), (tu + pad, tv + 0.6 * pad), (tu - pad, tv + 0.6 * pad)],
-                      (217.0, 115.0, 38.0))  # fmt: skip
+        _fill_polygon(
+            img,
+            [(tu - pad, tv), (tu + pad, tv), (tu + pad, tv + 0.6 * pad), (tu - pad, tv + 0.6 * pad)],
+            (217.0, 115.0, 38.0),
+        )
     if mask_gripper:
         # UMI masks the gripper mount (not the fingers) black before training.
         w = intr.width
-        _fill_polygon(img, [(0.36 * w, h + 1.0), (0.40 * w, 0.86 * h), (0.60 * w, 0.86 * h), (0.64 * w, h + 1.0)],
-                      (0.0, 0.0, 0.0))  # fmt: skip
+        _fill_polygon(
+            img, [(0.36 * w, h + 1.0), (0.40 * w, 0.86 * h), (0.60 * w, 0.86 * h), (0.64 * w, h + 1.0)], (0.0, 0.0, 0.0)
+        )

@@ -14,6 +14,14 @@ UMI's ``07_generate_replay_buffer.py`` fills an in-memory zarr 2.16 store and sa
 - Zip: ZIP_STORED entries (mode 0644), in the order ``zarr.copy_store`` writes them (root
   ``.zgroup``, ``meta/`` keys sorted, ``data/.zgroup``, then each array's keys sorted), and a fixed
   1980-01-01 timestamp where zarr would put the wall clock.
+
+The zip itself is written by the standard library's ``zipfile`` (one ``ZipInfo`` per entry, as
+zarr's ZipStore does); nothing of the format is hand-written. What we do not take from zarr is
+the store: ``zarr.ZipStore.__setitem__`` stamps ``time.localtime()`` into every entry (two runs
+would differ), and UMI's path fills a MemoryStore first, holding every encoded frame in memory
+(~40 KB each: ~950 MB for the medium profile's 23,813 frames), where this writer spools them to
+a temporary file. Reading goes through ``zarr_store`` (the untrusted-zip reader); UMI's rules
+are checked here.
 """
 
 from __future__ import annotations
@@ -34,10 +42,18 @@ import numpy as np
 import numpy.typing as npt
 
 from robolake.umi.errors import DatasetFormatError
+from robolake.umi.zarr_store import (
+    JPEGXL_CODEC_ID,
+    ArrayInfo,
+    ZarrZip,
+    array_info,
+    check_chunk_entries,
+    decode_chunk,
+    read_all,
+)
 
 ZIP_DATE_TIME = (1980, 1, 1, 0, 0, 0)
 IMAGE_SIZE = (224, 224)
-JPEGXL_CODEC_ID = "imagecodecs_jpegxl"
 # What UMI's vendored imagecodecs_numcodecs.JpegXl(level=99, numthreads=1).get_config() returns, key for
 # key. No more: UMI's loader rebuilds the codec as JpegXl(**config), and its __init__ rejects the keys
 # newer imagecodecs records (bitspersample, squeeze) with a TypeError. Our readers (validate_replay_buffer,
@@ -56,16 +72,14 @@ JPEGXL_CONFIG: dict[str, Any] = {
     "keeporientation": None,
     "numthreads": 1,
 }
+# The recorded config is what the codec encodes with: JpegXl.encode passes these to jpegxl_encode.
+_ENCODE_ARGS = {k: v for k, v in JPEGXL_CONFIG.items() if k not in ("id", "index", "keeporientation")}
 _TARGET_CHUNK_BYTES = 2e6  # UMI's get_optimal_chunks default
 
 
 def encode_frame(image: npt.NDArray[np.uint8]) -> bytes:
     """One camera chunk: JPEG XL exactly as UMI's ``JpegXl(level=99, numthreads=1)`` encodes it."""
-    out = imagecodecs.jpegxl_encode(
-        image, level=99, effort=None, distance=None, lossless=False, decodingspeed=None,
-        photometric=None, planar=None, usecontainer=None, numthreads=1,
-    )  # fmt: skip
-    return bytes(out)
+    return bytes(imagecodecs.jpegxl_encode(image, **_ENCODE_ARGS))
 
 
 def zarr_json(obj: Mapping[str, Any]) -> bytes:
@@ -73,8 +87,9 @@ def zarr_json(obj: Mapping[str, Any]) -> bytes:
     return json.dumps(obj, indent=4, sort_keys=True, ensure_ascii=True, separators=(",", ": ")).encode("ascii")
 
 
-def zarray_meta(shape: Sequence[int], chunks: Sequence[int], dtype: np.dtype[Any],
-                compressor: Mapping[str, Any] | None) -> dict[str, Any]:  # fmt: skip
+def zarray_meta(
+    shape: Sequence[int], chunks: Sequence[int], dtype: np.dtype[Any], compressor: Mapping[str, Any] | None
+) -> dict[str, Any]:
     fill: int | float = 0.0 if dtype.kind == "f" else 0
     return {
         "chunks": list(chunks),
@@ -132,8 +147,9 @@ class ReplayBufferWriter:
     low-dim arrays; :meth:`close` copies them into the zip in zarr's key order.
     """
 
-    def __init__(self, path: str | Path, cameras: Sequence[str] = ("camera0_rgb",),
-                 image_size: tuple[int, int] = IMAGE_SIZE) -> None:  # fmt: skip
+    def __init__(
+        self, path: str | Path, cameras: Sequence[str] = ("camera0_rgb",), image_size: tuple[int, int] = IMAGE_SIZE
+    ) -> None:
         self.path = Path(path)
         self.cameras = tuple(cameras)
         self.image_size = image_size
@@ -231,8 +247,9 @@ class ReplayBufferWriter:
     def __enter__(self) -> ReplayBufferWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -240,16 +257,6 @@ class ReplayBufferWriter:
 
 
 # ---------------------------------------------------------------- reading and validation
-
-
-@dataclass(frozen=True)
-class ArrayInfo:
-    """One array's metadata as stored in its ``.zarray``."""
-
-    shape: tuple[int, ...]
-    chunks: tuple[int, ...]
-    dtype: str
-    compressor_id: str | None
 
 
 @dataclass(frozen=True)
@@ -286,115 +293,6 @@ _LOWDIM_SPECS: dict[str, tuple[tuple[int, ...], str, bool]] = {
     "demo_start_pose": ((6,), "<f8", False),
     "demo_end_pose": ((6,), "<f8", False),
 }
-_IMAGE_CODECS = {JPEGXL_CODEC_ID}
-_GENERIC_CODECS = {"blosc", "zstd", "lz4", "zlib", "gzip", "bz2", "lzma"}
-
-
-class _Store:
-    """Read-only access to a zip's entries without trusting its directory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        if not path.is_file():
-            raise DatasetFormatError(path, "no such file", "check the path")
-        self.size = path.stat().st_size
-        try:
-            self.zf = zipfile.ZipFile(path)
-        except OSError as exc:
-            raise DatasetFormatError(path, f"cannot be read ({exc.strerror or exc})", "check its permissions") from exc
-        except (zipfile.BadZipFile, EOFError, ValueError) as exc:
-            with path.open("rb") as fh:
-                head = fh.read(4)
-            if head == b"PK\x03\x04":
-                raise DatasetFormatError(
-                    path, f"truncated or damaged zip ({exc}); {self.size} bytes on disk", "download it again"
-                ) from exc
-            raise DatasetFormatError(
-                path, f"not a zip archive (starts with {head!r})", "expected a *.zarr.zip"
-            ) from exc
-        self.infos = {info.filename: info for info in self.zf.infolist()}
-        for info in self.infos.values():
-            if info.header_offset + info.compress_size > self.size:
-                self.zf.close()
-                raise DatasetFormatError(
-                    path, f"truncated zip: entry {info.filename!r} ends past the end of the file", "download it again"
-                )
-
-    def read(self, key: str) -> bytes:
-        try:
-            return self.zf.read(key)
-        except KeyError as exc:
-            raise DatasetFormatError(self.path, f"missing {key!r}") from exc
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as exc:
-            raise DatasetFormatError(self.path, f"cannot read {key!r}: {exc}", "the zip is damaged") from exc
-
-    def json(self, key: str) -> dict[str, Any]:
-        try:
-            obj = json.loads(self.read(key))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DatasetFormatError(self.path, f"{key!r} is not valid JSON ({exc})") from exc
-        if not isinstance(obj, dict):
-            raise DatasetFormatError(self.path, f"{key!r} is not a JSON object")
-        return obj
-
-
-def _array_info(store: _Store, name: str) -> ArrayInfo:
-    key = f"{name}/.zarray"
-    meta = store.json(key)
-    try:
-        shape, chunks = tuple(int(x) for x in meta["shape"]), tuple(int(x) for x in meta["chunks"])
-        dtype = np.dtype(meta["dtype"]).str
-        compressor = meta["compressor"]
-        if meta.get("zarr_format") != 2 or meta.get("filters") is not None or meta.get("order", "C") != "C":
-            raise ValueError("only zarr_format 2, order C, no filters are supported")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DatasetFormatError(store.path, f"{key!r} is not valid zarr v2 array metadata ({exc})") from exc
-    if len(shape) != len(chunks) or any(c <= 0 for c in chunks):
-        raise DatasetFormatError(store.path, f"{key!r}: chunks {list(chunks)} do not fit shape {list(shape)}")
-    codec = None if compressor is None else str(compressor.get("id")) if isinstance(compressor, dict) else "?"
-    if codec is not None and codec not in _IMAGE_CODECS | _GENERIC_CODECS:
-        raise DatasetFormatError(
-            store.path, f"{name!r} uses unknown codec id {codec!r}", f"known: {sorted(_IMAGE_CODECS | _GENERIC_CODECS)}"
-        )
-    return ArrayInfo(shape, chunks, dtype, codec)
-
-
-def _check_chunk_entries(store: _Store, name: str, info: ArrayInfo) -> None:
-    counts = [math.ceil(s / c) for s, c in zip(info.shape, info.chunks, strict=True)]
-    raw_size = math.prod(info.chunks) * np.dtype(info.dtype).itemsize
-    for index in np.ndindex(*counts):
-        key = f"{name}/" + ".".join(str(i) for i in index)
-        entry = store.infos.get(key)
-        if entry is None:
-            raise DatasetFormatError(store.path, f"chunk {key!r} is missing", "the file is incomplete")
-        if info.compressor_id is None and entry.file_size != raw_size:
-            raise DatasetFormatError(
-                store.path, f"chunk {key!r} has {entry.file_size} bytes, expected {raw_size} (uncompressed)"
-            )
-
-
-def _decode_chunk(store: _Store, name: str, info: ArrayInfo, key: str) -> npt.NDArray[Any]:
-    raw = store.read(f"{name}/{key}")
-    try:
-        if info.compressor_id == JPEGXL_CODEC_ID:
-            out: npt.NDArray[Any] = np.asarray(imagecodecs.jpegxl_decode(raw, numthreads=1))
-            return out
-        if info.compressor_id is not None:
-            import numcodecs  # type: ignore[import-untyped]
-
-            raw = bytes(numcodecs.get_codec(store.json(f"{name}/.zarray")["compressor"]).decode(raw))
-        return np.frombuffer(raw, dtype=info.dtype).reshape(info.chunks)
-    except DatasetFormatError:
-        raise
-    except Exception as exc:  # a codec's own error types vary; all mean "this chunk is bad"
-        raise DatasetFormatError(store.path, f"chunk {name}/{key} does not decode ({exc})") from exc
-
-
-def _read_all(store: _Store, name: str, info: ArrayInfo) -> npt.NDArray[Any]:
-    """A small array (episode_ends, low-dim) read whole."""
-    parts = [_decode_chunk(store, name, info, f"{k}" + ".0" * (len(info.shape) - 1))
-             for k in range(math.ceil(info.shape[0] / info.chunks[0]))]  # fmt: skip
-    return np.concatenate(parts, axis=0)[: info.shape[0]]
 
 
 def validate_replay_buffer(path: str | Path) -> ReplayBufferInfo:
@@ -403,93 +301,23 @@ def validate_replay_buffer(path: str | Path) -> ReplayBufferInfo:
     Reads metadata, the zip directory, ``episode_ends``, the low-dim arrays and at most two
     frames per camera; never the whole image array.
     """
-    store = _Store(Path(path))
+    store = ZarrZip(Path(path))
     try:
         return _validate(store)
     finally:
-        store.zf.close()
+        store.close()
 
 
-def _validate(store: _Store) -> ReplayBufferInfo:
-    if ".zgroup" not in store.infos:
-        hint = "this is a zarr v3 store; UMI uses zarr v2" if "zarr.json" in store.infos else "expected UMI's layout"
-        raise DatasetFormatError(store.path, "not a zarr v2 store: no '.zgroup' at the root", hint)
-    for group in (".zgroup", "data/.zgroup", "meta/.zgroup"):
-        if group not in store.infos:
-            raise DatasetFormatError(store.path, f"missing group {group!r}", "expected UMI's data/ and meta/ groups")
-        if store.json(group).get("zarr_format") != 2:
-            raise DatasetFormatError(store.path, f"{group!r} is not zarr_format 2")
-
-    ends_info = _array_info(store, "meta/episode_ends")
-    if len(ends_info.shape) != 1 or ends_info.dtype != "<i8":
-        raise DatasetFormatError(
-            store.path, f"meta/episode_ends is {ends_info.dtype} {list(ends_info.shape)}, expected <i8 (E,)"
-        )
-    _check_chunk_entries(store, "meta/episode_ends", ends_info)
-    ends = _read_all(store, "meta/episode_ends", ends_info).astype(np.int64)
-    if ends.size == 0 or ends[0] <= 0 or np.any(np.diff(ends) <= 0):
-        raise DatasetFormatError(
-            store.path, f"meta/episode_ends must be positive and strictly increasing, got {ends[:8].tolist()}..."
-        )
+def _validate(store: ZarrZip) -> ReplayBufferInfo:
+    _check_groups(store)
+    ends_info, ends = _episode_ends(store)
     n = int(ends[-1])
-
-    names = sorted({k[len("data/") : -len("/.zarray")] for k in store.infos
-                    if k.startswith("data/") and k.endswith("/.zarray") and k.count("/") == 2})  # fmt: skip
-    arrays = {f"data/{name}": _array_info(store, f"data/{name}") for name in names}
+    names, arrays = _data_arrays(store, n)
     arrays["meta/episode_ends"] = ends_info
-    for name, info in arrays.items():
-        if name != "meta/episode_ends" and (not info.shape or info.shape[0] != n):
-            raise DatasetFormatError(
-                store.path,
-                f"{name} has {info.shape[0] if info.shape else 0} steps but episode_ends[-1] = {n}",
-                "episode_ends disagrees with the array lengths",
-            )
-    robots = sorted({name.split("_", 1)[0] for name in names if name.startswith("robot")})
-    if "robot0" not in robots:
-        raise DatasetFormatError(store.path, "missing data/robot0_eef_pos", "not a UMI replay buffer")
-    has_poses = True
-    for robot in robots:
-        for suffix, (tail, dtype, required) in _LOWDIM_SPECS.items():
-            name = f"data/{robot}_{suffix}"
-            if name not in arrays:
-                if required:
-                    raise DatasetFormatError(store.path, f"missing {name}", "every robot needs eef_pos, "
-                                             "eef_rot_axis_angle and gripper_width")  # fmt: skip
-                has_poses = False
-                continue
-            info = arrays[name]
-            if info.shape[1:] != tail or info.dtype != dtype:
-                raise DatasetFormatError(
-                    store.path,
-                    f"{name} is {info.dtype} {list(info.shape)}, expected {dtype} [{n}, {', '.join(map(str, tail))}]",
-                )
-            _check_chunk_entries(store, name, info)
-            if not np.all(np.isfinite(_read_all(store, name, info))):
-                raise DatasetFormatError(store.path, f"{name} holds NaN or infinite values")
-
-    cameras = tuple(name for name in names if name.startswith("camera") and name.endswith("_rgb"))
-    if "camera0_rgb" not in cameras:
-        raise DatasetFormatError(store.path, "missing data/camera0_rgb", "a UMI replay buffer has camera images")
-    image_shape: tuple[int, int, int] = (0, 0, 0)
-    for cam in cameras:
-        info = arrays[f"data/{cam}"]
-        if len(info.shape) != 4 or info.shape[3] != 3 or info.dtype != "|u1" or info.chunks != (1, *info.shape[1:]):
-            raise DatasetFormatError(
-                store.path,
-                f"data/{cam} is {info.dtype} {list(info.shape)} chunks {list(info.chunks)}, "
-                "expected |u1 [N, H, W, 3] with one frame per chunk",
-            )
-        image_shape = (info.shape[1], info.shape[2], 3)
-        _check_chunk_entries(store, f"data/{cam}", info)
-        for frame in sorted({0, n - 1}):
-            img = _decode_chunk(store, f"data/{cam}", info, f"{frame}.0.0.0")
-            if img.shape != image_shape or img.dtype != np.uint8:
-                raise DatasetFormatError(
-                    store.path,
-                    f"frame {frame} of {cam} decodes to {img.dtype} {list(img.shape)}, expected {image_shape}",
-                )
+    robots, has_poses = _check_robots(store, names, arrays, n)
+    cameras, image_shape = _check_cameras(store, names, arrays, n)
     for name, info in arrays.items():  # arrays UMI does not define still need all their chunks
-        _check_chunk_entries(store, name, info)
+        check_chunk_entries(store, name, info)
     lengths = np.diff(np.concatenate([[0], ends]))
     return ReplayBufferInfo(
         path=str(store.path),
@@ -504,3 +332,105 @@ def _validate(store: _Store) -> ReplayBufferInfo:
         all_entries_stored=all(i.compress_type == zipfile.ZIP_STORED for i in store.infos.values()),
         arrays=arrays,
     )
+
+
+def _check_groups(store: ZarrZip) -> None:
+    """A zarr v2 root with UMI's data/ and meta/ groups."""
+    if ".zgroup" not in store.infos:
+        hint = "this is a zarr v3 store; UMI uses zarr v2" if "zarr.json" in store.infos else "expected UMI's layout"
+        raise DatasetFormatError(store.path, "not a zarr v2 store: no '.zgroup' at the root", hint)
+    for group in (".zgroup", "data/.zgroup", "meta/.zgroup"):
+        if group not in store.infos:
+            raise DatasetFormatError(store.path, f"missing group {group!r}", "expected UMI's data/ and meta/ groups")
+        if store.json(group).get("zarr_format") != 2:
+            raise DatasetFormatError(store.path, f"{group!r} is not zarr_format 2")
+
+
+def _episode_ends(store: ZarrZip) -> tuple[ArrayInfo, npt.NDArray[np.int64]]:
+    """``meta/episode_ends``: int64, positive and strictly increasing (cumulative, exclusive ends)."""
+    info = array_info(store, "meta/episode_ends")
+    if len(info.shape) != 1 or info.dtype != "<i8":
+        raise DatasetFormatError(store.path, f"meta/episode_ends is {info.dtype} {list(info.shape)}, expected <i8 (E,)")
+    check_chunk_entries(store, "meta/episode_ends", info)
+    ends = read_all(store, "meta/episode_ends", info).astype(np.int64)
+    if ends.size == 0 or ends[0] <= 0 or np.any(np.diff(ends) <= 0):
+        raise DatasetFormatError(
+            store.path, f"meta/episode_ends must be positive and strictly increasing, got {ends[:8].tolist()}..."
+        )
+    return info, ends
+
+
+def _data_arrays(store: ZarrZip, n: int) -> tuple[list[str], dict[str, ArrayInfo]]:
+    """The names under data/ and their metadata; every one must have `n` steps."""
+    names = sorted(
+        {
+            k[len("data/") : -len("/.zarray")]
+            for k in store.infos
+            if k.startswith("data/") and k.endswith("/.zarray") and k.count("/") == 2
+        }
+    )
+    arrays = {f"data/{name}": array_info(store, f"data/{name}") for name in names}
+    for name, info in arrays.items():
+        if not info.shape or info.shape[0] != n:
+            raise DatasetFormatError(
+                store.path,
+                f"{name} has {info.shape[0] if info.shape else 0} steps but episode_ends[-1] = {n}",
+                "episode_ends disagrees with the array lengths",
+            )
+    return names, arrays
+
+
+def _check_robots(store: ZarrZip, names: list[str], arrays: dict[str, ArrayInfo], n: int) -> tuple[list[str], bool]:
+    """Every robotN has UMI's low-dim arrays, finite; returns the robots and whether demo poses are there."""
+    robots = sorted({name.split("_", 1)[0] for name in names if name.startswith("robot")})
+    if "robot0" not in robots:
+        raise DatasetFormatError(store.path, "missing data/robot0_eef_pos", "not a UMI replay buffer")
+    has_poses = True
+    for robot in robots:
+        for suffix, (tail, dtype, required) in _LOWDIM_SPECS.items():
+            name = f"data/{robot}_{suffix}"
+            if name not in arrays:
+                if required:
+                    raise DatasetFormatError(
+                        store.path, f"missing {name}", "every robot needs eef_pos, eef_rot_axis_angle and gripper_width"
+                    )
+                has_poses = False
+                continue
+            info = arrays[name]
+            if info.shape[1:] != tail or info.dtype != dtype:
+                raise DatasetFormatError(
+                    store.path,
+                    f"{name} is {info.dtype} {list(info.shape)}, expected {dtype} [{n}, {', '.join(map(str, tail))}]",
+                )
+            check_chunk_entries(store, name, info)
+            if not np.all(np.isfinite(read_all(store, name, info))):
+                raise DatasetFormatError(store.path, f"{name} holds NaN or infinite values")
+    return robots, has_poses
+
+
+def _check_cameras(
+    store: ZarrZip, names: list[str], arrays: dict[str, ArrayInfo], n: int
+) -> tuple[tuple[str, ...], tuple[int, int, int]]:
+    """cameraN_rgb: uint8 (N, H, W, 3), one frame per chunk; the first and last frames decode to that shape."""
+    cameras = tuple(name for name in names if name.startswith("camera") and name.endswith("_rgb"))
+    if "camera0_rgb" not in cameras:
+        raise DatasetFormatError(store.path, "missing data/camera0_rgb", "a UMI replay buffer has camera images")
+    image_shape: tuple[int, int, int] = (0, 0, 0)
+    for cam in cameras:
+        info = arrays[f"data/{cam}"]
+        if len(info.shape) != 4 or info.shape[3] != 3 or info.dtype != "|u1" or info.chunks != (1, *info.shape[1:]):
+            raise DatasetFormatError(
+                store.path,
+                f"data/{cam} is {info.dtype} {list(info.shape)} chunks {list(info.chunks)}, "
+                "expected |u1 [N, H, W, 3] with one frame per chunk",
+            )
+        image_shape = (info.shape[1], info.shape[2], 3)
+        check_chunk_entries(store, f"data/{cam}", info)
+        for frame in sorted({0, n - 1}):
+            img = decode_chunk(store, f"data/{cam}", info, f"{frame}.0.0.0")
+            if img.shape != image_shape or img.dtype != np.uint8:
+                raise DatasetFormatError(
+                    store.path,
+                    f"frame {frame} of {cam} decodes to {img.dtype} {list(img.shape)}, expected {image_shape}",
+                )
+    return cameras, image_shape

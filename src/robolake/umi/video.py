@@ -123,8 +123,12 @@ def write_mp4(
             container.metadata["CameraSerialNumber"] = metadata.camera_serial
             if metadata.comment:
                 container.metadata["comment"] = metadata.comment
-            codec_options = {"crf": str(settings.crf), "preset": settings.preset, "threads": "1",
-                             "g": str(settings.gop_frames)}  # fmt: skip
+            codec_options = {
+                "crf": str(settings.crf),
+                "preset": settings.preset,
+                "threads": "1",
+                "g": str(settings.gop_frames),
+            }
             stream = container.add_stream("libx264", rate=GOPRO_RATE, options=codec_options)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
             stream.time_base = 1 / GOPRO_RATE
@@ -202,13 +206,17 @@ def check_video(path: Path, shown_as: str = "") -> VideoInfo:
     try:
         info = probe_mp4(path)
         if info.codec not in KNOWN_VIDEO_CODECS:
-            raise DatasetFormatError(path, f"unknown video codec {info.codec!r}",
-                                     f"expected one of {sorted(KNOWN_VIDEO_CODECS)}")
+            raise DatasetFormatError(
+                path, f"unknown video codec {info.codec!r}", f"expected one of {sorted(KNOWN_VIDEO_CODECS)}"
+            )
         if info.frame_count > 0:
             counted = probe_mp4(path, count_frames=True).frame_count
             if counted != info.frame_count:
-                raise DatasetFormatError(path, f"truncated: the header lists {info.frame_count} frames, "
-                                               f"the file holds {counted}", "copy or download it again")
+                raise DatasetFormatError(
+                    path,
+                    f"truncated: the header lists {info.frame_count} frames, the file holds {counted}",
+                    "copy or download it again",
+                )
     except DatasetFormatError as exc:
         if shown_as:
             raise DatasetFormatError(shown_as, exc.problem) from exc
