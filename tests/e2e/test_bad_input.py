@@ -109,6 +109,7 @@ SWEEP: dict[str, list[list[str]]] = {
         ["{dir}", "--bucket", "no-such-bucket"],
         ["{dir}", "--bucket", "umi-raw", "--endpoint", CLOSED],
     ],
+    "runs list": [["--commit"], ["--bogus-flag"]],
     "ingest": [
         [],
         [f"{NO_DIR}.zarr.zip"],

@@ -12,6 +12,7 @@ from robolake.cli.bench_suite import compare, dataloader, large_file_streaming, 
 from robolake.cli.common import run_cli
 from robolake.cli.data import generate, ingest, upload
 from robolake.cli.hooks import hooks
+from robolake.cli.ml import runs
 from robolake.cli.stack import buckets, stack
 from robolake.cli.version import version
 
@@ -42,6 +43,7 @@ for command in (large_file_streaming, mixed_workload, dataloader, warp_check, co
 cli.add_command(generate)
 cli.add_command(upload)
 cli.add_command(ingest)
+cli.add_command(runs)
 
 
 def main() -> None:
