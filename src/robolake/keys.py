@@ -60,11 +60,13 @@ def check_prefix(value: str, what: str = "prefix") -> str:
 
 def check_bucket(value: str, what: str = "bucket") -> str:
     """`value` if it is a valid S3 bucket name (3-63 lowercase letters, digits, '.' and '-')."""
-    if not _BUCKET.fullmatch(value) or ".." in value:
-        raise ConfigError(
-            f"{what} {value!r} is not a valid bucket name: use 3-63 lowercase letters, digits, '.' or '-', "
-            "starting and ending with a letter or digit, e.g. umi-raw"
-        )
+    rule = "is not a valid bucket name: use 3-63 lowercase letters, digits, '.' or '-', starting and ending "
+    return _whole_match(_BUCKET, value, f"{what} {value!r} {rule}with a letter or digit, e.g. umi-raw")
+
+
+def _whole_match(pattern: re.Pattern[str], value: str, refusal: str) -> str:
+    if not pattern.fullmatch(value) or ".." in value:
+        raise ConfigError(refusal)
     return value
 
 
@@ -73,9 +75,5 @@ _DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 def check_dataset_name(name: str, what: str = "dataset name") -> str:
     """`name` if it is usable as one segment of every key of the layout (pose/<name>/...)."""
-    if not _DATASET_NAME.fullmatch(name) or ".." in name:
-        raise ConfigError(
-            f"{what} {name!r} is not usable in object keys: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit, e.g. cup_in_the_wild"
-        )
-    return name
+    rule = "is not usable in object keys: use 1-128 letters, digits, '.', '_' or '-', starting with a letter"
+    return _whole_match(_DATASET_NAME, name, f"{what} {name!r} {rule} or digit, e.g. cup_in_the_wild")

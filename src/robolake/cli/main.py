@@ -15,6 +15,7 @@ from robolake.cli.hooks import hooks
 from robolake.cli.ml import runs
 from robolake.cli.stack import buckets, stack
 from robolake.cli.version import version
+from robolake.cli.version_data import import_, install_hook, put, read
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -33,6 +34,8 @@ def cli() -> None:
 cli.add_command(stack)
 cli.add_command(buckets)
 cli.add_command(version)
+for command in (put, read, import_, install_hook):
+    version.add_command(command)
 cli.add_command(accelerator)
 cli.add_command(hooks)
 cli.add_command(bench)

@@ -34,7 +34,7 @@ from robolake.errors import ConfigError
 from robolake.storage.boto import boto3_client, boto_errors
 from robolake.storage.s3 import S3Target
 from robolake.umi.errors import DatasetFormatError
-from robolake.umi.zarr_store import GENERIC_CODECS, JPEGXL_CODEC_ID, ArrayInfo
+from robolake.umi.zarr_store import JPEGXL_CODEC_ID, ArrayInfo, parse_zarray
 
 _LOCAL_HEADER = struct.Struct("<4s5H3I2H")  # signature, version .. crc, sizes, name and extra lengths
 _LOCAL_MAGIC = b"PK\x03\x04"
@@ -244,21 +244,10 @@ def _span_end(info: zipfile.ZipInfo) -> int:
 def array_info(zf: RemoteZip, name: str) -> tuple[ArrayInfo, dict[str, Any] | None]:
     """An array's ``.zarray`` as ArrayInfo, plus its compressor config (None: uncompressed)."""
     key = f"{name}/.zarray"
-    meta = zf.read_json(key)
-    try:
-        shape, chunks = tuple(int(x) for x in meta["shape"]), tuple(int(x) for x in meta["chunks"])
-        dtype = np.dtype(meta["dtype"]).str
-        compressor = meta["compressor"]
-        if meta.get("zarr_format") != 2 or meta.get("filters") is not None or meta.get("order", "C") != "C":
-            raise ValueError("only zarr_format 2, order C, no filters are supported")
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DatasetFormatError(zf.where, f"{key!r} is not valid zarr v2 array metadata ({exc})") from exc
-    if len(shape) != len(chunks) or not shape or any(c <= 0 for c in chunks):
-        raise DatasetFormatError(zf.where, f"{key!r}: chunks {list(chunks)} do not fit shape {list(shape)}")
-    codec = None if compressor is None else str(compressor.get("id")) if isinstance(compressor, dict) else "?"
-    if codec is not None and codec not in {JPEGXL_CODEC_ID, *GENERIC_CODECS}:
-        raise DatasetFormatError(zf.where, f"{name!r} uses unknown codec id {codec!r}")
-    return ArrayInfo(shape, chunks, dtype, codec), compressor
+    info, compressor = parse_zarray(zf.read_json(key), name, zf.where)
+    if not info.shape:
+        raise DatasetFormatError(zf.where, f"{key!r}: a 0-dimensional array holds no samples")
+    return info, compressor
 
 
 def chunk_keys(name: str, info: ArrayInfo) -> list[str]:
