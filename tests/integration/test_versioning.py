@@ -142,7 +142,7 @@ def test_put_dataset_then_read_at_the_commit_after_the_branch_moved(
     original = make_dataset(local, episodes=5)
     seen: list[int] = []
     first = put_dataset(client, REPO, b, local, "datasets/cup", {"seed": 7, "profile": "small", "episodes": 5},
-                        lambda p: seen.append(p.files_done))
+                        lambda p: seen.append(p.objects_done))
     assert sorted(seen) == list(range(1, len(original) + 1))
     assert first.uploaded == first.object_count == len(original)
     assert first.total_bytes == sum(len(v) for v in original.values())

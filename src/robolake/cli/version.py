@@ -77,7 +77,9 @@ def _transfer_bar(verb: str) -> Iterator[Callable[[TransferProgress], None]]:
         task = bar.add_task(verb, total=None, files="")
 
         def report(p: TransferProgress) -> None:
-            bar.update(task, completed=p.bytes_done, total=p.bytes_total, files=f"{p.files_done}/{p.files_total} files")
+            bar.update(
+                task, completed=p.bytes_done, total=p.bytes_total, files=f"{p.objects_done}/{p.objects_total} files"
+            )
 
         yield report
 

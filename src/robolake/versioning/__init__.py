@@ -9,6 +9,7 @@ The client's keys come from `Settings.resolve_lakefs_keys` (flag, environment, .
 """
 
 from robolake.errors import IntegrityError
+from robolake.storage.progress import TransferProgress  # what put_dataset and read_dataset report
 from robolake.versioning.client import (
     Commit,
     DiffEntry,
@@ -23,7 +24,6 @@ from robolake.versioning.dataset import (
     DatasetCommit,
     DiffSummary,
     EpisodeChanges,
-    TransferProgress,
     content_checksum,
     diff_summary,
     put_dataset,

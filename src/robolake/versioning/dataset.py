@@ -16,20 +16,20 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import os
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, TypeVar
 
 from robolake.errors import ConfigError, IntegrityError, RobolakeError
 from robolake.keys import check_dataset_name, check_prefix
+from robolake.storage.progress import TransferProgress
+from robolake.umi.naming import episode_token
 from robolake.versioning.client import Commit, DiffEntry, LakeFSClient, ObjectStat
 from robolake.versioning.errors import BadRequestError
 
 MAX_WORKERS = 8
 SHA256_META = "sha256"  # object user metadata key (lakeFS lower-cases it)
 RESERVED_METADATA = ("dataset", "prefix", "object_count", "total_bytes", "content_sha256")
-EPISODE_RE = re.compile(r"episode_(\d+)")
 _READ_CHUNK = 1 << 20
 T = TypeVar("T")
 R = TypeVar("R")
@@ -40,17 +40,6 @@ class LocalFile:
     path: Path
     key: str  # path relative to the dataset root, with "/" separators
     size_bytes: int
-
-
-@dataclasses.dataclass(frozen=True)
-class TransferProgress:
-    """Reported after each file: how far a put or read has come."""
-
-    files_done: int
-    files_total: int
-    bytes_done: int
-    bytes_total: int
-    path: str
 
 
 ProgressFn = Callable[[TransferProgress], None]
@@ -269,7 +258,7 @@ def _in_parallel(
                 path, size = describe(item)
                 done_bytes += size
                 if progress is not None:
-                    progress(TransferProgress(len(results), len(items), done_bytes, total_bytes, path))
+                    progress(TransferProgress(len(results), len(items), done_bytes, total_bytes, path=path))
         except BaseException:
             pool.shutdown(wait=True, cancel_futures=True)
             raise
@@ -311,8 +300,8 @@ def diff_summary(entries: Iterable[DiffEntry]) -> DiffSummary:
     for entry in entries:
         kind = entry.type if entry.type in counts else "changed"  # prefix_changed: a changed folder
         counts[kind] += 1
-        match = EPISODE_RE.search(entry.path)
-        bucket = groups.setdefault(match.group(0), {}) if match else other
+        token = episode_token(entry.path)
+        bucket = groups.setdefault(token, {}) if token else other
         bucket.setdefault(kind, []).append(entry.path)
 
     def freeze(bucket: Mapping[str, list[str]]) -> EpisodeChanges:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from robolake.errors import RobolakeError
+from robolake.umi.naming import split_episode_file
 
 GRIPPER_WIDTH_RANGE_M = (0.0, 0.2)
 ACCEPTED_VIDEO_CODECS = ("h264",)
@@ -34,7 +34,6 @@ POSE_SERIES: dict[str, int | None] = {
 POSE_REQUIRED = ("eef_position_m", "eef_rot_axis_angle")
 GRIPPER_SERIES: dict[str, int | None] = {"width_m": None, "force_n": None}
 GRIPPER_REQUIRED = ("width_m",)
-_EPISODE_JSON_RE = re.compile(r"^episode_\d+\.json$")
 
 
 class ObjectRejected(RobolakeError, ValueError):
@@ -59,7 +58,8 @@ def classify(path: str) -> str | None:
         return "replay_buffer"
     if name.endswith(".mp4"):
         return "video"
-    if _EPISODE_JSON_RE.match(p.name):
+    parsed = split_episode_file(p.name)
+    if parsed is not None and parsed[1] == "json":
         # The sensor is the nearest enclosing pose/ or gripper/ folder: pose/episode_00001.json
         # (generated), pose/<dataset>/episode_00001.json (ingested), under any prefix.
         for folder in reversed(p.parts[:-1]):
