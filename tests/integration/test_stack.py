@@ -64,8 +64,10 @@ def test_lakefs_gateway_upload_commit_and_read_at_commit(stack: NativeStack) -> 
     first, second = os.urandom(50_000), os.urandom(50_000)
     gateway.put_object(Bucket=s.lakefs_repo, Key=f"{branch}/episodes/e0.bin", Body=first)
     commit = requests.post(
-        f"{api}/branches/{branch}/commits", json={"message": "first", "metadata": {"seed": "1"}},
-        auth=auth, timeout=60,
+        f"{api}/branches/{branch}/commits",
+        json={"message": "first", "metadata": {"seed": "1"}},
+        auth=auth,
+        timeout=60,
     )
     commit.raise_for_status()
     commit_id = commit.json()["id"]

@@ -70,7 +70,8 @@ def test_branches_on_different_episodes_diff_merge_and_a_conflict(client: LakeFS
 
     a_diff = list(client.diff(REPO, trunk, a))
     assert {(d.type, d.path) for d in a_diff} == {
-        ("changed", f"{p}episode_00001/pose.bin"), ("added", f"{p}episode_00004/pose.bin"),
+        ("changed", f"{p}episode_00001/pose.bin"),
+        ("added", f"{p}episode_00004/pose.bin"),
     }
     a_summary = diff_summary(a_diff)
     assert list(a_summary.episodes) == ["episode_00001", "episode_00004"]
@@ -125,8 +126,11 @@ def test_tag_pins_bytes_and_revert_restores_the_prior_state(client: LakeFSClient
 
 
 def make_dataset(root: Path, episodes: int) -> dict[str, bytes]:
-    files = {f"episode_{i:05d}/{kind}.bin": os.urandom(3000 + 17 * i) for i in range(episodes)
-             for kind in ("pose", "gripper")}
+    files = {
+        f"episode_{i:05d}/{kind}.bin": os.urandom(3000 + 17 * i)
+        for i in range(episodes)
+        for kind in ("pose", "gripper")
+    }
     files["meta/info.json"] = json.dumps({"episodes": episodes}).encode()
     for key, body in files.items():
         (root / key).parent.mkdir(parents=True, exist_ok=True)
@@ -135,14 +139,23 @@ def make_dataset(root: Path, episodes: int) -> dict[str, bytes]:
 
 
 def test_put_dataset_then_read_at_the_commit_after_the_branch_moved(
-    client: LakeFSClient, branch: MakeBranch, tmp_path: Path,
+    client: LakeFSClient,
+    branch: MakeBranch,
+    tmp_path: Path,
 ) -> None:
     b = branch("put")
     local = tmp_path / "local"
     original = make_dataset(local, episodes=5)
     seen: list[int] = []
-    first = put_dataset(client, REPO, b, local, "datasets/cup", {"seed": 7, "profile": "small", "episodes": 5},
-                        lambda p: seen.append(p.objects_done))
+    first = put_dataset(
+        client,
+        REPO,
+        b,
+        local,
+        "datasets/cup",
+        {"seed": 7, "profile": "small", "episodes": 5},
+        lambda p: seen.append(p.objects_done),
+    )
     assert sorted(seen) == list(range(1, len(original) + 1))
     assert first.uploaded == first.object_count == len(original)
     assert first.total_bytes == sum(len(v) for v in original.values())
@@ -175,7 +188,10 @@ def test_put_dataset_then_read_at_the_commit_after_the_branch_moved(
 
 
 def test_read_dataset_detects_an_object_changed_behind_lakefs(
-    client: LakeFSClient, branch: MakeBranch, tmp_path: Path, stack: NativeStack,
+    client: LakeFSClient,
+    branch: MakeBranch,
+    tmp_path: Path,
+    stack: NativeStack,
 ) -> None:
     b = branch("rot")
     local = tmp_path / "local"
@@ -187,7 +203,8 @@ def test_read_dataset_detects_an_object_changed_behind_lakefs(
     bucket, _, key = stat.physical_address.removeprefix("s3://").partition("/")
     s = stack.settings
     s3_client(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password).put_object(
-        Bucket=bucket, Key=key, Body=os.urandom(len(body)))
+        Bucket=bucket, Key=key, Body=os.urandom(len(body))
+    )
     with pytest.raises(IntegrityError, match=r"rot/episode_00000\.bin"):
         read_dataset(client, REPO, b, "rot", tmp_path / "out")
 
@@ -242,8 +259,9 @@ def test_bad_credentials_and_a_server_that_is_down(client: LakeFSClient) -> None
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).parent / "robolake"
-    return subprocess.run([str(exe), "version", *args], env=env, capture_output=True, text=True, timeout=120,
-                          check=False)
+    return subprocess.run(
+        [str(exe), "version", *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 @pytest.fixture
@@ -267,8 +285,11 @@ def test_cli_errors_are_one_line(cli_env: dict[str, str]) -> None:
     assert_one_line_error(run_cli(cli_env, "branch", "delete", "no-such-branch-x"), "'no-such-branch-x'")
     assert_one_line_error(run_cli(cli_env, "log", "no-such-ref-x"), "ref 'no-such-ref-x'")
     assert_one_line_error(run_cli(cli_env, "log", "--repo", "no-such-repo-x"), "repository 'no-such-repo-x'")
-    wrong = {**cli_env, "ROBOLAKE_LAKEFS_ACCESS_KEY_ID": "AKIAJWRONGWRONGWRONG",
-             "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": "nope"}
+    wrong = {
+        **cli_env,
+        "ROBOLAKE_LAKEFS_ACCESS_KEY_ID": "AKIAJWRONGWRONGWRONG",
+        "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": "nope",
+    }
     assert_one_line_error(run_cli(wrong, "branch", "list"), "AKIAJWRONGWRONGWRONG", "HTTP 401")
     down = {**cli_env, "ROBOLAKE_LAKEFS_PORT": str(free_port())}
     assert_one_line_error(run_cli(down, "branch", "list"), "does not answer", "robolake stack status")

@@ -16,8 +16,13 @@ from robolake.state import Credentials, StateDir
 
 def spec(tmp_path: Path, script: str, ports: dict[int, str] | None = None) -> ProcessSpec:
     return ProcessSpec(
-        name="toy", argv=[sys.executable, "-c", script], env={}, ports=ports or {}, host="127.0.0.1",
-        log_path=tmp_path / "logs" / "toy.log", pid_path=tmp_path / "run" / "toy.pid",
+        name="toy",
+        argv=[sys.executable, "-c", script],
+        env={},
+        ports=ports or {},
+        host="127.0.0.1",
+        log_path=tmp_path / "logs" / "toy.log",
+        pid_path=tmp_path / "run" / "toy.pid",
     )
 
 
@@ -44,8 +49,7 @@ def test_start_health_stop_and_no_orphan(tmp_path: Path) -> None:
 
 def test_process_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
     script = (
-        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-        "print('up', flush=True); time.sleep(600)"
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(600)"
     )
     proc = ManagedProcess(spec(tmp_path, script))
     proc.start()
