@@ -11,7 +11,7 @@ source scripts/lib/venv.sh
 ensure_venv dev
 ensure_go
 .venv/bin/robolake stack build --all
-echo "== ruff"; .venv/bin/ruff check src tests
+echo "== ruff"; .venv/bin/ruff check src tests; .venv/bin/ruff format --check --quiet src tests download_umi_data.py aistor
 echo "== mypy"; .venv/bin/mypy
 echo "== import layers"; .venv/bin/lint-imports --no-cache
 echo "== pytest"; exec .venv/bin/pytest "$@"
