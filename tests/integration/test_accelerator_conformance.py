@@ -16,6 +16,8 @@ import dataclasses
 import datetime as dt
 import os
 import re
+import socket
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -91,6 +93,21 @@ CASES = [
     _get("range-reversed-before-if-none-match", 416, _range("5-3"), ("IfNoneMatch", "{etag}"), from_cache=False),
     _get("range-malformed-is-ignored", 200, ("Range", "bytes=abc"), from_cache=False, checksums=True),
     _get("range-multiple-are-ignored", 200, _range("0-1,5-6"), from_cache=False, checksums=True),
+    # Range values MinIO ignores (parseRequestRangeSpec fails: the whole object, 200) or refuses.
+    _get("range-no-numbers-is-ignored", 200, _range("-"), from_cache=False, checksums=True),
+    _get("range-unit-capitalised-is-ignored", 200, ("Range", "Bytes=0-1"), from_cache=False, checksums=True),
+    _get("range-other-unit-is-ignored", 200, ("Range", "items=0-1"), from_cache=False, checksums=True),
+    _get("range-end-past-int64-is-ignored", 200, _range("0-99999999999999999999"), from_cache=False, checksums=True),
+    _get("range-start-past-int64-is-ignored", 200, _range("99999999999999999999-"), from_cache=False, checksums=True),
+    _get("range-suffix-past-int64-is-ignored", 200, _range("-99999999999999999999"), from_cache=False, checksums=True),
+    _get("range-space-after-unit-is-ignored", 200, ("Range", "bytes= 0-1"), from_cache=False, checksums=True),
+    _get("range-plus-sign-is-ignored", 200, _range("+0-1"), from_cache=False, checksums=True),
+    _get("range-suffix-zero", 416, _range("-0"), from_cache=False),
+    _get("range-end-18-digits", 206, _range("0-999999999999999999")),
+    _get("range-leading-zeros", 206, _range("00-01")),
+    _head("head-range-ignored", 200, ("Range", "items=0-1"), from_cache=False),
+    _head("head-range-reversed", 416, _range("5-3"), from_cache=False),
+    _head("head-range-suffix-zero", 416, _range("-0"), from_cache=False),
     _head("head", 200),
     _head("head-checksum-mode", 200, ("ChecksumMode", "ENABLED"), checksums=True),
     _head("head-range", 206, _range("0-99")),
@@ -106,6 +123,15 @@ CASES = [
     _get("if-match", 200, ("IfMatch", "{etag}"), checksums=True),
     _get("if-match-ranged", 206, ("IfMatch", "{etag}"), _range("0-99")),
     _get("if-match-other", 412, ("IfMatch", '"0123"'), from_cache=False),
+    # MinIO's isETagEqual: no lists, no weak tags; quotes trimmed at both ends only.
+    _get("if-match-list", 412, ("IfMatch", '"0123", {etag}'), from_cache=False),
+    _get("if-match-list-etag-first", 412, ("IfMatch", '{etag}, "0123"'), from_cache=False),
+    _get("if-match-weak", 412, ("IfMatch", "W/{etag}"), from_cache=False),
+    _get("if-none-match-list-etag-first-is-other", 200, ("IfNoneMatch", '{etag}, "0123"'), checksums=True),
+    _get("if-match-other-if-none-match-star", 304, ("IfNoneMatch", "*"), ("IfMatch", '"0123"')),
+    _head("head-if-match-list", 412, ("IfMatch", '"0123", {etag}'), from_cache=False),
+    _head("head-if-match-weak", 412, ("IfMatch", "W/{etag}"), from_cache=False),
+    _head("head-if-none-match-weak-is-other", 200, ("IfNoneMatch", "W/{etag}")),
     _head("head-if-none-match", 304, ("IfNoneMatch", "{etag}")),
     _head("head-if-match", 200, ("IfMatch", "{etag}")),
     _head("head-if-match-other", 412, ("IfMatch", '"0123"'), from_cache=False),
@@ -317,4 +343,89 @@ def test_a_copy_cached_without_checksums_learns_them(endpoints: Endpoints) -> No
     direct = ask(endpoints.direct, GET, key, etag)
     assert [differences(a, direct) for a in asked] == [[], []]
     assert direct.header("x-amz-checksum-crc32")
+    endpoints.direct.delete_object(Bucket=BUCKET, Key=key)
+
+
+@dataclasses.dataclass(frozen=True)
+class RawCase:
+    """A request boto3 would not send, presigned (so any header may be added) and sent over a socket."""
+
+    id: str
+    method: str
+    status: int  # what MinIO answers
+    headers: tuple[tuple[str, bytes], ...] = ()  # sent as these bytes, unsigned
+    signatures: str = "once"  # "bad-then-good": a wrong X-Amz-Signature before the right one
+
+
+RAW_CASES = [
+    RawCase("presigned", "GET", 200),
+    RawCase("presigned-head", "HEAD", 200),
+    RawCase("presigned-two-signatures-bad-first", "GET", 403, signatures="bad-then-good"),
+    RawCase("presigned-two-signatures-good-first", "GET", 200, signatures="good-then-bad"),
+    RawCase("range-non-ascii-digits-is-ignored", "GET", 200, (("Range", "bytes=\u0660-\u0661".encode()),)),
+    RawCase("range-fullwidth-digits-is-ignored", "GET", 200, (("Range", "bytes=\uff10-\uff11".encode()),)),
+    RawCase("head-if-match-other", "HEAD", 412, (("If-Match", b'"0123"'),)),
+    RawCase("head-range-beyond-the-end", "HEAD", 416, (("Range", f"bytes={SIZE * 2}-".encode()),)),
+    RawCase("two-ranges-headers", "GET", 206, (("Range", b"bytes=0-9"), ("Range", b"bytes=10-19"))),
+    RawCase("two-if-match-headers", "GET", 200, (("If-Match", b"{etag}"), ("If-Match", b'"0123"'))),
+]
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding"})
+
+
+def presigner(endpoint: str, user: str, secret: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=user,
+        aws_secret_access_key=secret,
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
+    )
+
+
+def send_raw(endpoint: str, client: Any, case: RawCase, key: str, etag: str) -> Answer:
+    """Presign `case` for `endpoint`, send it byte for byte, and read the answer as it came."""
+    call = "get_object" if case.method == "GET" else "head_object"
+    url = client.generate_presigned_url(call, Params={"Bucket": BUCKET, "Key": key})
+    parts = urllib.parse.urlsplit(url)
+    query = parts.query
+    signature = re.search(r"X-Amz-Signature=([0-9a-f]+)", query)
+    assert signature is not None
+    bad = f"X-Amz-Signature={'0' * 64}"
+    if case.signatures == "bad-then-good":
+        query = query.replace(signature[0], f"{bad}&{signature[0]}")
+    elif case.signatures == "good-then-bad":
+        query = query.replace(signature[0], f"{signature[0]}&{bad}")
+    head = f"{case.method} {parts.path}?{query} HTTP/1.1\r\nHost: {parts.netloc}\r\n".encode()
+    extra = b"".join(n.encode() + b": " + v.replace(b"{etag}", etag.encode()) + b"\r\n" for n, v in case.headers)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(head + extra + b"Connection: close\r\n\r\n")
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head_part, _, body = raw.partition(b"\r\n\r\n")
+    lines = head_part.decode("latin-1").split("\r\n")
+    headers = tuple(
+        (name, value.strip())
+        for name, _, value in (line.partition(":") for line in lines[1:])
+        if name.lower() not in HOP_BY_HOP
+    )
+    return Answer(int(lines[0].split(" ")[1]), headers, body, "")
+
+
+@pytest.mark.parametrize("variant", ("uncached", "cached"))
+@pytest.mark.parametrize("case", RAW_CASES, ids=[c.id for c in RAW_CASES])
+def test_raw_requests_answer_like_minio(stack: NativeStack, endpoints: Endpoints, case: RawCase, variant: str) -> None:
+    s = stack.settings
+    key = f"{RUN}/raw/{case.id}/{variant}/meta/info.parquet"
+    etag = put_small_object(endpoints, key)
+    if variant == "cached":
+        warm = ask(endpoints.accelerator, GET, key, etag)
+        assert (warm.status, warm.header(CACHE_MARKER)) == (200, "miss")
+    user, secret = s.minio_root_user, s.minio_root_password
+    through = send_raw(s.accelerator_endpoint, presigner(s.accelerator_endpoint, user, secret), case, key, etag)
+    direct = send_raw(s.minio_endpoints[0], presigner(s.minio_endpoints[0], user, secret), case, key, etag)
+    assert direct.status == case.status, direct
+    assert differences(through, direct) == []
+    assert comparable(through) == comparable(direct)
     endpoints.direct.delete_object(Bucket=BUCKET, Key=key)

@@ -135,6 +135,8 @@ class FakeMinio:
     def _answer(self, request: UpstreamRequest, body: bytes) -> FakeResponse:
         path, _, query = request.target.partition("?")
         bucket, key = s3xml.split_path(path)
+        if request.method in ("PUT", "POST", "DELETE") and "authorization" not in request.headers:
+            return FakeResponse(403, [("Content-Type", "application/xml")], b"<Error><Code>AccessDenied</Code></Error>")
         if request.method == "PUT" and key:
             self.objects[bucket, key] = body
             return FakeResponse(200, [("ETag", etag_of(body)), ("Server", "MinIO")])
@@ -353,7 +355,7 @@ def test_multi_delete_invalidates_each_listed_key_and_no_other(tmp_path: Path) -
         assert (await client.get("k"))[0] == 404
         assert (await client.get("a%26b"))[0] == 404
         assert (await client.get("keep"))[1]["X-Robolake-Cache"] == "hit-memory"
-        assert accel.metrics.counters["invalidation_write"] == 4  # two keys, before and after
+        assert accel.metrics.counters["invalidation_write"] == 2  # two keys, once MinIO has answered
 
     scenario(tmp_path, body)
 
@@ -363,7 +365,22 @@ def test_a_bucket_level_write_drops_the_whole_bucket(tmp_path: Path) -> None:
         await client.get("k")
         await client.send("PUT", "/b?policy", b"{}")
         assert (await client.get("k"))[1]["X-Robolake-Cache"] == "miss"
-        assert accel.metrics.counters["invalidation_bucket_write"] == 2
+        assert accel.metrics.counters["invalidation_bucket_write"] == 1
+
+    scenario(tmp_path, body)
+
+
+def test_a_write_minio_refuses_invalidates_nothing(tmp_path: Path) -> None:
+    async def body(accel: Accelerator, minio: FakeMinio, client: Client) -> None:
+        await client.get("k")
+        assert (await client.get("k"))[1]["X-Robolake-Cache"] == "hit-memory"
+        for method, target, sent in (("DELETE", "/b/k", b""), ("PUT", "/b/k", b"v2"), ("DELETE", "/b", b"")):
+            assert (await client.send(method, target, sent, signed=False))[0] == 403
+        xml = b"<Delete><Object><Key>k</Key></Object></Delete>"
+        assert (await client.send("POST", "/b?delete", xml, signed=False))[0] == 403
+        assert (await client.get("k"))[1]["X-Robolake-Cache"] == "hit-memory"
+        assert not any(name.startswith("invalidation") for name in accel.metrics.counters)
+        assert accel.cache.epochs.tracked() == (0, 0)
 
     scenario(tmp_path, body)
 
@@ -440,7 +457,19 @@ def test_stats_and_metrics_keep_their_shape(tmp_path: Path) -> None:
         await client.get("k")
         await client.get("k")
         doc = accel.stats()
-        shape = {"uptime_s", "hit_ratio", "tiers", "memory", "disk", "events", "prefetch", "nodes", "latency", "config"}
+        shape = {
+            "uptime_s",
+            "hit_ratio",
+            "tiers",
+            "memory",
+            "disk",
+            "events",
+            "prefetch",
+            "nodes",
+            "latency",
+            "config",
+            "epochs",
+        }
         assert set(doc) == shape
         assert doc["hit_ratio"] == 0.5 and doc["prefetch"] is None and set(doc["tiers"]) == {"memory"}
         disk = {"objects": 0, "used_bytes": 0, "max_bytes": 0, "dir": str(tmp_path / "cache"), "restored_at_start": 0}

@@ -45,7 +45,7 @@ def test_a_store_after_an_invalidation_is_refused_and_a_bucket_write_drops_the_b
         cache.store(("b", key), copy(), cache.epoch(("b", key)))
     cache.store(("other", "x"), copy(), cache.epoch(("other", "x")))
     epoch = cache.epoch(("b", "z"))
-    cache.invalidate(write_targets("DELETE", "b", "", {}, b""), "write")
+    cache.invalidate(write_targets("DELETE", "b", "", {}), "write")
     assert [k in cache for k in (("b", "x"), ("b", "y"), ("other", "x"))] == [False, False, True]
     assert not cache.store(("b", "z"), copy(), epoch)  # a fill of that bucket in flight meanwhile
 

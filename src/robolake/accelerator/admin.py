@@ -52,6 +52,7 @@ def stats(o: Observed) -> dict[str, Any]:
             "restored_at_start": o.restored_at_start,
         },
         "events": dict(o.metrics.counters),
+        "epochs": dict(zip(("keys", "buckets"), o.cache.epochs.tracked(), strict=True)),
         "prefetch": o.prefetcher.state() if o.prefetcher is not None else None,
         "nodes": [dataclasses.asdict(n) for n in o.upstream.nodes],
         "latency": o.metrics.latency_summary(),

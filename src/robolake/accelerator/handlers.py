@@ -5,11 +5,14 @@ Request flow:
         -> memory tier -> disk tier -> MinIO (the client's own signed request, Host kept),
            filling the cache when the object is below the size threshold (robolake.accelerator.fill)
     POST /_robolake/batch -> robolake.accelerator.batch
-    anything else (writes, listings, bucket ops, unsigned or unverifiable requests)
-        -> MinIO untouched; writes invalidate the keys they touch, before and after.
+    writes (PUT, POST, DELETE) -> MinIO, then invalidate what it changed (robolake.accelerator.writes)
+    anything else (listings, bucket ops, unsigned or unverifiable requests) -> MinIO untouched
 MinIO therefore authenticates every request the cache does not answer, and produces every error.
 A cache answer carries the headers MinIO would send for that request (robolake.accelerator.answer):
-whatever the cache cannot answer exactly (a 412, a 416, an odd Range) is forwarded instead.
+whatever the cache cannot answer exactly (a 412, a 416, an odd Range, a request MinIO would
+refuse before looking at the object) is forwarded instead. The key of a request is MinIO's
+object name for its path (robolake.accelerator.s3xml.split_path). Request bodies are held in
+memory only within bounds (robolake.accelerator.forward.RequestBodies); the rest stream.
 MinIO is reached through a `Sender` (robolake.accelerator.upstream), so a scripted one can stand in.
 """
 
@@ -17,29 +20,35 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from robolake.accelerator import invalidation, replay, s3xml
+from robolake.accelerator import replay, s3xml
 from robolake.accelerator.answer import answer_from_copy
 from robolake.accelerator.batch import BatchHandler
 from robolake.accelerator.cache import TieredCache
 from robolake.accelerator.fill import Filler
+from robolake.accelerator.forward import RequestBodies, Target, answer_broken_body, send
 from robolake.accelerator.headers import forwarded, relayed
 from robolake.accelerator.invalidation import ObjectKey
 from robolake.accelerator.metrics import Metrics
 from robolake.accelerator.relay import relay, send_answer
 from robolake.accelerator.revalidate import Revalidator
-from robolake.accelerator.upstream import Body, NoHealthyNodeError, Sender, UpstreamRequest, UpstreamResponse
+from robolake.accelerator.upstream import ClientBodyError, NoHealthyNodeError, Sender, StreamedBody
+from robolake.accelerator.writes import WriteForwarder
 from robolake.sigv4 import Verified, Verifier
 
 # Request headers whose answer the cache leaves to MinIO: date conditionals (MinIO's second-
 # granularity rules), and Origin (MinIO's CORS headers answer the request, not the object).
 FORWARDED_WHEN_PRESENT = ("if-modified-since", "if-unmodified-since", "origin")
-BUFFER_BODY_MAX = 8 * 1024 * 1024  # writes up to this size are buffered so they can be retried
+# Headers the cache reads: sent twice, Go reads the first and signs them joined, so MinIO decides.
+READ_ONCE = ("authorization", "host", "range", "if-match", "if-none-match", "x-amz-checksum-mode", "x-amz-date")
+PRESIGN_QUERY = ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Algorithm")
 
 
 class ReadListener(Protocol):
@@ -60,6 +69,8 @@ class S3Handler:
     revalidator: Revalidator
     batch: BatchHandler
     metrics: Metrics
+    bodies: RequestBodies
+    writes: WriteForwarder
     read_listeners: Sequence[ReadListener] = ()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -67,21 +78,25 @@ class S3Handler:
         method = request.method
         # request.raw_path is the request target exactly as sent; rel_url is normalised (dot
         # segments removed), which would both change the key and break the client's signature.
-        bucket, key = s3xml.split_path(_path_only(request))
+        target = Target.of(request.raw_path)
+        bucket, key = s3xml.split_path(target.path)
         op = "other"
         try:
-            if method in ("GET", "HEAD") and bucket and key and _cacheable_query(request):
+            if not target.origin:
+                return s3xml.error_response(400, "InvalidRequest", "no S3 request target", request.raw_path[:256])
+            if method in ("GET", "HEAD") and bucket and key and _cacheable(request, target):
                 op = method.lower()
-                response, op = await self._read(request, (bucket, key))
+                response, op = await self._read(request, target, (bucket, key))
                 return response
-            if bucket == "_robolake" and key == "batch" and method == "POST":
+            if bucket == "_robolake" and key == "batch" and method == "POST" and not target.authority:
                 op = "batch"
                 return await self.batch.handle(request)
             if method in ("PUT", "POST", "DELETE"):
                 op = "write"
-                return await self._forward_write(request, bucket, key)
+                verified = request.body_exists and self._verified(request, target)
+                return await self.writes.forward(request, target, (bucket, key), verified=verified)
             op = "passthrough"
-            return await self._forward(request)
+            return await self._forward(request, target)
         except NoHealthyNodeError as exc:
             self.metrics.inc("upstream_unavailable")
             message = f"{exc}; the accelerator retries other nodes for reads"
@@ -90,41 +105,41 @@ class S3Handler:
             self.metrics.client_latency[op].observe(time.perf_counter() - started)
             self.metrics.inc(f"requests_{op}")
 
-    def _verified(self, request: web.Request) -> bool:
-        result = self.verifier.verify(request.method, _path_only(request), _query_only(request), request.headers)
+    def _verified(self, request: web.Request, target: Target) -> bool:
+        result = self.verifier.verify(request.method, target.path, target.query, request.headers)
         return isinstance(result, Verified)
 
-    async def _read(self, request: web.Request, key: ObjectKey) -> tuple[web.StreamResponse, str]:
+    async def _read(self, request: web.Request, target: Target, key: ObjectKey) -> tuple[web.StreamResponse, str]:
         headers = request.headers
         range_header = headers.get("range", "")
         # A Range MinIO judges itself (416 at once, or ignored: replay.parse_range) goes there too.
         odd_range = bool(range_header) and replay.parse_range(range_header) is None
-        if odd_range or any(h in headers for h in FORWARDED_WHEN_PRESENT):
-            return await self._forward(request), "passthrough_conditional"
-        if not self._verified(request):
+        if odd_range or any(h in headers for h in FORWARDED_WHEN_PRESENT) or request.body_exists:
+            return await self._forward(request, target), "passthrough_conditional"
+        if not self._verified(request, target):
             # Unsigned, unknown principal or bad signature: MinIO decides (and writes the 403).
             self.metrics.inc("unverified_passthrough")
-            return await self._forward(request), "passthrough_unverified"
+            return await self._forward(request, target), "passthrough_unverified"
         obj, tier = self.cache.lookup(key)
         for listener in self.read_listeners:
             listener.on_read(key, hit=obj is not None)
         if obj is None:
-            return await self._fill(request, key), "miss"
+            return await self._fill(request, target, key), "miss"
         if self.revalidator.is_old(obj, time.time()):
-            self.revalidator.check_soon(key, obj, request.method, request.raw_path, forwarded(headers.items()))
+            self.revalidator.check_soon(key, obj, request.method, target.origin, forwarded(headers.items()))
         answer = answer_from_copy(request.method, headers, obj)
         if answer is None:  # MinIO's to answer (and, for a whole GET, to refresh the copy with)
-            return await self._fill(request, key), "forwarded"
+            return await self._fill(request, target, key), "forwarded"
         marker = (("X-Amz-Request-Id", s3xml.request_id()), ("X-Robolake-Cache", f"hit-{tier}"))
         return await send_answer(request, answer, marker), f"hit_{tier}"
 
-    async def _fill(self, request: web.Request, key: ObjectKey) -> web.StreamResponse:
+    async def _fill(self, request: web.Request, target: Target, key: ObjectKey) -> web.StreamResponse:
         """Ask MinIO with the client's own request; keep the answer when it is a small whole object."""
         headers = request.headers
         fetch = self.filler.fetch(
             key,
             request.method,
-            request.raw_path,
+            target.origin,
             CIMultiDict(forwarded(headers.items())),
             op=request.method.lower(),
             whole_object="range" not in headers,
@@ -137,56 +152,46 @@ class S3Handler:
             out["X-Robolake-Cache"] = "miss"
             return web.Response(status=200, body=got.obj.body, headers=out)
 
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        """Pass a request to MinIO as it is and relay the answer."""
-        body = await request.read() if request.body_exists else None
-        second_opinion = request.method in ("GET", "HEAD")
-        response = await self._send(request, "passthrough", body or None, retry=True, second_opinion=second_opinion)
+    async def _forward(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """Pass a request to MinIO as it is and relay the answer (a body held only within bounds)."""
+        verified = request.body_exists and self._verified(request, target)
+        async with self.bodies.open(request, buffer=verified) as body:
+            second_opinion = request.method in ("GET", "HEAD")
+            retry = not isinstance(body, StreamedBody)
+            try:
+                response = await send(
+                    self.upstream,
+                    self.metrics,
+                    request,
+                    target,
+                    "passthrough",
+                    body,
+                    retry=retry,
+                    second_opinion=second_opinion,
+                )
+            except ClientBodyError as exc:
+                return await answer_broken_body(self.upstream, self.metrics, request, target, exc)
         async with response:
             return await relay(request, response, buffer_max_bytes=self.filler.max_object_bytes)
 
-    async def _forward_write(self, request: web.Request, bucket: str, key: str) -> web.StreamResponse:
-        """Forward a write, invalidating what it touches both before and after MinIO answers.
 
-        Before: no read after this point is answered from an old copy. After: a fill that raced
-        the write (and read the old object) is dropped, and so is anything it stored.
-        """
-        query = request.rel_url.query
-        listed = await request.read() if invalidation.is_multi_delete(request.method, bucket, key, query) else b""
-        targets = invalidation.write_targets(request.method, bucket, key, query, listed)
-        self.cache.invalidate(targets, "write")
-        length = request.content_length
-        if request.body_exists and (length is None or length > BUFFER_BODY_MAX):
-            response = await self._send(request, "write", request.content, retry=False)  # a stream goes once
-        else:
-            body = await request.read() if request.body_exists else None
-            response = await self._send(request, "write", body, retry=True)
-        async with response:
-            answer = await relay(request, response, buffer_max_bytes=self.filler.max_object_bytes)
-        self.cache.invalidate(targets, "write")
-        return answer
+def _cacheable(request: web.Request, target: Target) -> bool:
+    """A plain object read the cache may answer: everything else MinIO answers or refuses itself.
 
-    async def _send(
-        self, request: web.Request, op: str, body: Body, *, retry: bool, second_opinion: bool = False
-    ) -> UpstreamResponse:
-        """Send the client's request on to MinIO (its own headers, less hop-by-hop ones), timed as `op`."""
-        started = time.perf_counter()
-        headers = CIMultiDict(forwarded(request.headers.items()))
-        outgoing = UpstreamRequest(request.method, request.raw_path, headers, body)
-        response = await self.upstream.request(outgoing, retry=retry, second_opinion=second_opinion)
-        self.metrics.upstream_latency[op].observe(time.perf_counter() - started)
-        return response
-
-
-def _cacheable_query(request: web.Request) -> bool:
-    # Plain object reads only: subresources (?acl, ?tagging, ?versionId, ?partNumber ...)
-    # and response-header overrides go to MinIO. Presign parameters are allowed.
-    return all(name.startswith("X-Amz-") for name in request.rel_url.query)
-
-
-def _path_only(request: web.Request) -> str:
-    return request.raw_path.partition("?")[0]
-
-
-def _query_only(request: web.Request) -> str:
-    return request.raw_path.partition("?")[2]
+    Subresources (?acl, ?tagging, ?versionId, ?partNumber ...) and response-header overrides go to
+    MinIO; presign parameters are allowed, each once (Go reads the first of two, the verifier
+    would not). MinIO refuses a query value that is a `.`/`..` path segment, and a request that
+    is both presigned and signed in a header (hasMultipleAuth); an absolute-form target is passed on.
+    """
+    if target.authority:
+        return False
+    query = parse_qsl(target.query, keep_blank_values=True)
+    names = Counter(name for name, _ in query)
+    if any(count > 1 for count in names.values()) or not all(name.startswith("X-Amz-") for name in names):
+        return False
+    if any(s3xml.has_bad_component(value) for _, value in query):
+        return False
+    headers = request.headers
+    if "authorization" in headers and any(name in names for name in PRESIGN_QUERY):
+        return False
+    return all(len(headers.getall(name, ())) <= 1 for name in READ_ONCE)

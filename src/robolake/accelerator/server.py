@@ -4,6 +4,7 @@
     TieredCache  (memory [+ disk]) lookup / store / invalidate, fill epochs
     Filler                         the one fetch-and-fill path, given to the handler, batch and prefetch
     S3Handler                      the S3 port; BatchHandler, Revalidator and the prefetcher behind it
+    WriteForwarder, RequestBodies  writes, invalidated after MinIO's success; bodies held within bounds
     admin_app                      the admin port (metrics, stats, health, MinIO's webhook)
 
 Nothing in the package imports this module. Background work runs through the S3 app's
@@ -27,18 +28,27 @@ from robolake.accelerator.batch import BatchHandler
 from robolake.accelerator.cache import Tier, TieredCache
 from robolake.accelerator.config import AcceleratorConfig
 from robolake.accelerator.fill import Filler, OwnSigner
+from robolake.accelerator.forward import RequestBodies
+from robolake.accelerator.halfclose import HalfCloseSite
 from robolake.accelerator.handlers import ReadListener, S3Handler
 from robolake.accelerator.metrics import Metrics
 from robolake.accelerator.prefetch import Prefetcher
 from robolake.accelerator.revalidate import Revalidator
 from robolake.accelerator.tiers import DiskTier, MemoryTier
 from robolake.accelerator.upstream import Upstream, UpstreamPool
+from robolake.accelerator.writes import WriteForwarder
 from robolake.errors import ConfigError
 from robolake.sigv4 import Verifier
 
 __all__ = ["Accelerator", "AcceleratorConfig", "serve"]
 
 SHUTDOWN_GRACE_S = 5.0  # requests in flight at SIGTERM may finish within this (the stack waits 15 s)
+# MinIO's ReadHeaderTimeout and IdleTimeout (internal/http/server.go). aiohttp's keep-alive timer
+# runs from the connection's start and closes it whenever it waits for a request's headers that
+# long: a client holding a connection with partial headers is dropped like an idle one.
+HEADER_TIMEOUT_S = 30.0
+BUFFER_BODY_MAX = 8 * 1024 * 1024  # a verified write up to this size is held, so it can be retried
+BODY_BUDGET_BYTES = 64 * 1024 * 1024  # all request bodies held at once; past it they stream
 
 
 class Accelerator:
@@ -68,6 +78,14 @@ class Accelerator:
             else None
         )
         listeners: list[ReadListener] = [self.prefetcher] if self.prefetcher is not None else []
+        self.bodies = RequestBodies(buffer_max_bytes=BUFFER_BODY_MAX, budget_bytes=BODY_BUDGET_BYTES)
+        writes = WriteForwarder(
+            cache=self.cache,
+            upstream=self.upstream,
+            metrics=self.metrics,
+            bodies=self.bodies,
+            relay_max_bytes=config.max_object_bytes,
+        )
         self.handler = S3Handler(
             cache=self.cache,
             filler=self.filler,
@@ -76,6 +94,8 @@ class Accelerator:
             revalidator=self.revalidator,
             batch=BatchHandler(self.filler, verifier, self.metrics),
             metrics=self.metrics,
+            bodies=self.bodies,
+            writes=writes,
             read_listeners=listeners,
         )
         self.observed = Observed(
@@ -90,6 +110,8 @@ class Accelerator:
 
     def app(self) -> web.Application:
         """The S3 port's app; its cleanup_ctx owns every background task."""
+        # No client_max_size: request.read() is never used on this port; bodies are held only as
+        # RequestBodies allows (verified, small, within budget) or batch.MAX_BODY_BYTES, else streamed.
         app = web.Application(client_max_size=0, handler_args={"max_field_size": 65536})
         app.router.add_route("*", "/{tail:.*}", self.handler.handle)
         app.cleanup_ctx.append(self._upstream_lifespan)
@@ -135,11 +157,18 @@ async def serve(config: AcceleratorConfig, *, ready: asyncio.Event | None = None
     accel = Accelerator(config)
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
-        for app, port, backlog in ((accel.app(), config.port, 1024), (accel.admin_app(), config.admin_port, 128)):
-            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S)
+        # The S3 port answers clients that half-close, as MinIO does (robolake.accelerator.halfclose).
+        sites = (
+            (accel.app(), config.port, 1024, HalfCloseSite),
+            (accel.admin_app(), config.admin_port, 128, web.TCPSite),
+        )
+        for app, port, backlog, site_class in sites:
+            runner = web.AppRunner(
+                app, access_log=None, shutdown_timeout=SHUTDOWN_GRACE_S, keepalive_timeout=HEADER_TIMEOUT_S
+            )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            await web.TCPSite(runner, config.host, port, backlog=backlog).start()
+            await site_class(runner, config.host, port, backlog=backlog).start()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
             loop.add_signal_handler(signal.SIGTERM, stop.set)

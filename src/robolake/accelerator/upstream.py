@@ -8,6 +8,10 @@ The handlers see MinIO only through `Sender` (send one request, get one `Upstrea
 their logic can be driven by a scripted upstream in unit tests; `UpstreamPool` is the real one.
 When every node fails it raises NoHealthyNodeError (a robolake.errors.ServiceUnavailableError)
 from the last connection error; the S3 handler answers it with an S3 503.
+
+A client's body passed on as it arrives (`StreamedBody`) remembers whether reading it failed: a
+client that aborts its upload breaks the upstream request too, and that is the client's fault
+(ClientBodyError), never the node's, so it neither marks the node down nor is retried.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import dataclasses
 import functools
 import itertools
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Protocol
 
@@ -25,14 +29,62 @@ import aiohttp
 from yarl import URL  # encoded=True: send the request target byte for byte as the client did
 
 from robolake.accelerator.tasks import BackgroundTasks
-from robolake.errors import ConfigError, ServiceUnavailableError
+from robolake.errors import ConfigError, RobolakeError, ServiceUnavailableError
 
 RETRYABLE = (aiohttp.ClientConnectionError, asyncio.TimeoutError)
-Body = bytes | aiohttp.StreamReader | None
+STREAM_CHUNK_BYTES = 64 * 1024
+RAW_ANSWER_TIMEOUT_S = 10.0
+RAW_ANSWER_MAX_BYTES = 64 * 1024  # an error document; more is not read
 
 
 class NoHealthyNodeError(ServiceUnavailableError):
     """Every MinIO node failed for this request (connection refused, reset or timed out)."""
+
+
+class ClientBodyError(RobolakeError):
+    """The client's request body broke (connection lost, bad chunk framing) while it was sent on.
+
+    `cause` is the client side's error (robolake.accelerator.halfclose.BodyCutShort: the client
+    half-closed before the whole body was sent, and still waits for the answer).
+    """
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
+class StreamedBody:
+    """A client's request body sent on as it arrives; `tap` sees each piece on its way.
+
+    `failed` is the client side's error once reading the body failed: the upstream request then
+    breaks with it, and the pool blames the client, not the node. `unfinished`: sending began
+    and has not reached the body's end (a slow client, or MinIO refusing it early).
+    """
+
+    def __init__(self, source: aiohttp.StreamReader, *, tap: Callable[[bytes], None] | None = None) -> None:
+        self._source = source
+        self._tap = tap
+        self.failed: BaseException | None = None
+        self.started = self.finished = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started = True
+        try:
+            while chunk := await self._source.read(STREAM_CHUNK_BYTES):
+                if self._tap is not None:
+                    self._tap(chunk)
+                yield chunk
+        except Exception as exc:  # aiohttp's payload errors: connection lost, bad chunk, short body
+            self.failed = exc
+            raise
+        self.finished = True
+
+    @property
+    def unfinished(self) -> bool:
+        return self.started and not self.finished
+
+
+Body = bytes | StreamedBody | None
 
 
 @dataclasses.dataclass
@@ -94,6 +146,9 @@ class Sender(Protocol):
     async def request(self, request: UpstreamRequest, *, retry: bool, second_opinion: bool = False) -> UpstreamResponse:
         """Send `request` to a node; see UpstreamPool.request for `retry` and `second_opinion`."""
 
+    async def request_without_body(self, request: UpstreamRequest) -> UpstreamResponse:
+        """Send only the head of `request`, then end the connection's sending side; MinIO's answer."""
+
 
 class Upstream(Sender, Protocol):
     """A Sender with a lifetime and nodes to report on (the accelerator's view of the MinIO cluster)."""
@@ -148,6 +203,46 @@ class NodeResponse:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._response.release()
+
+
+class RawResponse:
+    """An answer read whole off a raw connection (UpstreamPool.request_without_body)."""
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.status, self.headers, self._body = status, headers, body
+
+    @classmethod
+    def parse(cls, raw: bytes) -> RawResponse:
+        head, _, body = raw.partition(b"\r\n\r\n")
+        lines = head.decode("utf-8", "surrogateescape").split("\r\n")
+        try:
+            status = int(lines[0].split(" ", 2)[1])
+        except (IndexError, ValueError) as exc:
+            raise NoHealthyNodeError(f"MinIO's answer did not parse: {raw[:80]!r}") from exc
+        headers = [(n.strip(), v.strip()) for n, _, v in (line.partition(":") for line in lines[1:])]
+        length = next((v for n, v in headers if n.lower() == "content-length"), None)
+        return cls(status, headers, body[: int(length)] if length and length.isdigit() else body)
+
+    @property
+    def content_length(self) -> int | None:
+        return len(self._body)
+
+    async def read(self) -> bytes:
+        return self._body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self._body
+
+    def release(self) -> None:
+        pass
+
+    async def __aenter__(self) -> RawResponse:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        pass
 
 
 class UpstreamPool:
@@ -229,8 +324,8 @@ class UpstreamPool:
                 response = await self.session.request(
                     request.method, url, headers=request.headers, data=request.body, allow_redirects=False
                 )
-            except RETRYABLE as exc:
-                self.mark_down(node)
+            except Exception as exc:
+                self._blame(node, request.body, exc)
                 last = exc
                 if not retry:
                     break
@@ -249,6 +344,45 @@ class UpstreamPool:
         raise NoHealthyNodeError(
             f"no MinIO node answered {request.method} (tried {tried} of {len(nodes)}): {last}"
         ) from last
+
+    async def request_without_body(self, request: UpstreamRequest) -> UpstreamResponse:
+        """What MinIO answers a client that half-closed before sending its whole body: the same
+        head, no body, then EOF. MinIO cannot carry such a request out (its body never completes);
+        it answers from the headers (411 for a chunked PutObject, 403 unsigned) as it would have.
+        aiohttp's client cannot half-close, so this one goes over a raw connection."""
+        node = self.order()[0]
+        url = URL(node.endpoint)
+        headers = list(request.headers.items())  # repeated names kept (a CIMultiDict's items)
+        if not any(name.lower() == "content-length" for name, _ in headers):
+            headers.append(("Transfer-Encoding", "chunked"))
+        lines = [f"{request.method} {request.target} HTTP/1.1", *(f"{n}: {v}" for n, v in headers)]
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+        try:
+            async with asyncio.timeout(RAW_ANSWER_TIMEOUT_S):
+                reader, writer = await asyncio.open_connection(url.host, url.port)
+                try:
+                    writer.write(head)
+                    writer.write_eof()
+                    raw = await reader.read(RAW_ANSWER_MAX_BYTES)
+                    while len(raw) < RAW_ANSWER_MAX_BYTES and (more := await reader.read(RAW_ANSWER_MAX_BYTES)):
+                        raw += more
+                finally:
+                    writer.close()
+        except (OSError, TimeoutError) as exc:
+            raise NoHealthyNodeError(f"no MinIO node answered {request.method} without its body: {exc!r}") from exc
+        return RawResponse.parse(raw)
+
+    def _blame(self, node: Node, body: Body, exc: Exception) -> None:
+        """Whose fault a failed send was: the client's body (ClientBodyError), not a connection
+        error (raised on), or a connection error, which marks `node` down unless it cut a
+        streamed body off mid-way: that says nothing about the node (a slow client, or MinIO
+        closing after an early answer); the next request to a dead node finds it out."""
+        if isinstance(body, StreamedBody) and body.failed is not None:
+            raise ClientBodyError(f"the client's request body broke: {body.failed!r}", body.failed) from exc
+        if not isinstance(exc, RETRYABLE):
+            raise exc
+        if not (isinstance(body, StreamedBody) and body.unfinished):
+            self.mark_down(node)
 
     async def _probe_loop(self) -> None:
         while True:
