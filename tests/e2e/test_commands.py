@@ -73,6 +73,16 @@ def test_deploy_local_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
     assert re.search(r": [1-9]\d* objects uploaded and verified", quick[2].stderr), quick[2].stderr
     assert (tmp_path / "umi_data" / "synthetic_small_s0_e8" / "configs").is_dir()
 
+    # The README's training snippet, on the main job's sample.
+    readme = (ROOT / "README.md").read_text()
+    snippet = readme.split("## Training from the lake", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    trained = run([sys.executable, "-c", snippet], env, timeout=300)
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    assert re.search(r"^[0-9a-f]{64} [1-9]\d*$", trained.stdout, re.M), trained.stdout
+    assert "(16, 7) s3://umi-experiments/results/" in trained.stdout
+    runs = run([".venv/bin/robolake", "runs", "list", "--json"], env)
+    assert runs.returncode == 0 and trained.stdout.split()[0] in runs.stdout, runs.stdout + runs.stderr
+
     again = run(["./deploy-local.sh"], {**env})
     assert again.returncode == 0 and "everything was already running" in again.stderr
     assert "0 objects uploaded" in again.stdout + again.stderr  # nothing rewritten in the lake

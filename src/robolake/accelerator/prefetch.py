@@ -35,18 +35,10 @@ MAX_UNUSED = 65536  # prefetched keys remembered until read; older ones count as
 class Prefetcher:
     """Learns episode templates from demand reads (`on_read`) and fetches siblings ahead, in the background."""
 
-    def __init__(
-        self,
-        filler: Filler,
-        metrics: Metrics,
-        *,
-        workers: int,
-        queue_size: int,
-        depth: int = 2,
-        max_templates: int = 16,
-    ) -> None:
-        self.depth = depth
-        self.max_templates = max_templates
+    depth = 2  # episodes ahead of the one being read
+    max_templates = 16  # per bucket; the most read are kept
+
+    def __init__(self, filler: Filler, metrics: Metrics, *, workers: int, queue_size: int) -> None:
         self.templates: dict[str, Counter[tuple[str, str, int]]] = {}
         self.pending: OrderedDict[ObjectKey, float] = OrderedDict()  # prefetched, not yet read
         self.inflight: set[ObjectKey] = set()

@@ -127,6 +127,8 @@ class LakeDataset:
 
     def __init__(self, found: Located, zf: RemoteZip, config: SamplerConfig, output: Output) -> None:
         self.found, self.zip, self.config, self.output = found, zf, config, output
+        # What was read, fixed for the dataset's life: the ref as given and the commit it resolved to.
+        self.repo, self.ref, self.commit_id, self.path = found.repo, found.ref, found.commit_id, found.path
         ends_info, _ = array_info(zf, "meta/episode_ends")
         self.episode_ends: npt.NDArray[np.int64] = read_array(zf, "meta/episode_ends").astype(np.int64)
         ends = self.episode_ends
@@ -176,22 +178,6 @@ class LakeDataset:
         return cls(found, zf, config, output)
 
     # ---- what was read ------------------------------------------------------------------
-
-    @property
-    def commit_id(self) -> str:
-        return self.found.commit_id
-
-    @property
-    def ref(self) -> str:
-        return self.found.ref
-
-    @property
-    def path(self) -> str:
-        return self.found.path
-
-    @property
-    def repo(self) -> str:
-        return self.found.repo
 
     def __repr__(self) -> str:
         return f"LakeDataset({self.found.where}, ref={self.ref!r}, samples={len(self)}, output={self.output!r})"
