@@ -30,7 +30,9 @@ def settings(stack: NativeStack) -> Settings:
     return stack.settings
 
 
-def s3_client(endpoint: str, access_key: str, secret_key: str, **config: str):  # type: ignore[no-untyped-def]
+def s3_client(endpoint: str, access_key: str, secret_key: str, *, checksums: str = "when_required", **config: str):  # type: ignore[no-untyped-def]
+    """boto3, path-style. `checksums="when_supported"` is botocore's default, what aws-cli users have;
+    it is stated, not defaulted, so that AWS_*_CHECKSUM_* in the environment cannot weaken it."""
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -42,8 +44,8 @@ def s3_client(endpoint: str, access_key: str, secret_key: str, **config: str):  
             retries={"max_attempts": 2, "mode": "standard"},
             connect_timeout=5,
             read_timeout=30,
-            request_checksum_calculation="when_required",
-            response_checksum_validation="when_required",
+            request_checksum_calculation=checksums,
+            response_checksum_validation=checksums,
             **config,
         ),
     )

@@ -22,12 +22,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from robolake.stack.native import NativeStack
+from tests.conftest import s3_client
 
 pytestmark = pytest.mark.integration
 # No bucket notifications here: in umi-raw the event of the PUT arrives up to seconds later and
@@ -180,24 +179,8 @@ def differences(through: Answer, direct: Answer) -> list[str]:
 
 
 def boto3_client(endpoint: str, user: str, secret: str, *, plain: bool = False) -> Any:
-    """boto3 as a user has it; `plain` turns checksums off (as conftest's s3_client does)."""
-    # botocore's defaults, stated so that AWS_*_CHECKSUM_* in the environment cannot weaken them.
-    mode = "when_required" if plain else "when_supported"
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=user,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-        config=Config(
-            s3={"addressing_style": "path"},
-            retries={"max_attempts": 2, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=30,
-            request_checksum_calculation=mode,
-            response_checksum_validation=mode,
-        ),
-    )
+    """boto3 as a user has it (botocore's checksum defaults); `plain` turns checksums off."""
+    return s3_client(endpoint, user, secret, checksums="when_required" if plain else "when_supported")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,14 +356,7 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding"})
 
 
 def presigner(endpoint: str, user: str, secret: str) -> Any:
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=user,
-        aws_secret_access_key=secret,
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}, signature_version="s3v4"),
-    )
+    return s3_client(endpoint, user, secret, signature_version="s3v4")
 
 
 def send_raw(endpoint: str, client: Any, case: RawCase, key: str, etag: str) -> Answer:

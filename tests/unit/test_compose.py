@@ -33,6 +33,15 @@ from robolake.state import Credentials
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = ROOT / "docker-compose.local.yml"
 CLOUD = ROOT / "docker-compose.cloud.yml"
+# What docker-compose.cloud.yml refuses to start without.
+CLOUD_SECRETS = (
+    "MINIO_ROOT_USER",
+    "MINIO_ROOT_PASSWORD",
+    "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
+    "ROBOLAKE_LAKEFS_ACCESS_KEY_ID",
+    "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
+    "ROBOLAKE_WEBHOOK_TOKEN",
+)
 INSTALL = ROOT / "install-docker.sh"
 MINIO_NODES = ("minio1", "minio2", "minio3")
 ALL_SERVERS = (*MINIO_NODES, "accelerator", "lakefs")
@@ -175,14 +184,7 @@ def test_compose_itself_accepts_the_file(path: Path, tmp_path: Path) -> None:
         argv = compose_command(timeout_s=20)
     except ToolchainError:
         pytest.skip("Docker Compose is not installed")
-    names = (
-        "MINIO_ROOT_USER",
-        "MINIO_ROOT_PASSWORD",
-        "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
-        "ROBOLAKE_LAKEFS_ACCESS_KEY_ID",
-        "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
-        "ROBOLAKE_WEBHOOK_TOKEN",
-    )
+    names = CLOUD_SECRETS
     env = {k: v for k, v in os.environ.items() if k not in names}
     env |= {"HOME": str(tmp_path), "DOCKER_CONFIG": str(tmp_path)}
     # An empty project directory, so no .env of this checkout takes part.
@@ -495,14 +497,7 @@ def test_cloud_requires_credentials_and_restarts(cloud: dict[str, Any]) -> None:
     raw = CLOUD.read_text()
     assert ":-" not in raw, "the cloud file must not fall back to default credentials"
     services = cloud["services"]
-    secrets = {
-        "MINIO_ROOT_USER",
-        "MINIO_ROOT_PASSWORD",
-        "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
-        "ROBOLAKE_LAKEFS_ACCESS_KEY_ID",
-        "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
-        "ROBOLAKE_WEBHOOK_TOKEN",
-    }
+    secrets = set(CLOUD_SECRETS)
     for name in ("setup", *ALL_SERVERS):
         for key, value in env_of(services[name]).items():
             for secret in secrets:
