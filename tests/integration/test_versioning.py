@@ -20,6 +20,7 @@ from robolake.errors import AuthError, ServiceUnavailableError
 from robolake.stack.native import NativeStack
 from robolake.stack.process import free_port
 from robolake.versioning import (
+    BadRequestError,
     ConflictError,
     IntegrityError,
     LakeFSClient,
@@ -29,6 +30,7 @@ from robolake.versioning import (
     put_dataset,
     read_dataset,
 )
+from robolake.versioning.dataset import SHA256_META
 from tests.conftest import s3_client
 from tests.integration.conftest import REPO, MakeBranch
 from tests.stackutil import settings_env, sha256
@@ -185,6 +187,38 @@ def test_put_dataset_then_read_at_the_commit_after_the_branch_moved(
     assert again.commit.id == second.commit.id and again.uploaded == again.deleted == 0
     forced = put_dataset(client, REPO, b, local, "datasets/cup", {"seed": 8})
     assert forced.commit.parents == (second.commit.id,)
+
+
+def test_a_rerun_put_takes_over_what_an_interrupted_put_staged(
+    client: LakeFSClient, branch: MakeBranch, tmp_path: Path
+) -> None:
+    # What a put stopped midway (lakeFS or the client killed) leaves: some files staged, none committed.
+    b = branch("resume")
+    local = tmp_path / "local"
+    original = make_dataset(local, episodes=4)
+    staged = sorted(original)[:3]
+    for key in staged:
+        client.upload_object(
+            REPO, b, f"datasets/cup/{key}", original[key], metadata={SHA256_META: sha256(original[key])}
+        )
+    client.upload_object(REPO, b, "datasets/cup/episode_00009/stray.bin", b"not in the folder")
+    head = client.get_commit(REPO, b).id
+
+    done = put_dataset(client, REPO, b, local, "datasets/cup", if_changed=True)
+    assert done.resumed == len(staged) + 1 and done.uploaded == len(original) - len(staged) and done.deleted == 1
+    assert done.commit.parents == (head,)
+    assert list(client.uncommitted(REPO, b)) == []
+    got = read_dataset(client, REPO, done.commit.id, "datasets/cup", tmp_path / "back")
+    assert got == {k: sha256(v) for k, v in original.items()}
+
+    # A change outside the dataset's prefix is not the put's to take: refused, nothing written.
+    client.upload_object(REPO, b, "elsewhere/notes.txt", b"someone else's work")
+    (local / "episode_00000" / "pose.bin").write_bytes(b"changed")
+    with pytest.raises(
+        BadRequestError, match=r"uncommitted changes outside 'datasets/cup/' \(e.g. 'elsewhere/notes.txt'\)"
+    ):
+        put_dataset(client, REPO, b, local, "datasets/cup")
+    assert [e.path for e in client.uncommitted(REPO, b)] == ["elsewhere/notes.txt"]
 
 
 def test_read_dataset_detects_an_object_changed_behind_lakefs(

@@ -71,8 +71,9 @@ def put(
         as_json,
         summary,
         f"committed {done.commit.id} on {branch_name!r}: {done.object_count} files, "
-        f"{done.total_bytes} bytes ({done.uploaded} sent, {done.deleted} removed), "
-        f"content sha256 {done.content_sha256}",
+        f"{done.total_bytes} bytes ({done.uploaded} sent, {done.deleted} removed"
+        + (f", {done.resumed} changes an interrupted put had staged taken over" if done.resumed else "")
+        + f"), content sha256 {done.content_sha256}",
     )
 
 

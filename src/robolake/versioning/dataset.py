@@ -58,6 +58,7 @@ class DatasetCommit:
     uploaded: int  # files sent (the others were already on the branch, byte-identical)
     deleted: int  # objects under the prefix that are not in the folder any more
     files: dict[str, str]  # relative path -> sha256
+    resumed: int = 0  # uncommitted changes under the prefix found at the start (an interrupted put's)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -119,14 +120,17 @@ def put_dataset(
     """Make `prefix` on `branch` hold exactly the files of `local_dir`, verified, as one commit.
 
     Files already there with the same MD5 are not sent again; objects under the prefix that
-    the folder no longer has are removed. The commit is made even when nothing changed, so
+    the folder no longer has are removed. Uncommitted changes under `prefix` (what an interrupted
+    put of the same prefix staged) are taken over: the put makes the prefix exact anyway, so the
+    commit holds the folder's files whatever was staged; changes elsewhere on the branch are
+    refused, since the commit would take them along. The commit is made even when nothing changed, so
     every put leaves a commit whose metadata describes the dataset — unless `if_changed`, when
     a put that changes nothing and finds the branch's head already describing this exact
     content returns that head commit instead (so re-running a setup script is a no-op).
     """
     extra = dict(metadata or {})
     prefix = normalize_prefix(prefix)
-    files = _files_to_put(client, repo, branch, local_dir, extra, name)
+    files, resumed = _files_to_put(client, repo, branch, local_dir, prefix, extra, name)
     existing = {o.path: o for o in client.list_objects(repo, branch, prefix)}
 
     def put_one(local: LocalFile) -> tuple[str, bool]:
@@ -153,15 +157,25 @@ def put_dataset(
         branch,
         {**extra, **described, "content_sha256": checksum},
         message or f"Put dataset {dataset!r}: {len(files)} files, {total_bytes} bytes",
-        reuse_head=if_changed and uploaded == 0 and deleted == 0,
+        reuse_head=if_changed and uploaded == 0 and deleted == 0 and resumed == 0,
     )
-    return DatasetCommit(commit, dataset, prefix, len(files), total_bytes, checksum, uploaded, deleted, hashes)
+    return DatasetCommit(commit, dataset, prefix, len(files), total_bytes, checksum, uploaded, deleted, hashes, resumed)
 
 
 def _files_to_put(
-    client: LakeFSClient, repo: str, branch: str, local_dir: Path, extra: Mapping[str, object], name: str | None
-) -> list[LocalFile]:
-    """The folder's files, once the put's arguments and the branch are known to be fit for it."""
+    client: LakeFSClient,
+    repo: str,
+    branch: str,
+    local_dir: Path,
+    prefix: str,
+    extra: Mapping[str, object],
+    name: str | None,
+) -> tuple[list[LocalFile], int]:
+    """The folder's files and how many uncommitted changes under `prefix` the put takes over.
+
+    Raised before anything is written: bad metadata or name, an empty folder, and uncommitted
+    changes outside `prefix` (a commit of the dataset must hold only the dataset).
+    """
     clash = sorted(set(extra) & set(RESERVED_METADATA))
     if clash:
         raise ConfigError(f"metadata key(s) {clash} are set by robolake itself; rename them")
@@ -170,13 +184,16 @@ def _files_to_put(
     files = scan_dir(local_dir)
     if not files:
         raise ConfigError(f"{str(local_dir)!r} holds no files; nothing to put")
-    dirty = next(iter(client.uncommitted(repo, branch)), None)
-    if dirty is not None:
-        raise BadRequestError(
-            f"branch {branch!r} of {repo!r} has uncommitted changes (e.g. {dirty.path!r}); a dataset commit "
-            "must hold only the dataset. Commit or reset them first, or put into a new branch"
-        )
-    return files
+    resumed = 0
+    for change in client.uncommitted(repo, branch):
+        if not change.path.startswith(prefix):
+            raise BadRequestError(
+                f"branch {branch!r} of {repo!r} has uncommitted changes outside {prefix or '/'!r} (e.g. "
+                f"{change.path!r}); a dataset commit must hold only the dataset. Commit or reset them first "
+                "(`lakectl branch reset`), or put into a new branch"
+            )
+        resumed += 1
+    return files, resumed
 
 
 def _commit(
