@@ -105,6 +105,10 @@ class Verifier:
         self._secrets = dict(secrets)
         self.region = region
 
+    def replace_secrets(self, secrets: Mapping[str, str]) -> None:
+        """Know exactly these principals from now on (a user added or removed)."""
+        self._secrets = dict(secrets)
+
     def knows(self, access_key: str) -> bool:
         return access_key in self._secrets
 

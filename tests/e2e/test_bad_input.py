@@ -42,6 +42,15 @@ def leaf_commands(group: click.Group = cli, path: tuple[str, ...] = ()) -> set[s
 # Commands that start long-running work get only values that are refused before any work starts.
 SWEEP: dict[str, list[list[str]]] = {
     "stack up": [["--bogus-flag"]],
+    "users add": [
+        [],
+        ["x"],
+        ["alice", "--policy", "superuser"],
+        ["a b", "--policy", "readonly"],
+        ["al", "--policy", "bucket:"],
+    ],
+    "users list": [["--bogus-flag"]],
+    "users remove": [[], ["no-such-user"]],
     "stack down": [["--bogus-flag"]],
     "stack build": [["--bogus-flag"]],
     "stack status": [["--bogus-flag"]],

@@ -469,6 +469,7 @@ def test_stats_and_metrics_keep_their_shape(tmp_path: Path) -> None:
             "latency",
             "config",
             "epochs",
+            "users",  # the team users file in force (None without one)
         }
         assert set(doc) == shape
         assert doc["hit_ratio"] == 0.5 and doc["prefetch"] is None and set(doc["tiers"]) == {"memory"}

@@ -11,6 +11,7 @@ from urllib.parse import unquote_plus
 
 from aiohttp import web
 
+from robolake.accelerator.access import Gatekeeper
 from robolake.accelerator.cache import TieredCache
 from robolake.accelerator.config import AcceleratorConfig
 from robolake.accelerator.metrics import CONTENT_TYPE, Metrics
@@ -31,6 +32,7 @@ class Observed:
     prefetcher: Prefetcher | None
     started_at: float
     restored_at_start: int  # disk-tier files re-indexed at start
+    access: Gatekeeper | None = None
 
 
 def stats(o: Observed) -> dict[str, Any]:
@@ -55,6 +57,7 @@ def stats(o: Observed) -> dict[str, Any]:
         "epochs": dict(zip(("keys", "buckets"), o.cache.epochs.tracked(), strict=True)),
         "prefetch": o.prefetcher.state() if o.prefetcher is not None else None,
         "nodes": [dataclasses.asdict(n) for n in o.upstream.nodes],
+        "users": _users(o.access),
         "latency": o.metrics.latency_summary(),
         "config": {
             "max_object_bytes": config.max_object_bytes,
@@ -62,6 +65,13 @@ def stats(o: Observed) -> dict[str, Any]:
             "prefetch": config.prefetch,
         },
     }
+
+
+def _users(access: Gatekeeper | None) -> dict[str, Any] | None:
+    """What /stats says of the users file in force (None: the accelerator reads none)."""
+    if access is None or access.users_file is None:
+        return None
+    return {"count": len(access.users), "file": str(access.users_file), "file_stamp": access.loaded}
 
 
 def prometheus_text(o: Observed) -> bytes:

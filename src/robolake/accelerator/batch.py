@@ -70,16 +70,20 @@ def _member(index: int, key: str, data: bytes, pax: dict[str, str] | None = None
 class BatchHandler:
     """`POST /_robolake/batch`: verifies the request, then reads each key through the cache."""
 
-    def __init__(self, filler: Filler, verifier: Verifier, metrics: Metrics) -> None:
+    def __init__(self, filler: Filler, verifier: Verifier, metrics: Metrics, *, own: frozenset[str]) -> None:
         self._filler = filler
         self._verifier = verifier
         self._metrics = metrics
+        self._own = own  # batch GET reads as root: only root may ask for it
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         path, _, query = request.raw_path.partition("?")
         result = self._verifier.verify(request.method, path, query, request.headers)
         if not isinstance(result, Verified):  # before the body is read: an anonymous one costs nothing
             reason = f"batch GET needs a valid signature ({result.reason})"
+            return s3xml.error_response(403, "AccessDenied", reason, request.path)
+        if result.access_key not in self._own:
+            reason = "batch GET is for the stack's root user; a team's users read objects one by one (GET)"
             return s3xml.error_response(403, "AccessDenied", reason, request.path)
         try:
             body = await _read_bounded(request)

@@ -27,6 +27,8 @@ class AcceleratorConfig:
     prefetch_workers: int = 2
     prefetch_queue: int = 256
     region: str = "us-east-1"
+    users_file: Path | None = None  # a team's users (robolake.accelerator.principals); None: root only
+    access_ttl_s: float = 5.0  # how long MinIO's allow for a user and bucket answers cache hits
 
     def __post_init__(self) -> None:
         if not self.upstreams:

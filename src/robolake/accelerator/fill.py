@@ -43,6 +43,11 @@ class OwnSigner:
         )
         return {"Host": self.host, **signed}
 
+    def headers_for(self, method: str, path: str, query: list[tuple[str, str]]) -> dict[str, str]:
+        """The headers of a bodiless request `method path?query` of ours (the query encoded as signed)."""
+        signed = sign(method, path, query, self.host, self.access_key, self.secret, region=self.region)
+        return {"Host": self.host, **signed}
+
 
 @dataclasses.dataclass(frozen=True)
 class Fetched:

@@ -5,9 +5,12 @@ Request flow:
         -> memory tier -> disk tier -> MinIO (the client's own signed request, Host kept),
            filling the cache when the object is below the size threshold (robolake.accelerator.fill)
     POST /_robolake/batch -> robolake.accelerator.batch
+    GET /bucket?uploads (no prefix) -> every node, answers merged (robolake.accelerator.cluster)
     writes (PUT, POST, DELETE) -> MinIO, then invalidate what it changed (robolake.accelerator.writes)
     anything else (listings, bucket ops, unsigned or unverifiable requests) -> MinIO untouched
 MinIO therefore authenticates every request the cache does not answer, and produces every error.
+A principal other than root is answered from the cache only while MinIO's own answer to it
+allowed it that bucket, recently (robolake.accelerator.access says why that never reads more).
 A cache answer carries the headers MinIO would send for that request (robolake.accelerator.answer):
 whatever the cache cannot answer exactly (a 412, a 416, an odd Range, a request MinIO would
 refuse before looking at the object) is forwarded instead. The key of a request is MinIO's
@@ -29,9 +32,11 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from robolake.accelerator import replay, s3xml
+from robolake.accelerator.access import Gatekeeper
 from robolake.accelerator.answer import answer_from_copy
 from robolake.accelerator.batch import BatchHandler
 from robolake.accelerator.cache import TieredCache
+from robolake.accelerator.cluster import ClusterLister, is_node_local
 from robolake.accelerator.fill import Filler
 from robolake.accelerator.forward import RequestBodies, Target, answer_broken_body, send
 from robolake.accelerator.headers import forwarded, relayed
@@ -71,6 +76,8 @@ class S3Handler:
     metrics: Metrics
     bodies: RequestBodies
     writes: WriteForwarder
+    cluster: ClusterLister
+    access: Gatekeeper
     read_listeners: Sequence[ReadListener] = ()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
@@ -91,10 +98,16 @@ class S3Handler:
             if bucket == "_robolake" and key == "batch" and method == "POST" and not target.authority:
                 op = "batch"
                 return await self.batch.handle(request)
+            if is_node_local(method, bucket, key, target.query) and not target.authority:
+                op = "cluster_list"
+                buffer_max = self.filler.max_object_bytes
+                return await self.cluster.list_uploads(request, target.origin, buffer_max_bytes=buffer_max)
             if method in ("PUT", "POST", "DELETE"):
                 op = "write"
                 verified = request.body_exists and self._verified(request, target)
-                return await self.writes.forward(request, target, (bucket, key), verified=verified)
+                written = await self.writes.forward(request, target, (bucket, key), verified=verified)
+                self.cluster.note_write(method, target.query, (bucket, key), written.status)
+                return written
             op = "passthrough"
             return await self._forward(request, target)
         except NoHealthyNodeError as exc:
@@ -106,8 +119,12 @@ class S3Handler:
             self.metrics.inc(f"requests_{op}")
 
     def _verified(self, request: web.Request, target: Target) -> bool:
+        return self._principal(request, target) is not None
+
+    def _principal(self, request: web.Request, target: Target) -> str | None:
+        """Who signed the request, when its signature checks out here."""
         result = self.verifier.verify(request.method, target.path, target.query, request.headers)
-        return isinstance(result, Verified)
+        return result.access_key if isinstance(result, Verified) else None
 
     async def _read(self, request: web.Request, target: Target, key: ObjectKey) -> tuple[web.StreamResponse, str]:
         headers = request.headers
@@ -116,15 +133,23 @@ class S3Handler:
         odd_range = bool(range_header) and replay.parse_range(range_header) is None
         if odd_range or any(h in headers for h in FORWARDED_WHEN_PRESENT) or request.body_exists:
             return await self._forward(request, target), "passthrough_conditional"
-        if not self._verified(request, target):
+        principal = self._principal(request, target)
+        if principal is None:
             # Unsigned, unknown principal or bad signature: MinIO decides (and writes the 403).
             self.metrics.inc("unverified_passthrough")
             return await self._forward(request, target), "passthrough_unverified"
+        if not self.access.allows(principal, key):
+            # No fresh allow from MinIO for this principal here: MinIO judges its own request.
+            response = await self._fill(request, target, key)
+            await self.access.learn(principal, key, response.status)
+            return response, "judged"
         obj, tier = self.cache.lookup(key)
         for listener in self.read_listeners:
             listener.on_read(key, hit=obj is not None)
         if obj is None:
-            return await self._fill(request, target, key), "miss"
+            response = await self._fill(request, target, key)
+            await self.access.learn(principal, key, response.status)
+            return response, "miss"
         if self.revalidator.is_old(obj, time.time()):
             self.revalidator.check_soon(key, obj, request.method, target.origin, forwarded(headers.items()))
         answer = answer_from_copy(request.method, headers, obj)

@@ -4,6 +4,8 @@
     TieredCache  (memory [+ disk]) lookup / store / invalidate, fill epochs
     Filler                         the one fetch-and-fill path, given to the handler, batch and prefetch
     S3Handler                      the S3 port; BatchHandler, Revalidator and the prefetcher behind it
+    ClusterLister                  ListMultipartUploads asked of every node and merged (one cluster view)
+    Gatekeeper                     a team's users: their secrets (users file) and MinIO's allows, briefly
     WriteForwarder, RequestBodies  writes, invalidated after MinIO's success; bodies held within bounds
     admin_app                      the admin port (metrics, stats, health, MinIO's webhook)
 
@@ -23,9 +25,11 @@ from typing import Any
 
 from aiohttp import web
 
+from robolake.accelerator.access import AccessDecisions, Gatekeeper
 from robolake.accelerator.admin import Observed, admin_app, stats
 from robolake.accelerator.batch import BatchHandler
 from robolake.accelerator.cache import Tier, TieredCache
+from robolake.accelerator.cluster import ClusterLister
 from robolake.accelerator.config import AcceleratorConfig
 from robolake.accelerator.fill import Filler, OwnSigner
 from robolake.accelerator.forward import RequestBodies
@@ -71,6 +75,8 @@ class Accelerator:
             self.cache, self.upstream, self.metrics, max_object_bytes=config.max_object_bytes, signer=signer
         )
         verifier = Verifier(config.credentials, region=config.region)
+        own = frozenset(config.credentials)
+        self.access = _gatekeeper(config, verifier, self.upstream, signer, self.metrics)
         self.revalidator = Revalidator(self.cache, self.upstream, self.metrics, after_s=config.revalidate_after_s)
         self.prefetcher = (
             Prefetcher(self.filler, self.metrics, workers=config.prefetch_workers, queue_size=config.prefetch_queue)
@@ -92,10 +98,12 @@ class Accelerator:
             upstream=self.upstream,
             verifier=verifier,
             revalidator=self.revalidator,
-            batch=BatchHandler(self.filler, verifier, self.metrics),
+            batch=BatchHandler(self.filler, verifier, self.metrics, own=own),
             metrics=self.metrics,
             bodies=self.bodies,
             writes=writes,
+            cluster=ClusterLister(upstream=self.upstream, signer=signer, metrics=self.metrics),
+            access=self.access,
             read_listeners=listeners,
         )
         self.observed = Observed(
@@ -106,6 +114,7 @@ class Accelerator:
             prefetcher=self.prefetcher,
             started_at=time.time(),
             restored_at_start=restored,
+            access=self.access,
         )
 
     def app(self) -> web.Application:
@@ -118,6 +127,7 @@ class Accelerator:
         if self.prefetcher is not None:
             app.cleanup_ctx.append(self.prefetcher.lifespan)
         app.cleanup_ctx.append(self.revalidator.lifespan)
+        app.cleanup_ctx.append(self.access.lifespan)
         return app
 
     def admin_app(self) -> web.Application:
@@ -130,6 +140,23 @@ class Accelerator:
         await self.upstream.start()
         yield
         await self.upstream.close()
+
+
+def _gatekeeper(
+    config: AcceleratorConfig, verifier: Verifier, upstream: Upstream, signer: OwnSigner, metrics: Metrics
+) -> Gatekeeper:
+    """A team's users and MinIO's allows for them, the users file read already."""
+    gate = Gatekeeper(
+        decisions=AccessDecisions(own=frozenset(config.credentials), ttl_s=config.access_ttl_s),
+        verifier=verifier,
+        upstream=upstream,
+        signer=signer,
+        metrics=metrics,
+        own_secrets=dict(config.credentials),
+        users_file=config.users_file,
+    )
+    gate.poll()  # users known from the first request on
+    return gate
 
 
 def _open_tiers(config: AcceleratorConfig) -> tuple[list[Tier], int]:

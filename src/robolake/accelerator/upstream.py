@@ -150,7 +150,14 @@ class Sender(Protocol):
         """Send only the head of `request`, then end the connection's sending side; MinIO's answer."""
 
 
-class Upstream(Sender, Protocol):
+class Fanout(Protocol):
+    """What the cluster view needs of MinIO: one request asked of every healthy node."""
+
+    async def request_each(self, request: UpstreamRequest) -> list[UpstreamResponse]:
+        """Send a bodiless `request` to every healthy node at once; the answers, in node order."""
+
+
+class Upstream(Sender, Fanout, Protocol):
     """A Sender with a lifetime and nodes to report on (the accelerator's view of the MinIO cluster)."""
 
     nodes: list[Node]
@@ -317,13 +324,9 @@ class UpstreamPool:
         for position, node in enumerate(nodes):
             if held is not None and not node.healthy:
                 continue  # second opinions come from healthy nodes only
-            node.requests += 1
             tried += 1
             try:
-                url = URL(node.endpoint + request.target, encoded=True)
-                response = await self.session.request(
-                    request.method, url, headers=request.headers, data=request.body, allow_redirects=False
-                )
+                response = await self._send(node, request)
             except Exception as exc:
                 self._blame(node, request.body, exc)
                 last = exc
@@ -344,6 +347,39 @@ class UpstreamPool:
         raise NoHealthyNodeError(
             f"no MinIO node answered {request.method} (tried {tried} of {len(nodes)}): {last}"
         ) from last
+
+    async def request_each(self, request: UpstreamRequest) -> list[UpstreamResponse]:
+        """Send a bodiless request to every healthy node (every node when none is) at once.
+
+        The answers of the nodes that answered, in node order (each to be released); a node
+        that failed to answer is marked down and left out. NoHealthyNodeError when none answered.
+        """
+        nodes = [n for n in self.nodes if n.healthy] or list(self.nodes)
+        outcomes = await asyncio.gather(*(self._send(node, request) for node in nodes), return_exceptions=True)
+        answers: list[UpstreamResponse] = []
+        last: BaseException | None = None
+        for node, outcome in zip(nodes, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                last = outcome
+                if isinstance(outcome, RETRYABLE):
+                    self.mark_down(node)
+                continue
+            answers.append(NodeResponse(outcome))
+        unexpected = next((o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, RETRYABLE)), None)
+        if unexpected is not None:  # a bug, not a node's failure: raised, as `request` does
+            for answer in answers:
+                answer.release()
+            raise unexpected
+        if not answers:
+            raise NoHealthyNodeError(f"no MinIO node answered {request.method} (asked {len(nodes)}): {last}") from last
+        return answers
+
+    async def _send(self, node: Node, request: UpstreamRequest) -> aiohttp.ClientResponse:
+        node.requests += 1
+        url = URL(node.endpoint + request.target, encoded=True)
+        return await self.session.request(
+            request.method, url, headers=request.headers, data=request.body, allow_redirects=False
+        )
 
     async def request_without_body(self, request: UpstreamRequest) -> UpstreamResponse:
         """What MinIO answers a client that half-closed before sending its whole body: the same

@@ -57,12 +57,17 @@ def accelerator() -> None:
     help="Re-check a cached object's ETag with MinIO after this many seconds (catches a lost notification).",
 )
 @click.option("--no-prefetch", is_flag=True, help="Switch off episode-aware prefetch.")
+@click.option(
+    "--users-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A team's users (written by `robolake users add`); re-read when it changes [default: root only].",
+)
 def serve(**opts: Any) -> None:
     """Run the accelerator in the foreground (Ctrl-C stops it).
 
-    Credentials it accepts for cache hits: MINIO_ROOT_USER / MINIO_ROOT_PASSWORD (environment or
-    .env). Requests signed by anyone else go to MinIO, which decides. MinIO's bucket notifications
-    reach it at http://HOST:ADMIN_PORT/minio/events (bearer token ROBOLAKE_WEBHOOK_TOKEN).
+    Cache hits for MINIO_ROOT_USER (environment or .env) and, as MinIO allows, --users-file's users.
+    MinIO's bucket notifications reach it at http://HOST:ADMIN_PORT/minio/events (bearer token ROBOLAKE_WEBHOOK_TOKEN).
 
     Example: robolake accelerator serve --upstream http://127.0.0.1:9001 --upstream http://127.0.0.1:9002
     """
@@ -105,6 +110,7 @@ def _serve_config(opts: dict[str, Any]) -> AcceleratorConfig:
         revalidate_after_s=opts["revalidate_after_s"],
         webhook_token=s.webhook_token,
         prefetch=not opts["no_prefetch"],
+        users_file=opts["users_file"],
     )
     if config.max_object_bytes > config.memory_bytes // 2:
         raise ConfigError(

@@ -14,6 +14,7 @@ from robolake.cli.data import generate, ingest, upload
 from robolake.cli.hooks import hooks
 from robolake.cli.ml import runs
 from robolake.cli.stack import buckets, stack
+from robolake.cli.users import users
 from robolake.cli.version import version
 from robolake.cli.version_data import import_, install_hook, put, read
 
@@ -47,6 +48,7 @@ cli.add_command(generate)
 cli.add_command(upload)
 cli.add_command(ingest)
 cli.add_command(runs)
+cli.add_command(users)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from robolake.accelerator.principals import users_path
 from robolake.config import Settings
 from robolake.errors import StateError
 from robolake.stack.process import ProcessSpec
@@ -111,6 +112,7 @@ class NativeSpecs:
         argv = [sys.executable, "-m", "robolake.cli.accelerator", "serve", "--host", s.host]
         argv += ["--port", str(s.accelerator_port), "--admin-port", str(s.accelerator_admin_port)]
         argv += ["--cache-dir", str(cache), *(f"--upstream={e}" for e in s.minio_endpoints)]
+        argv += ["--users-file", str(users_path(self.state.root))]
         ports = {
             s.accelerator_port: "ROBOLAKE_ACCELERATOR_PORT",
             s.accelerator_admin_port: "ROBOLAKE_ACCELERATOR_ADMIN_PORT",
