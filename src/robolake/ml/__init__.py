@@ -9,7 +9,8 @@
 numpy only (no torch): a map-style dataset any loader can wrap. Modules: ``windows`` (UMI's
 SequenceSampler index logic and its train/val split), ``remote`` (a zarr v2 zip in the lake read
 by byte range), ``dataset`` (LakeDataset: the ref resolved once, the bytes through the
-accelerator), ``order`` (seeded, resumable epoch order), ``runs`` (lineage records).
+accelerator), ``order`` (seeded, resumable epoch order), ``runs`` (lineage records), ``loader``
+(``make_loader``: the PyTorch adapter, torch imported on first use, ``pip install 'robolake[torch]'``).
 
 Measured (ad-hoc script, not a test) on this shared 2-core machine, load average 4.9-6.5 from
 other jobs: a stack of the test fixtures' kind, a tiny buffer (3 episodes, 206 JPEG XL frames of
@@ -28,19 +29,24 @@ other jobs: a stack of the test fixtures' kind, a tiny buffer (3 episodes, 206 J
 """
 
 from robolake.ml.dataset import LakeDataset, Located, to_policy
-from robolake.ml.order import EpochOrder
+from robolake.ml.loader import LakeLoader, MissingExtraError, make_loader
+from robolake.ml.order import BatchOrder, EpochOrder
 from robolake.ml.runs import RunRecord, list_runs, write_run_record
 from robolake.ml.windows import KeyWindow, SamplerConfig, build_indices, val_mask
 
 __all__ = [
+    "BatchOrder",
     "EpochOrder",
     "KeyWindow",
     "LakeDataset",
+    "LakeLoader",
     "Located",
+    "MissingExtraError",
     "RunRecord",
     "SamplerConfig",
     "build_indices",
     "list_runs",
+    "make_loader",
     "to_policy",
     "val_mask",
     "write_run_record",
