@@ -21,8 +21,9 @@ def free_ports(count: int) -> list[int]:
 
 def isolated_env(state_dir: Path) -> dict[str, str]:
     """ROBOLAKE_* variables for a stack in `state_dir` on free ports (never the user's)."""
-    p = free_ports(10)
+    p = free_ports(11)
     return {
+        "ROBOLAKE_PROMETHEUS_PORT": str(p[10]),
         "ROBOLAKE_ACCELERATOR_PORT": str(p[7]),
         "ROBOLAKE_ACCELERATOR_ADMIN_PORT": str(p[8]),
         "ROBOLAKE_HOOKS_PORT": str(p[9]),
@@ -54,6 +55,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ROBOLAKE_ACCELERATOR_PORT": str(settings.accelerator_port),
         "ROBOLAKE_ACCELERATOR_ADMIN_PORT": str(settings.accelerator_admin_port),
         "ROBOLAKE_HOOKS_PORT": str(settings.hooks_port),
+        "ROBOLAKE_PROMETHEUS_PORT": str(settings.prometheus_port),
+        "ROBOLAKE_PROMETHEUS": "on" if settings.prometheus else "off",
         "MINIO_ROOT_USER": settings.minio_root_user,
         "MINIO_ROOT_PASSWORD": settings.minio_root_password,
         "ROBOLAKE_ENV_FILE": "/nonexistent/.env",

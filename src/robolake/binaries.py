@@ -1,6 +1,7 @@
-"""Build the pinned server binaries (MinIO, lakeFS, warp) once and cache them by version.
+"""Build the pinned server binaries (MinIO, lakeFS, warp, Prometheus) once and cache them by version.
 
-MinIO's community edition is source-only, so it is built with `go install <module>@<version>`.
+MinIO's community edition is source-only, so it is built with `go install <module>@<version>`, and
+Prometheus the same way (its release binaries are not on any package index robolake reads).
 lakeFS's go.mod carries a `replace` directive, which `go install pkg@version` refuses, so it is
 built from the wrapper module in `tools/lakefs-build` (which repeats that replace and pins go.sum);
 warp likewise from `tools/warp-build`. lakectl, lakeFS's command-line client, lives in the same
@@ -36,7 +37,13 @@ _TOOLS_ENV = "ROBOLAKE_TOOLS_DIR"
 # Binaries built from a wrapper module under tools/ (the module's folder, the package it builds).
 # lakeFS needs it for its replace directive, and so does lakectl, a package of the same module;
 # warp because the checksum database lacks its release.
-# MinIO has neither problem and is built with a plain `go install module@version`.
+# MinIO and Prometheus have neither problem and are built with a plain `go install package@version`.
+_INSTALLED = {
+    "minio": "github.com/minio/minio",
+    "prometheus": "github.com/prometheus/prometheus/cmd/prometheus",
+}
+# Link-time flags: Prometheus prints an empty version unless it is stamped in.
+_LDFLAGS = {"prometheus": "-X github.com/prometheus/common/version.Version={version}"}
 _WRAPPED = {
     "lakefs": ("lakefs-build", "github.com/treeverse/lakefs/cmd/lakefs"),
     "lakectl": ("lakefs-build", "github.com/treeverse/lakefs/cmd/lakectl"),
@@ -74,6 +81,7 @@ class Versions:
     lakefs: str
     warp: str
     go_min: str
+    prometheus: str
 
     @classmethod
     def load(cls, path: Path | None = None) -> Versions:
@@ -90,6 +98,7 @@ class Versions:
                 lakefs=values["LAKEFS_VERSION"],
                 warp=values["WARP_VERSION"],
                 go_min=values["GO_MIN_VERSION"],
+                prometheus=values["PROMETHEUS_VERSION"],
             )
         except KeyError as exc:
             raise ConfigError(f"{path} lacks the pinned version {exc.args[0]}") from None
@@ -159,7 +168,7 @@ def _with_companions(name: str, companions: bool) -> list[str]:
 class BinaryBuilder:
     """Builds and caches the pinned binaries; `ensure(name)` returns a path to a runnable one."""
 
-    NAMES = ("minio", "lakefs", "lakectl", "warp")
+    NAMES = ("minio", "lakefs", "lakectl", "warp", "prometheus")
 
     def __init__(self, cache_dir: Path, versions: Versions | None = None) -> None:
         self.bin_dir = cache_dir / "bin"
@@ -248,7 +257,9 @@ class BinaryBuilder:
         else:
             cwd = out.parent
             env["GOBIN"] = str(out.parent)
-            cmd = [str(go), "install", "-v", "-trimpath", f"github.com/minio/minio@{version}"]
+            cmd = [str(go), "install", "-v", "-trimpath", f"{_INSTALLED[name]}@{version}"]
+        if name in _LDFLAGS:
+            cmd[3:3] = [f"-ldflags={_LDFLAGS[name].format(version=version)}"]
         tail: deque[str] = deque(maxlen=25)
         started = time.monotonic()
         try:

@@ -97,6 +97,15 @@ def _text(_name: str, raw: str) -> str:
     return raw
 
 
+def _on_off(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("on", "true", "1", "yes"):
+        return True
+    if value in ("off", "false", "0", "no"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not on or off")
+
+
 def _optional_path(_name: str, raw: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
@@ -119,6 +128,10 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "ROBOLAKE_ACCELERATOR_DISK_MB": ("accelerator_disk_mb", _ranged(_parse_int, 0, 1 << 24)),
     "ROBOLAKE_ACCELERATOR_MAX_OBJECT_KB": ("accelerator_max_object_kb", _ranged(_parse_int, 1, 1 << 20)),
     "ROBOLAKE_HOOKS_PORT": ("hooks_port", _parse_port),
+    "ROBOLAKE_PROMETHEUS": ("prometheus", _on_off),
+    "ROBOLAKE_PROMETHEUS_PORT": ("prometheus_port", _parse_port),
+    "ROBOLAKE_PROMETHEUS_RETENTION_DAYS": ("prometheus_retention_days", _ranged(_parse_int, 1, 3650)),
+    "ROBOLAKE_PROMETHEUS_RETENTION_MB": ("prometheus_retention_mb", _ranged(_parse_int, 64, 1 << 24)),
     "MINIO_ROOT_USER": ("minio_root_user", _text),
     "MINIO_ROOT_PASSWORD": ("minio_root_password", _text),
     "ROBOLAKE_START_TIMEOUT_S": ("start_timeout_s", _ranged(_parse_seconds, 5, 3600)),
@@ -148,6 +161,10 @@ class Settings:
     accelerator_disk_mb: int = 4096
     accelerator_max_object_kb: int = 1024
     hooks_port: int = 9020
+    prometheus: bool = True  # `stack up` starts Prometheus, scraping every component
+    prometheus_port: int = 9090
+    prometheus_retention_days: int = 15  # whichever bound is reached first
+    prometheus_retention_mb: int = 1024
     minio_root_user: str = DEFAULT_MINIO_ROOT_USER
     minio_root_password: str = dataclasses.field(default=DEFAULT_MINIO_ROOT_PASSWORD, repr=False)
     lakefs_repo: str = "robotics-data"
@@ -213,13 +230,15 @@ class Settings:
             self.accelerator_port,
             self.accelerator_admin_port,
             self.hooks_port,
+            *([self.prometheus_port] if self.prometheus else []),
         ]
         dupes = sorted({p for p in ports if ports.count(p) > 1})
         if dupes:
             raise ConfigError(
                 f"port(s) {dupes} are assigned to more than one component; check "
                 "ROBOLAKE_MINIO_PORTS, ROBOLAKE_MINIO_CONSOLE_PORTS, ROBOLAKE_LAKEFS_PORT, "
-                "ROBOLAKE_ACCELERATOR_PORT, ROBOLAKE_ACCELERATOR_ADMIN_PORT and ROBOLAKE_HOOKS_PORT"
+                "ROBOLAKE_ACCELERATOR_PORT, ROBOLAKE_ACCELERATOR_ADMIN_PORT, ROBOLAKE_HOOKS_PORT and "
+                "ROBOLAKE_PROMETHEUS_PORT"
             )
         if " " in str(self.state_dir):
             raise ConfigError(
@@ -277,6 +296,11 @@ class Settings:
     @property
     def accelerator_admin_endpoint(self) -> str:
         return f"http://{self.host}:{self.accelerator_admin_port}"
+
+    @property
+    def prometheus_endpoint(self) -> str:
+        """Prometheus's UI and HTTP API (`/api/v1/query`)."""
+        return f"http://{self.host}:{self.prometheus_port}"
 
     @property
     def hooks_endpoint(self) -> str:

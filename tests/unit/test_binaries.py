@@ -90,7 +90,7 @@ def fake_build(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_lakectl_is_pinned_with_lakefs_and_built_with_it_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    versions = Versions(minio="v0.0.0-1", lakefs="v1.83.0", warp="v1.3.1", go_min="1.26.4")
+    versions = Versions(minio="v0.0.0-1", lakefs="v1.83.0", warp="v1.3.1", go_min="1.26.4", prometheus="v0.316.0")
     builder = BinaryBuilder(tmp_path, versions)
     assert builder.path("lakectl") == tmp_path / "bin" / "lakectl-v1.83.0"
     assert builder.plan("lakefs") == ["lakefs", "lakectl"]
@@ -115,13 +115,17 @@ def test_lakectl_link_is_version_free_relative_and_follows_the_pin(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     built = fake_build(monkeypatch)
-    old = BinaryBuilder(tmp_path / "cache", Versions(minio="m", lakefs="v1.82.0", warp="w", go_min="1.26.4"))
+    old = BinaryBuilder(
+        tmp_path / "cache", Versions(minio="m", lakefs="v1.82.0", warp="w", go_min="1.26.4", prometheus="p")
+    )
     old.ensure("lakectl")
     link = old.path_dir / "lakectl"
     assert link.is_symlink() and not Path(link.readlink()).is_absolute()
     assert link.resolve() == old.path("lakectl").resolve()
 
-    new = BinaryBuilder(tmp_path / "cache", Versions(minio="m", lakefs="v1.83.0", warp="w", go_min="1.26.4"))
+    new = BinaryBuilder(
+        tmp_path / "cache", Versions(minio="m", lakefs="v1.83.0", warp="w", go_min="1.26.4", prometheus="p")
+    )
     new.ensure("lakefs")
     assert link.resolve() == new.path("lakectl").resolve()
     assert sorted(p.name for p in new.path_dir.iterdir()) == ["lakectl"]  # no leftover .partial
@@ -135,7 +139,7 @@ def test_lakectl_link_is_version_free_relative_and_follows_the_pin(
 
 def test_servers_get_no_link_and_unknown_names_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake_build(monkeypatch)
-    builder = BinaryBuilder(tmp_path, Versions(minio="m", lakefs="l", warp="w", go_min="1.26.4"))
+    builder = BinaryBuilder(tmp_path, Versions(minio="m", lakefs="l", warp="w", go_min="1.26.4", prometheus="p"))
     builder.ensure("minio")
     builder.ensure("lakefs", companions=False)
     assert not builder.path_dir.exists()

@@ -27,6 +27,7 @@ from robolake.stack.compose import (
     load_compose,
     native_topology,
 )
+from robolake.stack.monitoring import Targets, render, scrape_config
 from robolake.stack.native import NOTIFIED_BUCKETS, WEBHOOK_ID, NativeStack
 from robolake.state import Credentials
 
@@ -522,13 +523,22 @@ def test_cloud_requires_credentials_and_restarts(cloud: dict[str, Any]) -> None:
 def test_prometheus_scrapes_minio_and_lakefs(cloud: dict[str, Any]) -> None:
     mount = cloud["services"]["prometheus"]["volumes"][0]
     assert mount.startswith("./deploy/prometheus.yml:")
-    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    text = (ROOT / "deploy" / "prometheus.yml").read_text()
+    # The file is the native stack's configuration with Compose service names: one generator for both.
+    assert text == render(scrape_config(Targets.compose()), compose=True)
+    config = yaml.safe_load(text)
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     cluster = jobs["minio-cluster"]
     assert cluster["metrics_path"] == "/minio/v2/metrics/cluster"
     assert cluster["static_configs"][0]["targets"] == [f"{n}:9000" for n in MINIO_NODES]
     assert jobs["lakefs"]["metrics_path"] == "/metrics"
     assert jobs["lakefs"]["static_configs"][0]["targets"] == ["lakefs:8000"]
+    assert jobs["accelerator"]["static_configs"][0]["targets"] == ["accelerator:9010"]
+    services = set(cloud["services"])
+    for job in jobs.values():
+        for target in job["static_configs"][0]["targets"]:
+            host = target.split(":")[0]
+            assert host == "localhost" or host in services, f"{job['job_name']} scrapes {target}, not a service"
 
 
 # ---- engine and Compose detection (fake executables on PATH) ---------------------------------------

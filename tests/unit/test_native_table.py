@@ -9,12 +9,12 @@ from typing import Any, ClassVar
 import pytest
 
 from robolake.config import Settings
-from robolake.errors import StateError
+from robolake.errors import ConfigError, StateError
 from robolake.stack import native as native_module
 from robolake.stack.native import NativeStack
 from robolake.stack.process import ProcessSpec
 
-ORDER = ["minio-1", "minio-2", "minio-3", "accelerator", "hooks", "lakefs"]
+ORDER = ["minio-1", "minio-2", "minio-3", "accelerator", "hooks", "lakefs", "prometheus"]
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def fakes(monkeypatch: pytest.MonkeyPatch, stack: NativeStack) -> type[FakeProce
     monkeypatch.setattr(native_module, "check_ports_free", lambda specs: FakeProcess.journal.append("ports"))
     monkeypatch.setattr(stack, "_process", lambda name: FakeProcess(_handle(stack, name)))
     monkeypatch.setattr(stack, "_orphans", list)
-    binaries = {"minio": Path("/bin/minio"), "lakefs": Path("/bin/lakefs")}
+    binaries = {"minio": Path("/bin/minio"), "lakefs": Path("/bin/lakefs"), "prometheus": Path("/bin/prometheus")}
     monkeypatch.setattr(stack, "_binaries", lambda report, progress: binaries)
     for stage in ("_minio_ready", "_accelerator_ready", "_lakefs_ready"):
         monkeypatch.setattr(stack, stage, _recorder(stage))
@@ -85,11 +85,19 @@ def test_one_table_names_every_component_in_start_order(stack: NativeStack) -> N
 
 def test_up_walks_the_table_forward_stage_by_stage(stack: NativeStack, fakes: type[FakeProcess]) -> None:
     fakes.running = {"minio-1", "minio-3", "hooks"}
-    assert stack.up() == ["minio-2", "accelerator", "lakefs"]
+    assert stack.up() == ["minio-2", "accelerator", "lakefs", "prometheus"]
     minio = ["start minio-2", "wait minio-1", "wait minio-2", "wait minio-3", "_minio_ready ['minio-2']"]
     accelerator = ["start accelerator", "wait accelerator", "_accelerator_ready ['accelerator']"]
     lakefs = ["start lakefs", "wait lakefs", "_lakefs_ready ['lakefs']"]
-    assert fakes.journal == ["ports", *minio, *accelerator, "wait hooks", *lakefs]
+    prometheus = ["start prometheus", "wait prometheus"]
+    assert fakes.journal == ["ports", *minio, *accelerator, "wait hooks", *lakefs, *prometheus]
+
+
+def test_prometheus_is_left_out_when_switched_off(tmp_path: Path) -> None:
+    off = Settings.load(environ={"ROBOLAKE_PROMETHEUS": "off"}, env_file=Path("/nonexistent"), state_dir=tmp_path)
+    assert NativeStack(off).component_names() == ORDER[:-1]
+    with pytest.raises(ConfigError, match=r"ROBOLAKE_PROMETHEUS='maybe' is not on or off"):
+        Settings.load(environ={"ROBOLAKE_PROMETHEUS": "maybe"}, env_file=Path("/nonexistent"), state_dir=tmp_path)
 
 
 def test_down_walks_it_backward_and_collects_every_error(stack: NativeStack, fakes: type[FakeProcess]) -> None:

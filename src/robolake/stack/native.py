@@ -59,7 +59,7 @@ __all__ = [
 Reporter = Callable[[str], None]
 Binaries = Mapping[str, Path]  # "minio" / "lakefs" -> the built binary
 REJOIN_SETTLE_S = 3.0
-BUILT = ("minio", "lakefs")  # the binaries `up` builds (lakectl comes along with lakefs)
+BUILT = ("minio", "lakefs", "prometheus")  # what `up` builds (lakectl comes with lakefs; prometheus if enabled)
 
 
 def _quiet(_: str) -> None:
@@ -186,11 +186,21 @@ class NativeStack(NativeSpecs):
             announce=f"starting lakefs on {s.lakefs_endpoint}",
             marker="lakefs",
         )
+        prometheus = Component(
+            name="prometheus",
+            endpoint=s.prometheus_endpoint,
+            console=f"{s.prometheus_endpoint}/api/v1/targets",
+            spec=lambda b, _creds: self.prometheus_spec(b["prometheus"]),
+            healthy=functools.partial(health.http_ok, f"{s.prometheus_endpoint}/-/ready"),
+            announce=f"starting prometheus on {s.prometheus_endpoint} (scraping every component)",
+            marker="prometheus",
+        )
         return [
             Stage(components=minio, ready=self._minio_ready),
             Stage(components=(accelerator,), ready=self._accelerator_ready),
             Stage(components=(hooks,)),
             Stage(components=(lakefs,), ready=self._lakefs_ready),
+            *([Stage(components=(prometheus,))] if s.prometheus else []),
         ]
 
     def _minio_node_spec(self, index: int, binaries: Binaries, creds: Credentials) -> ProcessSpec:
@@ -244,6 +254,8 @@ class NativeStack(NativeSpecs):
     def _binaries(self, report: Reporter, progress: Callable[[str, str], None] | None) -> dict[str, Path]:
         binaries = {}
         for name in BUILT:
+            if name == "prometheus" and not self.settings.prometheus:
+                continue
             for each in self.builder.plan(name):
                 report(f"building {each} {self.builder.version_of(each)} (first run only; takes minutes)")
             binaries[name] = self.builder.ensure(name, _bind_progress(progress, name))

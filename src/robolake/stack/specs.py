@@ -17,6 +17,7 @@ import yaml
 from robolake.accelerator.principals import users_path
 from robolake.config import Settings
 from robolake.errors import StateError
+from robolake.stack import monitoring
 from robolake.stack.process import ProcessSpec
 from robolake.state import Credentials, StateDir
 
@@ -132,6 +133,12 @@ class NativeSpecs:
         argv = [sys.executable, "-m", "robolake.cli.hooks", "serve", "--host", s.host, "--port", str(s.hooks_port)]
         argv += ["--lakefs-endpoint", s.lakefs_endpoint, "--work-dir", str(self.state.root / "hooks")]
         return self._spec("hooks", argv, env, {s.hooks_port: "ROBOLAKE_HOOKS_PORT"})
+
+    def prometheus_spec(self, binary: Path) -> ProcessSpec:
+        """Prometheus scraping the stack (robolake.stack.monitoring); writes its configuration first."""
+        config = monitoring.write_config(self.settings)
+        argv = monitoring.prometheus_argv(self.settings, binary, config)
+        return self._spec("prometheus", argv, {}, {self.settings.prometheus_port: "ROBOLAKE_PROMETHEUS_PORT"})
 
     def lakefs_config(self, creds: Credentials) -> dict[str, Any]:
         s = self.settings

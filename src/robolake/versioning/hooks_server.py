@@ -2,6 +2,7 @@
 
     POST /lakefs/validate-umi?token=T   lakeFS's event JSON -> 200 valid | 400 rejected | 500 internal error
     GET  /health                        200 while the server runs
+    GET  /metrics                       Prometheus: validations by outcome, their duration
 
 lakeFS sends no credentials of its own, so a call must come from loopback and carry the token
 the stack generated (in the URL of the action file). Validation runs in worker threads (the
@@ -18,10 +19,11 @@ import ipaddress
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
@@ -121,10 +123,44 @@ def hooks_app(config: HooksConfig, client: LakeFSClient) -> web.Application:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"lakefs": client.endpoint, "route": ROUTE})
 
+    counted, metrics = _metered(validate)
     app = web.Application(client_max_size=1 << 20)  # an event is a few hundred bytes
-    app.router.add_post(ROUTE, validate)
+    app.router.add_post(ROUTE, counted)
     app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
     return app
+
+
+_OUTCOMES = {200: "ok", 400: "rejected", 401: "refused", 403: "refused", 500: "error"}
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _metered(validate: Handler) -> tuple[Handler, Handler]:
+    """`validate` counted by outcome and timed, and the /metrics handler that exposes both."""
+    registry = CollectorRegistry()
+    calls = Counter(
+        "robolake_hooks_validations", "Calls of the validation hook by outcome", ["outcome"], registry=registry
+    )
+    seconds = Histogram(
+        "robolake_hooks_validation_seconds",
+        "Time to answer a call of the validation hook",
+        buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+        registry=registry,
+    )
+    for outcome in _OUTCOMES.values():
+        calls.labels(outcome)  # every series exists from the start, so rates need no first event
+
+    async def counted(request: web.Request) -> web.Response:
+        started = time.monotonic()
+        answer = await validate(request)
+        seconds.observe(time.monotonic() - started)
+        calls.labels(_OUTCOMES.get(answer.status, "error")).inc()
+        return answer
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return counted, metrics
 
 
 async def serve(config: HooksConfig, client: LakeFSClient, *, ready: asyncio.Event | None = None) -> None:
