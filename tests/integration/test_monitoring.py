@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
+import signal
 import time
 from typing import Any
 
 import pytest
 import requests
+from botocore.exceptions import ClientError
 
+from robolake.stack.dashboards import ALERTS, PANELS
+from robolake.stack.monitoring import SCRAPE_INTERVAL_S
 from robolake.stack.native import NativeStack
+from robolake.versioning import LakeFSClient
+from tests.conftest import s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +85,67 @@ def test_retention_is_bounded_and_it_listens_on_loopback(stack: NativeStack) -> 
     assert flags["storage.tsdb.retention.size"] == (f"{mb // 1024}GiB" if mb % 1024 == 0 else f"{mb}MiB")
     assert flags["web.listen-address"] == f"127.0.0.1:{s.prometheus_port}"
     assert flags["storage.tsdb.path"].startswith(str(s.state_dir))
+
+
+def _traffic(stack: NativeStack, round_: int) -> None:
+    """Reads and writes through the accelerator, 404s on every node, a lakeFS commit."""
+    s = stack.settings
+    accel = s3_client(s.accelerator_endpoint, s.minio_root_user, s.minio_root_password)
+    for i in range(12):
+        accel.put_object(Bucket="umi-raw", Key=f"it-monitoring/{i}", Body=b"x" * 2048)
+        for _ in range(3):
+            accel.get_object(Bucket="umi-raw", Key=f"it-monitoring/{i}")["Body"].read()
+    for endpoint in s.minio_endpoints:
+        node = s3_client(endpoint, s.minio_root_user, s.minio_root_password)
+        with contextlib.suppress(ClientError):
+            node.head_object(Bucket="umi-raw", Key="it-monitoring/no-such-key")
+        node.get_object(Bucket="umi-raw", Key="it-monitoring/0")["Body"].read()
+    lakefs = LakeFSClient.from_settings(s)
+    try:
+        lakefs.upload_object(s.lakefs_repo, "main", f"it-monitoring/{round_}.txt", b"round %d" % round_)
+        lakefs.commit(s.lakefs_repo, "main", f"monitoring test round {round_}", {})
+    finally:
+        lakefs.close()
+
+
+def test_every_dashboard_panel_returns_data_on_a_stack_with_traffic(stack: NativeStack) -> None:
+    # Two rounds a scrape apart, so every rate() and histogram_quantile() sees an increase.
+    _traffic(stack, 1)
+    time.sleep(SCRAPE_INTERVAL_S + 2)
+    _traffic(stack, 2)
+    time.sleep(SCRAPE_INTERVAL_S + 2)
+    empty = []
+    for panel in PANELS:
+        for expr, _legend in panel.exprs:
+            found = wait_for(stack, expr, count=1, timeout_s=SCRAPE_INTERVAL_S * 2)
+            values = [float(r["value"][1]) for r in found]
+            if not values or all(math.isnan(v) for v in values):
+                empty.append(f"{panel.title}: {expr} -> {found}")
+    assert empty == []
+    hit_ratio = query(stack, next(p for p in PANELS if p.title == "Cache hit ratio").exprs[0][0])
+    assert 0.5 < float(hit_ratio[0]["value"][1]) <= 1.0  # 3 GETs per object, the first one a miss
+
+
+def test_alert_rules_are_loaded_and_a_node_down_fires(stack: NativeStack) -> None:
+    answer = requests.get(f"{stack.settings.prometheus_endpoint}/api/v1/rules", timeout=10).json()
+    rules = {r["name"]: r for group in answer["data"]["groups"] for r in group["rules"]}
+    assert sorted(rules) == sorted(a.name for a in ALERTS)
+    assert all(r["health"] == "ok" for r in rules.values()), rules
+    assert all(r["state"] == "inactive" for r in rules.values()), "an alert is active on a healthy stack"
+
+    pid = stack._process("minio-3").pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # frozen: its scrape times out, as a dead node's would
+    try:
+        deadline = time.monotonic() + 6 * SCRAPE_INTERVAL_S
+        alerts: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not alerts:
+            time.sleep(2)
+            doc = requests.get(f"{stack.settings.prometheus_endpoint}/api/v1/alerts", timeout=10).json()
+            alerts = [a for a in doc["data"]["alerts"] if a["labels"]["alertname"] == "MinioNodeDown"]
+        assert alerts, "MinioNodeDown did not become pending or firing with a node frozen"
+        assert alerts[0]["labels"]["instance"] == f"{stack.settings.host}:{stack.settings.minio_ports[2]}"
+        assert alerts[0]["state"] in ("pending", "firing")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    stack.up()  # waits until every node answers healthy again

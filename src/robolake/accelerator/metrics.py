@@ -33,6 +33,13 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 # Seconds; fine-grained below 10 ms where cache hits live.
 LATENCY_BUCKETS_S = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PREFIX = "robolake_accelerator_"
+EXPOSED_FROM_START = (
+    "prefetch_issued",
+    "prefetch_used",
+    "prefetch_wasted_unused",
+    "prefetch_wasted_missing",
+    "prefetch_failed",
+)
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
@@ -117,7 +124,8 @@ class _Scrape:
         yield self._per_tier("cache_evictions", "Objects evicted by tier.", ("evictions", ""))
         yield self._per_tier("cache_bytes_served", "Bytes answered from each tier.", ("bytes_served", ""))
         events = "Requests, prefetches, invalidations and other events by kind."
-        yield _counter("events", events, "kind", self.metrics.counters)
+        # Kinds a dashboard plots are exposed from the start (at 0), so their rates exist before the first event.
+        yield _counter("events", events, "kind", {**dict.fromkeys(EXPOSED_FROM_START, 0), **self.metrics.counters})
         yield _counter("upstream_errors", "Connection failures per MinIO node.", "node", self.node_errors)
         for name, level in sorted(self.gauges.items()):
             yield GaugeMetricFamily(PREFIX + name, name.replace("_", " ") + ".", value=level)

@@ -37,9 +37,11 @@ import yaml
 
 from robolake.config import Settings
 from robolake.errors import StateError
+from robolake.stack.dashboards import render_rules
 from robolake.state import StateDir
 
 SCRAPE_INTERVAL_S = 10
+RULES_FILE = "rules.yml"
 # Compose service names and ports (docker-compose.local.yml); the native stack uses its settings.
 COMPOSE_MINIO = ("minio1:9000", "minio2:9000", "minio3:9000")
 COMPOSE_LAKEFS, COMPOSE_ACCELERATOR_ADMIN, COMPOSE_PROMETHEUS = "lakefs:8000", "accelerator:9010", "localhost:9090"
@@ -82,6 +84,7 @@ def scrape_config(t: Targets) -> dict[str, Any]:
     """Prometheus's configuration document for the stack at `t`."""
     return {
         "global": {"scrape_interval": f"{SCRAPE_INTERVAL_S}s", "evaluation_interval": f"{SCRAPE_INTERVAL_S}s"},
+        "rule_files": [RULES_FILE],  # beside this file: robolake.stack.dashboards' alert rules
         "scrape_configs": [
             _job("minio-cluster", "/minio/v2/metrics/cluster", t.minio),
             _job("minio-node", "/minio/v2/metrics/node", t.minio),
@@ -106,15 +109,17 @@ def render(config: dict[str, Any], *, compose: bool = False) -> str:
 
 
 def write_config(settings: Settings) -> Path:
-    """Write STATE_DIR/prometheus/prometheus.yml for the native stack; return its path."""
+    """Write STATE_DIR/prometheus/prometheus.yml and its rules.yml for the native stack; return the first."""
     path = StateDir(settings.state_dir).root / "prometheus" / "prometheus.yml"
+    files = {path: render(scrape_config(Targets.native(settings))), path.with_name(RULES_FILE): render_rules()}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
-        partial.write_text(render(scrape_config(Targets.native(settings))), encoding="utf-8")
-        os.replace(partial, path)
+        for target, text in files.items():
+            partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
+            partial.write_text(text, encoding="utf-8")
+            os.replace(partial, target)
     except OSError as exc:
-        raise StateError(f"cannot write Prometheus's configuration {str(path)!r}: {exc.strerror}") from exc
+        raise StateError(f"cannot write Prometheus's configuration in {str(path.parent)!r}: {exc.strerror}") from exc
     return path
 
 
