@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run robolake's test suite against real servers: creates .venv/ with the dev tools, builds (or
-# reuses) the pinned MinIO, lakeFS, lakectl and warp binaries, then runs ruff, mypy, the import-layer
+# reuses) the pinned MinIO, lakeFS, lakectl, Prometheus and warp binaries, then runs ruff, mypy, the import-layer
 # contract (pyproject.toml) and pytest. The tests start their own isolated stack on free ports in a
 # temporary directory; your stack is untouched.
 # Extra arguments go to pytest, e.g. ./run-tests.sh tests/unit -k config
@@ -9,6 +9,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 source scripts/lib/venv.sh
 
 ensure_venv dev
+# The lerobot 0.4.4 virtualenv (tests/sidevenv.py, cached outside the checkout) is made, the first
+# time only, while the Go binaries build; the tests that need it wait for it.
+side_log="${XDG_CACHE_HOME:-$HOME/.cache}/robolake/venvs/lerobot-build.log"
+mkdir -p "$(dirname "$side_log")"
+.venv/bin/python -c 'from tests.sidevenv import lerobot_python; lerobot_python()' > "$side_log" 2>&1 &
 ensure_go
 .venv/bin/robolake stack build --all
 echo "== ruff"; .venv/bin/ruff check src tests; .venv/bin/ruff format --check --quiet src tests download_umi_data.py aistor
