@@ -109,6 +109,8 @@ def _traffic(stack: NativeStack, round_: int) -> None:
 
 
 def test_every_dashboard_panel_returns_data_on_a_stack_with_traffic(stack: NativeStack) -> None:
+    hits = 'sum(robolake_accelerator_cache_requests_total{job="accelerator", result="hit"})'
+    before = float(wait_for(stack, hits, count=1)[0]["value"][1])
     # Two rounds a scrape apart, so every rate() and histogram_quantile() sees an increase.
     _traffic(stack, 1)
     time.sleep(SCRAPE_INTERVAL_S + 2)
@@ -121,9 +123,14 @@ def test_every_dashboard_panel_returns_data_on_a_stack_with_traffic(stack: Nativ
             values = [float(r["value"][1]) for r in found]
             if not values or all(math.isnan(v) for v in values):
                 empty.append(f"{panel.title}: {expr} -> {found}")
+    for alert in ALERTS:  # each rule's quantity is there to compare, on a healthy stack
+        found = wait_for(stack, alert.signal, count=1, timeout_s=SCRAPE_INTERVAL_S * 2)
+        if not found or all(math.isnan(float(r["value"][1])) for r in found):
+            empty.append(f"alert {alert.name}: {alert.signal} -> {found}")
     assert empty == []
     hit_ratio = query(stack, next(p for p in PANELS if p.title == "Cache hit ratio").exprs[0][0])
     assert 0.5 < float(hit_ratio[0]["value"][1]) <= 1.0  # 3 GETs per object, the first one a miss
+    assert float(query(stack, hits)[0]["value"][1]) >= before + 2 * 12 * 2  # 2 rounds x 12 objects x 2 hits
 
 
 def test_alert_rules_are_loaded_and_a_node_down_fires(stack: NativeStack) -> None:

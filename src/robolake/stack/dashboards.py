@@ -4,12 +4,12 @@
     alert_rules()         -> deploy/prometheus-rules.yml, and STATE_DIR/prometheus/rules.yml natively
 
 Grafana is not packaged with robolake. What keeps the panels honest is the test suite: it runs
-every panel's and every rule's expression against the Prometheus that ``stack up`` starts, on a
-stack with traffic, and requires each panel to return data and a node-down rule to fire when a
-node is killed. Metric names are those the pinned servers expose (MinIO's v2 cluster and node
-metrics; lakeFS's ``api_request_duration_seconds``; the accelerator's ``robolake_accelerator_*``).
-MinIO's node metrics carry ``server`` (the node); its cluster metrics are reported by every node,
-so cluster panels take ``max`` over the three reports.
+every panel's expression and every rule's signal (what its condition compares) against the
+Prometheus that ``stack up`` starts, on a stack with traffic, and requires data from each, and a
+node-down rule to fire when a node is frozen. Metric names are those the pinned servers expose
+(MinIO's v2 cluster and node metrics; lakeFS's ``api_request_duration_seconds``; the
+accelerator's ``robolake_accelerator_*``). MinIO's node metrics carry ``server`` (the node); its
+cluster metrics are reported by every node, so cluster panels take ``max`` over the three reports.
 """
 
 from __future__ import annotations
@@ -202,41 +202,50 @@ PANELS: tuple[Panel, ...] = (
 
 @dataclasses.dataclass(frozen=True)
 class Alert:
+    """An alert on `signal` (a quantity a healthy stack reports) crossing `condition`."""
+
     name: str
-    expr: str
+    signal: str
+    condition: str  # appended to the signal: "== 0", "> 0.01 and <gate>"
     for_: str
     severity: str
     summary: str
 
+    @property
+    def expr(self) -> str:
+        return f"{self.signal} {self.condition}"
 
+
+_LOOKUPS = f'sum(rate(robolake_accelerator_client_latency_seconds_count{{job="accelerator", {LOOKUP}}}[10m]))'
 ALERTS: tuple[Alert, ...] = (
     Alert(
         "MinioNodeDown",
-        'up{job="minio-node"} == 0',
+        'up{job="minio-node"}',
+        "== 0",
         "1m",
         "critical",
         "MinIO node {{ $labels.instance }} does not answer; the cluster runs on the other two",
     ),
     Alert(
         "MinioNodesOffline",
-        'max(minio_cluster_nodes_offline_total{job="minio-cluster"}) > 0',
+        'max(minio_cluster_nodes_offline_total{job="minio-cluster"})',
+        "> 0",
         "1m",
         "critical",
         "{{ $value }} MinIO node(s) offline as the cluster sees it",
     ),
     Alert(
         "MinioDriveOffline",
-        'max(minio_cluster_drive_offline_total{job="minio-cluster"}) > 0',
+        'max(minio_cluster_drive_offline_total{job="minio-cluster"})',
+        "> 0",
         "2m",
         "warning",
         "{{ $value }} drive(s) offline; the erasure set has less parity left",
     ),
     Alert(
         "AcceleratorHitRatioCollapse",
-        f'(sum(rate(robolake_accelerator_client_latency_seconds_count{{job="accelerator", {HIT}}}[10m]))'
-        f' / sum(rate(robolake_accelerator_client_latency_seconds_count{{job="accelerator", {LOOKUP}}}[10m])))'
-        " < 0.2 and sum(rate(robolake_accelerator_client_latency_seconds_count"
-        f'{{job="accelerator", {LOOKUP}}}[10m])) > 1',
+        f'(sum(rate(robolake_accelerator_client_latency_seconds_count{{job="accelerator", {HIT}}}[10m])) / {_LOOKUPS})',
+        f"< 0.2 and {_LOOKUPS} > 1",  # only under steady traffic (a lookup a second)
         "10m",
         "warning",
         "accelerator hit ratio {{ $value | humanizePercentage }} under steady traffic",
@@ -245,22 +254,25 @@ ALERTS: tuple[Alert, ...] = (
         "S3ServerErrors",
         '(sum(rate(minio_s3_requests_errors_total{job="minio-node"}[5m]))'
         ' - sum(rate(minio_s3_requests_4xx_errors_total{job="minio-node"}[5m])))'
-        ' / sum(rate(minio_s3_requests_total{job="minio-node"}[5m])) > 0.01',
+        ' / sum(rate(minio_s3_requests_total{job="minio-node"}[5m]))',
+        "> 0.01",
         "5m",
         "warning",
         "more than 1% of S3 requests answer 5xx",
     ),
     Alert(
         "LakeFSServerErrors",
-        'sum(rate(api_requests_total{job="lakefs", code=~"5.."}[5m]))'
-        ' / sum(rate(api_requests_total{job="lakefs"}[5m])) > 0.01',
+        '(sum(rate(api_requests_total{job="lakefs", code=~"5.."}[5m])) or vector(0))'
+        ' / sum(rate(api_requests_total{job="lakefs"}[5m]))',
+        "> 0.01",
         "5m",
         "warning",
         "more than 1% of lakeFS API requests answer 5xx",
     ),
     Alert(
         "ComponentDown",
-        'up{job=~"lakefs|accelerator|hooks"} == 0',
+        'up{job=~"lakefs|accelerator|hooks"}',
+        "== 0",
         "1m",
         "critical",
         "{{ $labels.job }} does not answer its metrics scrape",
