@@ -260,17 +260,23 @@ def test_batch_get_keeps_order_and_reports_missing(stack: NativeStack, clients: 
 
 def test_episode_prefetch_fetches_siblings_and_counts_use(stack: NativeStack, clients: dict[str, Any]) -> None:
     s = stack.settings
-    # A bucket without notifications: in umi-raw the events of the direct PUTs below arrive up to
-    # ~3 s later and rightly drop whatever was prefetched meanwhile, which would race the check.
-    bucket = "robolake-test-prefetch"
-    if bucket not in {b["Name"] for b in clients["direct"].list_buckets()["Buckets"]}:
-        clients["direct"].create_bucket(Bucket=bucket)
+    # A new bucket, filled straight on a node before the accelerator subscribes it to MinIO's
+    # notifications: in a subscribed bucket the events of these PUTs arrive up to ~3 s later and
+    # rightly drop whatever was prefetched meanwhile, which would race the check. The accelerator
+    # caches a bucket's objects only once it is subscribed, so the reads wait for that.
+    bucket = f"robolake-test-prefetch-{uuid.uuid4().hex[:8]}"
+    clients["direct"].create_bucket(Bucket=bucket)
     prefix = f"pf-{uuid.uuid4().hex[:8]}"
     for episode in range(4):
         for sensor in ("pose", "gripper"):
             clients["direct"].put_object(
                 Bucket=bucket, Key=f"{prefix}/{sensor}/episode_{episode:05d}.json", Body=f"{sensor}{episode}".encode()
             )
+    deadline = time.monotonic() + 20
+    while not clients["direct"].get_bucket_notification_configuration(Bucket=bucket).get("QueueConfigurations"):
+        assert time.monotonic() < deadline, f"{bucket} was not subscribed within 20 s"
+        time.sleep(0.2)
+    time.sleep(0.5)  # MinIO shows the configuration a moment before the accelerator's PUT returns
     accel = clients["accelerator"]
     before = requests.get(f"{s.accelerator_admin_endpoint}/stats", timeout=5).json()["events"]
     accel.get_object(Bucket=bucket, Key=f"{prefix}/pose/episode_00000.json")["Body"].read()

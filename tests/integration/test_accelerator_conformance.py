@@ -207,7 +207,9 @@ def endpoints(stack: NativeStack) -> Iterator[Endpoints]:
         direct_plain=boto3_client(s.minio_endpoints[0], user, secret, plain=True),
     )
     if BUCKET not in {b["Name"] for b in ends.direct.list_buckets()["Buckets"]}:
-        ends.direct.create_bucket(Bucket=BUCKET)
+        ends.accelerator.create_bucket(
+            Bucket=BUCKET
+        )  # through the accelerator: subscribed to MinIO's notifications before it answers, so cached at once
     yield ends
     listed = ends.direct.list_objects_v2(Bucket=BUCKET).get("Contents", [])
     while listed:

@@ -16,6 +16,7 @@ from robolake.accelerator.cache import TieredCache
 from robolake.accelerator.config import AcceleratorConfig
 from robolake.accelerator.metrics import CONTENT_TYPE, Metrics
 from robolake.accelerator.prefetch import Prefetcher
+from robolake.accelerator.subscriptions import Echoes
 from robolake.accelerator.upstream import Upstream
 
 CREATED_OR_REMOVED = ("s3:ObjectCreated:", "s3:ObjectRemoved:")
@@ -33,6 +34,7 @@ class Observed:
     started_at: float
     restored_at_start: int  # disk-tier files re-indexed at start
     access: Gatekeeper | None = None
+    echoes: Echoes | None = None  # our own PUTs, whose notifications are not news
 
 
 def stats(o: Observed) -> dict[str, Any]:
@@ -113,9 +115,13 @@ def admin_app(o: Observed) -> web.Application:
             return web.Response(status=400, text="not JSON")
         if not isinstance(doc, dict):
             return web.Response(status=400, text="not a notification document")
-        changed = notified_keys(doc)
+        records = notified_records(doc)
+        echoes = o.echoes
+        changed = [k for k, event, etag in records if echoes is None or not echoes.is_echo(*k, event, etag)]
         o.cache.invalidate(changed, "notification")
-        o.metrics.inc("notification_records", len(changed))
+        o.metrics.inc("notification_records", len(records))
+        if len(changed) < len(records):
+            o.metrics.inc("notification_echoes_skipped", len(records) - len(changed))
         return web.Response(status=200)
 
     app = web.Application()
@@ -127,15 +133,21 @@ def admin_app(o: Observed) -> web.Application:
     return app
 
 
-def notified_keys(doc: dict[str, Any]) -> list[tuple[str, str]]:
-    """The (bucket, key) of each created or removed object in a MinIO notification document."""
-    keys: list[tuple[str, str]] = []
+def notified_records(doc: dict[str, Any]) -> list[tuple[tuple[str, str], str, str]]:
+    """((bucket, key), event name, ETag) of each created or removed object in a MinIO notification."""
+    found: list[tuple[tuple[str, str], str, str]] = []
     for record in doc.get("Records") or []:
         name = str(record.get("eventName", ""))
         s3 = record.get("s3") or {}
         bucket = (s3.get("bucket") or {}).get("name")
-        key = (s3.get("object") or {}).get("key")
+        obj = s3.get("object") or {}
+        key = obj.get("key")
         if bucket and key and name.startswith(CREATED_OR_REMOVED):  # "" would name the whole bucket
             # Keys arrive URL-encoded (form encoding, '+' for space) as in AWS event records.
-            keys.append((bucket, unquote_plus(key)))
-    return keys
+            found.append(((bucket, unquote_plus(key)), name, str(obj.get("eTag") or "")))
+    return found
+
+
+def notified_keys(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (bucket, key) of each created or removed object in a MinIO notification document."""
+    return [key for key, _, _ in notified_records(doc)]

@@ -29,6 +29,9 @@ class AcceleratorConfig:
     region: str = "us-east-1"
     users_file: Path | None = None  # a team's users (robolake.accelerator.principals); None: root only
     access_ttl_s: float = 5.0  # how long MinIO's allow for a user and bucket answers cache hits
+    # MinIO's webhook target for the accelerator (arn:minio:sqs::ID:webhook): every bucket is
+    # subscribed to it and only covered buckets are cached (robolake.accelerator.subscriptions).
+    notify_arn: str | None = None
 
     def __post_init__(self) -> None:
         if not self.upstreams:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from robolake.accelerator import s3xml
 from robolake.accelerator.cache import CachedObject, TieredCache
@@ -67,8 +67,16 @@ class Filler:
     """Reads through the cache: what batch GET and prefetch are given, and what demand misses use."""
 
     def __init__(
-        self, cache: TieredCache, upstream: Sender, metrics: Metrics, *, max_object_bytes: int, signer: OwnSigner
+        self,
+        cache: TieredCache,
+        upstream: Sender,
+        metrics: Metrics,
+        *,
+        max_object_bytes: int,
+        signer: OwnSigner,
+        covers: Callable[[str], bool] = lambda _bucket: True,
     ) -> None:
+        self._covers = covers  # whether a bucket's changes reach the accelerator (subscriptions)
         self._cache = cache
         self._upstream = upstream
         self._metrics = metrics
@@ -107,7 +115,7 @@ class Filler:
         response = await self._upstream.request(request, retry=True, second_opinion=True)
         async with response:
             self._metrics.upstream_latency[op].observe(time.perf_counter() - started)
-            if not (whole_object and method == "GET" and self._fits(response)):
+            if not (whole_object and method == "GET" and self._fits(response) and self._covers(key[0])):
                 yield Fetched(response, None, False)
                 return
             body = await response.read()

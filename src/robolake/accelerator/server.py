@@ -6,6 +6,7 @@
     S3Handler                      the S3 port; BatchHandler, Revalidator and the prefetcher behind it
     ClusterLister                  ListMultipartUploads asked of every node and merged (one cluster view)
     Gatekeeper                     a team's users: their secrets (users file) and MinIO's allows, briefly
+    Subscriptions                  every bucket subscribed to MinIO's notifications; only those cached
     WriteForwarder, RequestBodies  writes, invalidated after MinIO's success; bodies held within bounds
     admin_app                      the admin port (metrics, stats, health, MinIO's webhook)
 
@@ -38,6 +39,7 @@ from robolake.accelerator.handlers import ReadListener, S3Handler
 from robolake.accelerator.metrics import Metrics
 from robolake.accelerator.prefetch import Prefetcher
 from robolake.accelerator.revalidate import Revalidator
+from robolake.accelerator.subscriptions import Subscriptions
 from robolake.accelerator.tiers import DiskTier, MemoryTier
 from robolake.accelerator.upstream import Upstream, UpstreamPool
 from robolake.accelerator.writes import WriteForwarder
@@ -71,8 +73,14 @@ class Accelerator:
         signer = OwnSigner(
             access_key=access_key, secret=secret, region=config.region, host=f"{config.host}:{config.port}"
         )
+        self.subscriptions = Subscriptions(self.upstream, signer, self.metrics, arn=config.notify_arn)
         self.filler = Filler(
-            self.cache, self.upstream, self.metrics, max_object_bytes=config.max_object_bytes, signer=signer
+            self.cache,
+            self.upstream,
+            self.metrics,
+            max_object_bytes=config.max_object_bytes,
+            signer=signer,
+            covers=self.subscriptions.covers,
         )
         verifier = Verifier(config.credentials, region=config.region)
         own = frozenset(config.credentials)
@@ -91,6 +99,7 @@ class Accelerator:
             metrics=self.metrics,
             bodies=self.bodies,
             relay_max_bytes=config.max_object_bytes,
+            after_write=self.subscriptions.after_write,
         )
         self.handler = S3Handler(
             cache=self.cache,
@@ -115,6 +124,7 @@ class Accelerator:
             started_at=time.time(),
             restored_at_start=restored,
             access=self.access,
+            echoes=self.subscriptions.echoes if config.notify_arn else None,
         )
 
     def app(self) -> web.Application:
@@ -128,6 +138,7 @@ class Accelerator:
             app.cleanup_ctx.append(self.prefetcher.lifespan)
         app.cleanup_ctx.append(self.revalidator.lifespan)
         app.cleanup_ctx.append(self.access.lifespan)
+        app.cleanup_ctx.append(self.subscriptions.lifespan)
         return app
 
     def admin_app(self) -> web.Application:

@@ -12,6 +12,7 @@ a success. A body the client broke cannot have been applied.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl
 
 from aiohttp import web
@@ -35,6 +36,8 @@ class WriteForwarder:
     metrics: Metrics
     bodies: RequestBodies
     relay_max_bytes: int
+    # Awaited after MinIO's answer to a write, before the client gets it (bucket subscriptions).
+    after_write: Callable[[str, str, str, str, int, str], Awaitable[None]] | None = None
 
     async def forward(
         self, request: web.Request, target: Target, key: invalidation.ObjectKey, *, verified: bool
@@ -61,6 +64,9 @@ class WriteForwarder:
             if listing is None:
                 if 200 <= response.status < 300:
                     self._invalidate(request.method, key, query, [])
+                if self.after_write is not None:
+                    etag = next((v for n, v in response.headers if n.lower() == "etag"), "")
+                    await self.after_write(request.method, bucket, name, target.query, response.status, etag)
                 return await relay(request, response, buffer_max_bytes=self.relay_max_bytes)
             listing.close()
             return await self._answer_multi_delete(request, response, key, query, listing)

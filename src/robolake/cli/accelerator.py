@@ -63,6 +63,12 @@ def accelerator() -> None:
     default=None,
     help="A team's users (written by `robolake users add`); re-read when it changes [default: root only].",
 )
+@click.option(
+    "--notify-arn",
+    default=None,
+    help="MinIO's webhook target for this accelerator (arn:minio:sqs::ID:webhook): subscribe every bucket "
+    "to it and cache only buckets that are [default: none; cached copies are revalidated instead].",
+)
 def serve(**opts: Any) -> None:
     """Run the accelerator in the foreground (Ctrl-C stops it).
 
@@ -111,6 +117,7 @@ def _serve_config(opts: dict[str, Any]) -> AcceleratorConfig:
         webhook_token=s.webhook_token,
         prefetch=not opts["no_prefetch"],
         users_file=opts["users_file"],
+        notify_arn=opts["notify_arn"],
     )
     if config.max_object_bytes > config.memory_bytes // 2:
         raise ConfigError(

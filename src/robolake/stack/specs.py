@@ -98,6 +98,11 @@ class NativeSpecs:
         ports = {port: "ROBOLAKE_MINIO_PORTS", console: "ROBOLAKE_MINIO_CONSOLE_PORTS"}
         return self._spec(f"minio-{index + 1}", argv, env, ports, cwd=self.state.node_dir(index + 1))
 
+    @property
+    def webhook_arn(self) -> str:
+        """The ARN of the webhook target every node sends bucket notifications to (the accelerator)."""
+        return f"arn:minio:sqs::{WEBHOOK_ID}:webhook"
+
     def accelerator_spec(self, creds: Credentials) -> ProcessSpec:
         s = self.settings
         cache = self.state.accelerator_cache
@@ -113,7 +118,7 @@ class NativeSpecs:
         argv = [sys.executable, "-m", "robolake.cli.accelerator", "serve", "--host", s.host]
         argv += ["--port", str(s.accelerator_port), "--admin-port", str(s.accelerator_admin_port)]
         argv += ["--cache-dir", str(cache), *(f"--upstream={e}" for e in s.minio_endpoints)]
-        argv += ["--users-file", str(users_path(self.state.root))]
+        argv += ["--users-file", str(users_path(self.state.root)), "--notify-arn", self.webhook_arn]
         ports = {
             s.accelerator_port: "ROBOLAKE_ACCELERATOR_PORT",
             s.accelerator_admin_port: "ROBOLAKE_ACCELERATOR_ADMIN_PORT",
