@@ -119,6 +119,16 @@ SWEEP: dict[str, list[list[str]]] = {
         ["{dir}", "--bucket", "umi-raw", "--endpoint", CLOSED],
     ],
     "runs list": [["--commit"], ["--bogus-flag"]],
+    "export lerobot": [
+        [],
+        ["--ref", "main", "--dataset", "x"],
+        ["--ref", "no-such-ref", "--dataset", "x", "--out", "{tmp}/lr1"],
+        ["--ref", "main", "--dataset", "no/such/path/", "--out", "{tmp}/lr2"],
+        ["--ref", "main", "--dataset", "x", "--out", "{tmp}/lr3", "--fps", "29.97"],
+        ["--ref", "main", "--dataset", "x", "--out", "{dir}"],
+        ["--ref", "main", "--dataset", "x", "--into-branch", "no-such-branch", "--lake-path", "lr"],
+        ["--ref", "main", "--dataset", "x", "--into-branch", "main"],
+    ],
     "ingest": [
         [],
         [f"{NO_DIR}.zarr.zip"],

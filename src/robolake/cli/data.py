@@ -141,24 +141,33 @@ def upload(local_dir: Path, bucket: str, prefix: str, endpoint: str | None, conc
     default=None,
     help="Where URL downloads are kept (default: ROBOLAKE_CACHE_DIR/downloads).",
 )
+@click.option("--branch", default=None, metavar="BRANCH", help="LeRobot folders: the lakeFS branch [default: main].")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def ingest(source: str, as_json: bool, **options: Any) -> None:
-    """Ingest UMI data into umi-raw: a *.zarr.zip, a zip or folder of MP4s, a generated layout, or a URL.
+def ingest(source: str, as_json: bool, branch: str | None, **options: Any) -> None:
+    """Ingest data into the lake: UMI data into umi-raw, a LeRobot v3.0 folder as a lakeFS commit.
 
     Everything is validated before the first byte is uploaded; a bad input writes nothing.
-    Episodes land in pose/<name>/, gripper/<name>/, video/<name>/; the file itself in
-    original/<name>/; the manifest in manifests/<name>.json.
+    UMI sources (a *.zarr.zip, a zip or folder of MP4s, a generated layout, or a URL of one):
+    episodes land in pose/<name>/, gripper/<name>/, video/<name>/; the file itself in
+    original/<name>/; the manifest in manifests/<name>.json. A LeRobot v3.0 folder (meta/info.json):
+    info.json, tasks, episodes and every data and video file they name are checked (files exist,
+    row and frame counts agree), then it is committed to lerobot/<name>/ on --branch.
 
-    Examples: robolake ingest cup_in_the_wild.zarr.zip;
-    robolake ingest https://example.org/cup_in_the_wild_mp4s.zip --sha256 <hex> --name cup_in_the_wild
+    \b
+    Examples:
+      robolake ingest cup_in_the_wild.zarr.zip
+      robolake ingest https://example.org/cup_in_the_wild_mp4s.zip --sha256 <hex> --name cup_in_the_wild
+      robolake ingest ./my_lerobot_dataset --branch datasets
     """
     from robolake.ingest.pipeline import ingest as run_ingest
     from robolake.storage.progress import byte_progress, object_progress
 
     if options["dataset_name"] is not None and not options["dataset_name"].strip():
         raise ConfigError("--name must not be empty")
-    settings = load_settings()
     is_url = source.startswith(("http://", "https://"))
+    if _ingest_lerobot(source, is_url, branch, as_json, options):
+        return
+    settings = load_settings()
     with (
         byte_progress("downloading", console=err_console, enabled=is_url) as download,
         object_progress("uploading", console=err_console) as progress,
@@ -172,6 +181,42 @@ def ingest(source: str, as_json: bool, **options: Any) -> None:
             **options,
         )
     _show_ingest(result, as_json)
+
+
+def _ingest_lerobot(source: str, is_url: bool, branch: str | None, as_json: bool, options: dict[str, Any]) -> bool:
+    """A LeRobot v3.0 folder: checked in full, then one lakeFS commit (robolake.ml.lerobot_ingest); False if not one."""
+    from robolake.ingest.lerobot import is_lerobot_folder
+    from robolake.ml.lerobot_ingest import ingest_lerobot
+    from robolake.storage.progress import object_progress
+
+    folder = Path(source).expanduser()
+    if is_url or not is_lerobot_folder(folder):
+        if branch is not None:
+            raise ConfigError(f"--branch applies to LeRobot v3.0 folders only; {source!r} has no meta/info.json")
+        return False
+
+    for flag, key in (("--sha256", "sha256"), ("--endpoint", "endpoint"), ("--download-dir", "download_dir")):
+        if options[key] is not None:
+            raise ConfigError(f"{flag} does not apply to a LeRobot folder (it is committed to lakeFS as it is)")
+    settings = load_settings()
+    with object_progress("uploading", console=err_console) as progress:
+        result = ingest_lerobot(
+            settings,
+            folder,
+            branch=branch or "main",
+            name=options["dataset_name"],
+            progress=progress,
+            status=lambda m: err_console.print(f"  {m}"),
+        )
+    if as_json:
+        _emit_json(result.as_dict())
+        return True
+    out_console.print(
+        f"ingested LeRobot v3.0 dataset {result.dataset!r} ({result.episodes} episodes, {result.frames} frames, "
+        f"{result.fps} fps): {result.files} files ({result.uploaded} sent) committed as {result.commit_id} "
+        f"to {result.path} on {result.branch!r}"
+    )
+    return True
 
 
 def _show_ingest(result: Any, as_json: bool) -> None:

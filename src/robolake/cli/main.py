@@ -11,6 +11,7 @@ from robolake.cli.bench_data import bench_small_files, bench_upload
 from robolake.cli.bench_suite import compare, dataloader, large_file_streaming, mixed_workload, warp_check
 from robolake.cli.common import run_cli
 from robolake.cli.data import generate, ingest, upload
+from robolake.cli.export import export
 from robolake.cli.hooks import hooks
 from robolake.cli.ml import runs
 from robolake.cli.stack import buckets, stack
@@ -48,6 +49,7 @@ cli.add_command(generate)
 cli.add_command(upload)
 cli.add_command(ingest)
 cli.add_command(runs)
+cli.add_command(export)
 cli.add_command(users)
 
 

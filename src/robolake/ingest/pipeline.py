@@ -93,6 +93,11 @@ def ingest(
         source, expected, download_dir or settings.cache_dir / "downloads", download_progress, status
     )
     kind = detect_kind(path)
+    if kind == "lerobot":  # a lakeFS commit, which this layer does not make
+        raise ConfigError(
+            f"{str(path)!r} is a LeRobot v3.0 folder: ingest it with `robolake ingest` or "
+            "robolake.ml.lerobot_ingest.ingest_lerobot, which commit it to lakeFS"
+        )
     dataset = dataset_name or default_dataset_name(path, kind)
     check_dataset_name(dataset, "dataset name (--name)")
     work = settings.cache_dir / "ingest"

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from robolake.ingest.lerobot import is_lerobot_folder
 from robolake.storage.download import file_sha256
 from robolake.storage.layout import (
     EXPERIMENTS_BUCKET,
@@ -69,10 +70,12 @@ class SourcePlan:
 
 
 def detect_kind(path: Path) -> str:
-    """replay_buffer, video_zip, video_folder or generated; DatasetFormatError for anything else."""
+    """replay_buffer, video_zip, video_folder, generated or lerobot; DatasetFormatError for anything else."""
     if path.is_dir():
         if (path / "manifest.json").is_file():
             return "generated"
+        if is_lerobot_folder(path):
+            return "lerobot"
         if any(p.suffix.lower() == ".mp4" for p in path.rglob("*") if p.is_file()):
             return "video_folder"
         raise DatasetFormatError(
