@@ -93,6 +93,24 @@ class Accelerator:
         )
         listeners: list[ReadListener] = [self.prefetcher] if self.prefetcher is not None else []
         self.bodies = RequestBodies(buffer_max_bytes=BUFFER_BODY_MAX, budget_bytes=BODY_BUDGET_BYTES)
+        self.handler = self._s3_handler(verifier, signer, own, listeners)
+        self.observed = Observed(
+            config=config,
+            cache=self.cache,
+            upstream=self.upstream,
+            metrics=self.metrics,
+            prefetcher=self.prefetcher,
+            started_at=time.time(),
+            restored_at_start=restored,
+            access=self.access,
+            echoes=self.subscriptions.echoes if config.notify_arn else None,
+        )
+
+    def _s3_handler(
+        self, verifier: Verifier, signer: OwnSigner, own: frozenset[str], listeners: list[ReadListener]
+    ) -> S3Handler:
+        """The S3 port's handler and the write path behind it."""
+        config = self.config
         writes = WriteForwarder(
             cache=self.cache,
             upstream=self.upstream,
@@ -101,7 +119,7 @@ class Accelerator:
             relay_max_bytes=config.max_object_bytes,
             after_write=self.subscriptions.after_write,
         )
-        self.handler = S3Handler(
+        return S3Handler(
             cache=self.cache,
             filler=self.filler,
             upstream=self.upstream,
@@ -114,17 +132,6 @@ class Accelerator:
             cluster=ClusterLister(upstream=self.upstream, signer=signer, metrics=self.metrics),
             access=self.access,
             read_listeners=listeners,
-        )
-        self.observed = Observed(
-            config=config,
-            cache=self.cache,
-            upstream=self.upstream,
-            metrics=self.metrics,
-            prefetcher=self.prefetcher,
-            started_at=time.time(),
-            restored_at_start=restored,
-            access=self.access,
-            echoes=self.subscriptions.echoes if config.notify_arn else None,
         )
 
     def app(self) -> web.Application:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,46 +30,57 @@ def accelerator() -> None:
     """
 
 
+_SERVE_OPTIONS = (  # `serve`'s flags, applied by _serve_options
+    click.option("--host", default=None, help="Address to listen on [default: the stack's host]."),
+    click.option("--port", type=PORT, default=None, help="S3 port [default: ROBOLAKE_ACCELERATOR_PORT or 9000]."),
+    click.option("--admin-port", type=PORT, default=None, help="Metrics/stats port [default: 9010]."),
+    click.option(
+        "--upstream",
+        "upstreams",
+        multiple=True,
+        help="MinIO endpoint URL; repeat for each node [default: the stack's nodes].",
+    ),
+    click.option(
+        "--cache-dir",
+        type=click.Path(path_type=Path),
+        default=Path("aistor/cache"),
+        show_default=True,
+        help="Disk tier directory.",
+    ),
+    click.option("--memory-mb", type=int, default=None, help="Memory tier budget [default: 256]."),
+    click.option("--disk-mb", type=int, default=None, help="Disk tier budget; 0 disables it [default: 4096]."),
+    click.option("--max-object-kb", type=int, default=None, help="Cache objects up to this size [default: 1024]."),
+    click.option(
+        "--revalidate-after-s",
+        type=float,
+        default=30.0,
+        show_default=True,
+        help="Re-check a cached object's ETag with MinIO after this many seconds (catches a lost notification).",
+    ),
+    click.option("--no-prefetch", is_flag=True, help="Switch off episode-aware prefetch."),
+    click.option(
+        "--users-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="A team's users (written by `robolake users add`); re-read when it changes [default: root only].",
+    ),
+    click.option(
+        "--notify-arn",
+        default=None,
+        help="MinIO's webhook target for this accelerator (arn:minio:sqs::ID:webhook): subscribe every bucket "
+        "to it and cache only buckets that are [default: none; cached copies are revalidated instead].",
+    ),
+)
+
+
+def _serve_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(_SERVE_OPTIONS):
+        command = option(command)
+    return command
+
+
 @accelerator.command()
-@click.option("--host", default=None, help="Address to listen on [default: the stack's host].")
-@click.option("--port", type=PORT, default=None, help="S3 port [default: ROBOLAKE_ACCELERATOR_PORT or 9000].")
-@click.option("--admin-port", type=PORT, default=None, help="Metrics/stats port [default: 9010].")
-@click.option(
-    "--upstream",
-    "upstreams",
-    multiple=True,
-    help="MinIO endpoint URL; repeat for each node [default: the stack's nodes].",
-)
-@click.option(
-    "--cache-dir",
-    type=click.Path(path_type=Path),
-    default=Path("aistor/cache"),
-    show_default=True,
-    help="Disk tier directory.",
-)
-@click.option("--memory-mb", type=int, default=None, help="Memory tier budget [default: 256].")
-@click.option("--disk-mb", type=int, default=None, help="Disk tier budget; 0 disables it [default: 4096].")
-@click.option("--max-object-kb", type=int, default=None, help="Cache objects up to this size [default: 1024].")
-@click.option(
-    "--revalidate-after-s",
-    type=float,
-    default=30.0,
-    show_default=True,
-    help="Re-check a cached object's ETag with MinIO after this many seconds (catches a lost notification).",
-)
-@click.option("--no-prefetch", is_flag=True, help="Switch off episode-aware prefetch.")
-@click.option(
-    "--users-file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="A team's users (written by `robolake users add`); re-read when it changes [default: root only].",
-)
-@click.option(
-    "--notify-arn",
-    default=None,
-    help="MinIO's webhook target for this accelerator (arn:minio:sqs::ID:webhook): subscribe every bucket "
-    "to it and cache only buckets that are [default: none; cached copies are revalidated instead].",
-)
+@_serve_options
 def serve(**opts: Any) -> None:
     """Run the accelerator in the foreground (Ctrl-C stops it).
 
