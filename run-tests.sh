@@ -15,6 +15,17 @@ side_log="${XDG_CACHE_HOME:-$HOME/.cache}/robolake/venvs/lerobot-build.log"
 mkdir -p "$(dirname "$side_log")"
 .venv/bin/python -c 'from tests.sidevenv import lerobot_python; lerobot_python()' > "$side_log" 2>&1 &
 ensure_go
+# Debian's chromium runs the console's browser tests (tests/e2e/test_console.py, driven by the
+# playwright package of the dev extra; no browser download). Installed once, when missing, as root.
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the console's browser tests (apt-get, first run only)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2 \
+      || echo "warning: apt-get could not install chromium; tests/e2e/test_console.py will be skipped" >&2
+  else
+    echo "warning: /usr/bin/chromium is missing (install it: sudo apt-get install chromium); tests/e2e/test_console.py will be skipped" >&2
+  fi
+fi
 .venv/bin/robolake stack build --all
 echo "== ruff"; .venv/bin/ruff check src tests; .venv/bin/ruff format --check --quiet src tests download_umi_data.py aistor
 echo "== mypy"; .venv/bin/mypy

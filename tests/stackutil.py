@@ -21,8 +21,9 @@ def free_ports(count: int) -> list[int]:
 
 def isolated_env(state_dir: Path) -> dict[str, str]:
     """ROBOLAKE_* variables for a stack in `state_dir` on free ports (never the user's)."""
-    p = free_ports(11)
+    p = free_ports(12)
     return {
+        "ROBOLAKE_CONSOLE_PORT": str(p[11]),
         "ROBOLAKE_PROMETHEUS_PORT": str(p[10]),
         "ROBOLAKE_ACCELERATOR_PORT": str(p[7]),
         "ROBOLAKE_ACCELERATOR_ADMIN_PORT": str(p[8]),
@@ -57,6 +58,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "ROBOLAKE_HOOKS_PORT": str(settings.hooks_port),
         "ROBOLAKE_PROMETHEUS_PORT": str(settings.prometheus_port),
         "ROBOLAKE_PROMETHEUS": "on" if settings.prometheus else "off",
+        "ROBOLAKE_CONSOLE_PORT": str(settings.console_port),
+        "ROBOLAKE_CONSOLE": "on" if settings.console else "off",
         "MINIO_ROOT_USER": settings.minio_root_user,
         "MINIO_ROOT_PASSWORD": settings.minio_root_password,
         "ROBOLAKE_ENV_FILE": "/nonexistent/.env",

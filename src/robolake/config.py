@@ -132,6 +132,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "ROBOLAKE_PROMETHEUS_PORT": ("prometheus_port", _parse_port),
     "ROBOLAKE_PROMETHEUS_RETENTION_DAYS": ("prometheus_retention_days", _ranged(_parse_int, 1, 3650)),
     "ROBOLAKE_PROMETHEUS_RETENTION_MB": ("prometheus_retention_mb", _ranged(_parse_int, 64, 1 << 24)),
+    "ROBOLAKE_CONSOLE": ("console", _on_off),
+    "ROBOLAKE_CONSOLE_PORT": ("console_port", _parse_port),
     "MINIO_ROOT_USER": ("minio_root_user", _text),
     "MINIO_ROOT_PASSWORD": ("minio_root_password", _text),
     "ROBOLAKE_START_TIMEOUT_S": ("start_timeout_s", _ranged(_parse_seconds, 5, 3600)),
@@ -165,6 +167,8 @@ class Settings:
     prometheus_port: int = 9090
     prometheus_retention_days: int = 15  # whichever bound is reached first
     prometheus_retention_mb: int = 1024
+    console: bool = True  # `stack up` starts the web console (robolake.console)
+    console_port: int = 9030
     minio_root_user: str = DEFAULT_MINIO_ROOT_USER
     minio_root_password: str = dataclasses.field(default=DEFAULT_MINIO_ROOT_PASSWORD, repr=False)
     lakefs_repo: str = "robotics-data"
@@ -231,14 +235,15 @@ class Settings:
             self.accelerator_admin_port,
             self.hooks_port,
             *([self.prometheus_port] if self.prometheus else []),
+            *([self.console_port] if self.console else []),
         ]
         dupes = sorted({p for p in ports if ports.count(p) > 1})
         if dupes:
             raise ConfigError(
                 f"port(s) {dupes} are assigned to more than one component; check "
                 "ROBOLAKE_MINIO_PORTS, ROBOLAKE_MINIO_CONSOLE_PORTS, ROBOLAKE_LAKEFS_PORT, "
-                "ROBOLAKE_ACCELERATOR_PORT, ROBOLAKE_ACCELERATOR_ADMIN_PORT, ROBOLAKE_HOOKS_PORT and "
-                "ROBOLAKE_PROMETHEUS_PORT"
+                "ROBOLAKE_ACCELERATOR_PORT, ROBOLAKE_ACCELERATOR_ADMIN_PORT, ROBOLAKE_HOOKS_PORT, "
+                "ROBOLAKE_PROMETHEUS_PORT and ROBOLAKE_CONSOLE_PORT"
             )
         if " " in str(self.state_dir):
             raise ConfigError(
@@ -301,6 +306,11 @@ class Settings:
     def prometheus_endpoint(self) -> str:
         """Prometheus's UI and HTTP API (`/api/v1/query`)."""
         return f"http://{self.host}:{self.prometheus_port}"
+
+    @property
+    def console_endpoint(self) -> str:
+        """The web console (`robolake console`)."""
+        return f"http://{self.host}:{self.console_port}"
 
     @property
     def hooks_endpoint(self) -> str:

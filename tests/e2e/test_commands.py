@@ -37,7 +37,7 @@ def test_deploy_local_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
     }
     first = run(["./deploy-local.sh", "--runtime", "native"], env)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "started minio-1, minio-2, minio-3, accelerator, hooks, lakefs, prometheus" in first.stderr
+    assert "started minio-1, minio-2, minio-3, accelerator, hooks, lakefs, prometheus, console" in first.stderr
     assert "Next steps" in first.stdout and env["ROBOLAKE_LAKEFS_PORT"] in first.stdout
     # The main job: sample generated, uploaded (verified), committed, small-file table printed.
     assert "| accelerator warm | GET | 8 |" in first.stdout and "| accelerator | LIST | 1 |" in first.stdout
@@ -55,6 +55,7 @@ def test_deploy_local_up_is_idempotent_and_down_leaves_nothing(tmp_path: Path) -
         ("hooks", True),
         ("lakefs", True),
         ("prometheus", True),
+        ("console", True),
     ]
     assert doc["cluster"]["one_cluster"] and doc["repository"]["exists"]
     assert all(set(c) >= {"name", "endpoint", "healthy"} for c in doc["components"])

@@ -26,7 +26,7 @@ def test_status_reports_one_healthy_cluster_and_the_repository(stack: NativeStac
     status = stack.status().as_dict()
     assert status["healthy"] is True
     names = [c["name"] for c in status["components"]]
-    assert names == ["minio-1", "minio-2", "minio-3", "accelerator", "hooks", "lakefs", "prometheus"]
+    assert names == ["minio-1", "minio-2", "minio-3", "accelerator", "hooks", "lakefs", "prometheus", "console"]
     assert all(c["healthy"] and c["running"] for c in status["components"])
     cluster = status["cluster"]
     assert cluster["one_cluster"] is True and len(cluster["deployment_ids"]) == 1

@@ -3,6 +3,7 @@ collecting every error on the way down. Processes are fakes; nothing is started.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -14,7 +15,7 @@ from robolake.stack import native as native_module
 from robolake.stack.native import NativeStack
 from robolake.stack.process import ProcessSpec
 
-ORDER = ["minio-1", "minio-2", "minio-3", "accelerator", "hooks", "lakefs", "prometheus"]
+ORDER = ["minio-1", "minio-2", "minio-3", "accelerator", "hooks", "lakefs", "prometheus", "console"]
 
 
 @pytest.fixture
@@ -85,19 +86,42 @@ def test_one_table_names_every_component_in_start_order(stack: NativeStack) -> N
 
 def test_up_walks_the_table_forward_stage_by_stage(stack: NativeStack, fakes: type[FakeProcess]) -> None:
     fakes.running = {"minio-1", "minio-3", "hooks"}
-    assert stack.up() == ["minio-2", "accelerator", "lakefs", "prometheus"]
+    assert stack.up() == ["minio-2", "accelerator", "lakefs", "prometheus", "console"]
     minio = ["start minio-2", "wait minio-1", "wait minio-2", "wait minio-3", "_minio_ready ['minio-2']"]
     accelerator = ["start accelerator", "wait accelerator", "_accelerator_ready ['accelerator']"]
     lakefs = ["start lakefs", "wait lakefs", "_lakefs_ready ['lakefs']"]
     prometheus = ["start prometheus", "wait prometheus"]
-    assert fakes.journal == ["ports", *minio, *accelerator, "wait hooks", *lakefs, *prometheus]
+    console = ["start console", "wait console"]
+    assert fakes.journal == ["ports", *minio, *accelerator, "wait hooks", *lakefs, *prometheus, *console]
 
 
 def test_prometheus_is_left_out_when_switched_off(tmp_path: Path) -> None:
     off = Settings.load(environ={"ROBOLAKE_PROMETHEUS": "off"}, env_file=Path("/nonexistent"), state_dir=tmp_path)
-    assert NativeStack(off).component_names() == ORDER[:-1]
+    assert NativeStack(off).component_names() == [n for n in ORDER if n != "prometheus"]
     with pytest.raises(ConfigError, match=r"ROBOLAKE_PROMETHEUS='maybe' is not on or off"):
         Settings.load(environ={"ROBOLAKE_PROMETHEUS": "maybe"}, env_file=Path("/nonexistent"), state_dir=tmp_path)
+
+
+def test_the_console_is_left_out_when_switched_off(tmp_path: Path) -> None:
+    off = Settings.load(environ={"ROBOLAKE_CONSOLE": "off"}, env_file=Path("/nonexistent"), state_dir=tmp_path)
+    assert NativeStack(off).component_names() == ORDER[:-1]
+    with pytest.raises(ConfigError, match=r"port\(s\) \[9090\] are assigned to more than one"):
+        Settings.load(environ={"ROBOLAKE_CONSOLE_PORT": "9090"}, env_file=Path("/nonexistent"), state_dir=tmp_path)
+
+
+def test_the_console_process_loads_the_same_settings(tmp_path: Path) -> None:
+    env = {"ROBOLAKE_CONSOLE_PORT": "9555", "ROBOLAKE_LAKEFS_PORT": "8111", "ROBOLAKE_MINIO_PORTS": "9401,9402,9403"}
+    settings = Settings.load(environ=env, env_file=Path("/nonexistent"), state_dir=tmp_path / "s", cache_dir=tmp_path)
+    NativeStack(settings).state.create()
+    creds = NativeStack(settings).state.credentials()
+    spec = NativeStack(settings).console_spec(creds)
+    assert spec.argv[-4:] == ["--host", "127.0.0.1", "--port", "9555"] and spec.ports == {9555: "ROBOLAKE_CONSOLE_PORT"}
+    child = Settings.load(environ=dict(spec.env), env_file=Path("/nonexistent"))
+    keys = {
+        "lakefs_access_key_id": creds.lakefs_access_key_id,
+        "lakefs_secret_access_key": creds.lakefs_secret_access_key,
+    }
+    assert child == dataclasses.replace(settings, **keys)
 
 
 def test_down_walks_it_backward_and_collects_every_error(stack: NativeStack, fakes: type[FakeProcess]) -> None:

@@ -10,6 +10,7 @@ from robolake.cli.bench import bench
 from robolake.cli.bench_data import bench_small_files, bench_upload
 from robolake.cli.bench_suite import compare, dataloader, large_file_streaming, mixed_workload, warp_check
 from robolake.cli.common import run_cli
+from robolake.cli.console import console
 from robolake.cli.data import generate, ingest, upload
 from robolake.cli.export import export
 from robolake.cli.hooks import hooks
@@ -51,6 +52,7 @@ cli.add_command(ingest)
 cli.add_command(runs)
 cli.add_command(export)
 cli.add_command(users)
+cli.add_command(console)
 
 
 def main() -> None:

@@ -200,8 +200,26 @@ class NativeStack(NativeSpecs):
             Stage(components=(accelerator,), ready=self._accelerator_ready),
             Stage(components=(hooks,)),
             Stage(components=(lakefs,), ready=self._lakefs_ready),
-            *([Stage(components=(prometheus,))] if s.prometheus else []),
+            *self._optional_stages(prometheus),
         ]
+
+    def _optional_stages(self, prometheus: Component) -> list[Stage]:
+        """Prometheus, then the console, each unless switched off (ROBOLAKE_PROMETHEUS, ROBOLAKE_CONSOLE)."""
+        s = self.settings
+        wanted = ((prometheus, s.prometheus), (self._console_component(), s.console))
+        return [Stage(components=(component,)) for component, on in wanted if on]
+
+    def _console_component(self) -> Component:
+        s = self.settings
+        return Component(
+            name="console",
+            endpoint=s.console_endpoint,
+            console=s.console_endpoint,
+            spec=lambda _b, creds: self.console_spec(creds),
+            healthy=functools.partial(health.http_ok, f"{s.console_endpoint}/health"),
+            announce=f"starting console on {s.console_endpoint} (stack, versions, metrics, episode browser)",
+            marker="robolake.cli.console",
+        )
 
     def _minio_node_spec(self, index: int, binaries: Binaries, creds: Credentials) -> ProcessSpec:
         return self.minio_spec(index, binaries["minio"], creds)

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from robolake.accelerator.principals import users_path
-from robolake.config import Settings
+from robolake.config import _VARIABLES, Settings
 from robolake.errors import StateError
 from robolake.stack import monitoring
 from robolake.stack.process import ProcessSpec
@@ -26,6 +26,25 @@ WEBHOOK_ID = "ROBOLAKE"
 # Buckets whose changes MinIO reports to the accelerator (lakeFS never rewrites an address).
 NOTIFIED_BUCKETS = ("umi-raw", "umi-processed", "umi-experiments")
 LAKEFS_STORAGE_BUCKET = "lakefs-storage"
+
+
+_NOT_PASSED = frozenset({"ROBOLAKE_HOOKS_TOKEN", "ROBOLAKE_WEBHOOK_TOKEN"})  # secrets the console never needs
+
+
+def settings_environment(s: Settings) -> dict[str, str]:
+    """The ROBOLAKE_* (and MinIO root) variables that make a child process load these settings."""
+    env: dict[str, str] = {"ROBOLAKE_CACHE_DIR": str(s.cache_dir)}
+    for name, (field, _parse) in _VARIABLES.items():
+        value = getattr(s, field)
+        if name in _NOT_PASSED:
+            continue
+        if isinstance(value, bool):
+            env[name] = "on" if value else "off"
+        elif isinstance(value, tuple):
+            env[name] = ",".join(str(v) for v in value)
+        elif value is not None and value != "":
+            env[name] = str(int(value) if isinstance(value, float) else value)
+    return env
 
 
 class NativeSpecs:
@@ -138,6 +157,15 @@ class NativeSpecs:
         argv = [sys.executable, "-m", "robolake.cli.hooks", "serve", "--host", s.host, "--port", str(s.hooks_port)]
         argv += ["--lakefs-endpoint", s.lakefs_endpoint, "--work-dir", str(self.state.root / "hooks")]
         return self._spec("hooks", argv, env, {s.hooks_port: "ROBOLAKE_HOOKS_PORT"})
+
+    def console_spec(self, creds: Credentials) -> ProcessSpec:
+        """The web console (robolake.console), reading the stack these settings describe."""
+        s = self.settings
+        env = {**settings_environment(s), "ROBOLAKE_ENV_FILE": "/dev/null", "ROBOLAKE_STATE_DIR": str(self.state.root)}
+        env |= {"ROBOLAKE_LAKEFS_ACCESS_KEY_ID": creds.lakefs_access_key_id}
+        env |= {"ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": creds.lakefs_secret_access_key}
+        argv = [sys.executable, "-m", "robolake.cli.console", "--host", s.host, "--port", str(s.console_port)]
+        return self._spec("console", argv, env, {s.console_port: "ROBOLAKE_CONSOLE_PORT"})
 
     def prometheus_spec(self, binary: Path) -> ProcessSpec:
         """Prometheus scraping the stack (robolake.stack.monitoring); writes its configuration first."""
