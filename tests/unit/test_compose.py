@@ -217,7 +217,7 @@ def test_load_compose_reports_bad_files(tmp_path: Path) -> None:
 
 def test_local_services_ports_and_volumes(local: dict[str, Any]) -> None:
     services = local["services"]
-    assert set(services) == {*ALL_SERVERS, "setup"}
+    assert set(services) == {*ALL_SERVERS, "setup", "prometheus"}
     assert services["accelerator"]["ports"] == ["127.0.0.1:9000:9000", "127.0.0.1:9010:9010"]
     for name, service in services.items():
         for mapping in service.get("ports", []):
@@ -241,7 +241,7 @@ def test_local_services_ports_and_volumes(local: dict[str, Any]) -> None:
         assert node["build"]["dockerfile"] == "deploy/docker/minio.Dockerfile"
     assert len(set(drive_volumes)) == 6, "every drive needs a volume of its own"
     queues = [f"{name}-queue" for name in MINIO_NODES]
-    assert {*drive_volumes, *queues, "accelerator-cache", "lakefs-data"} == declared
+    assert {*drive_volumes, *queues, "accelerator-cache", "lakefs-data", "prometheus-data"} == declared
     assert services["lakefs"]["ports"] == ["127.0.0.1:8000:8000"]
     assert services["lakefs"]["volumes"] == ["lakefs-data:/home/lakefs"]
 
@@ -466,6 +466,15 @@ def test_bootstrap_subscribes_the_buckets(monkeypatch: pytest.MonkeyPatch) -> No
 def test_lakefs_image_is_the_pinned_version(path: Path, versions: Versions) -> None:
     image = load_compose(path)["services"]["lakefs"]["image"]
     assert image == f"treeverse/lakefs:{versions.lakefs.removeprefix('v')}"
+
+
+@pytest.mark.parametrize("path", [LOCAL, CLOUD], ids=["local", "cloud"])
+def test_prometheus_image_is_the_pinned_version_with_the_generated_config(path: Path, versions: Versions) -> None:
+    service = load_compose(path)["services"]["prometheus"]
+    minor, patch = versions.prometheus.removeprefix("v0.").split(".")  # module v0.3yy.z is release 3.yy.z
+    assert service["image"] == f"prom/prometheus:v{int(minor) // 100}.{int(minor) % 100}.{patch}"
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in service["volumes"]
+    assert "./deploy/prometheus-rules.yml:/etc/prometheus/rules.yml:ro" in service["volumes"]
 
 
 def test_minio_dockerfile_builds_the_pinned_version(versions: Versions) -> None:
