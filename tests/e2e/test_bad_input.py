@@ -120,6 +120,7 @@ SWEEP: dict[str, list[list[str]]] = {
         ["{dir}", "--bucket", "umi-raw", "--endpoint", CLOSED],
     ],
     "runs list": [["--commit"], ["--bogus-flag"]],
+    "reliability": [["--profile", "huge"], ["--seed", "-1"], ["--bogus-flag"]],
     "export lerobot": [
         [],
         ["--ref", "main", "--dataset", "x"],

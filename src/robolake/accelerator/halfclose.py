@@ -39,11 +39,17 @@ class HalfCloseProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self.eof = True
+        inner = self._inner
+        # Idle (waiting for a request, none queued): at most a partial head, which can never
+        # complete now. Close at once, as aiohttp does; kept open, the connection would stay in
+        # CLOSE-WAIT for good (close() cancels that wait, so neither the handler nor the
+        # keep-alive timer would close it).
+        idle = inner._waiter is not None and not inner._waiter.done() and not inner._messages
         for body in self._bodies:
             _cut_short(body)
         self._bodies.clear()
-        self._inner.close()  # the request in progress is answered; then the connection closes
-        return True  # keep the transport: its writing side is still open
+        inner.close()  # the request in progress is answered; then the connection closes
+        return not idle  # True: keep the transport, its writing side is still open
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._bodies.clear()

@@ -22,6 +22,7 @@ MinIO is reached through a `Sender` (robolake.accelerator.upstream), so a script
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -51,6 +52,9 @@ from robolake.sigv4 import Verified, Verifier
 # Request headers whose answer the cache leaves to MinIO: date conditionals (MinIO's second-
 # granularity rules), and Origin (MinIO's CORS headers answer the request, not the object).
 FORWARDED_WHEN_PRESENT = ("if-modified-since", "if-unmodified-since", "origin")
+# MinIO answers 400 to a GET whose X-Amz-Content-Sha256 is neither a hex digest nor one of its
+# keywords, signature or not; the cache answers only these two forms and leaves the rest to MinIO.
+CACHE_PAYLOAD_HASH = re.compile(r"[0-9a-f]{64}|UNSIGNED-PAYLOAD")
 # Headers the cache reads: sent twice, Go reads the first and signs them joined, so MinIO decides.
 READ_ONCE = ("authorization", "host", "range", "if-match", "if-none-match", "x-amz-checksum-mode", "x-amz-date")
 PRESIGN_QUERY = ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Algorithm")
@@ -131,7 +135,8 @@ class S3Handler:
         range_header = headers.get("range", "")
         # A Range MinIO judges itself (416 at once, or ignored: replay.parse_range) goes there too.
         odd_range = bool(range_header) and replay.parse_range(range_header) is None
-        if odd_range or any(h in headers for h in FORWARDED_WHEN_PRESENT) or request.body_exists:
+        odd_payload = not CACHE_PAYLOAD_HASH.fullmatch(headers.get("x-amz-content-sha256", "UNSIGNED-PAYLOAD"))
+        if odd_range or odd_payload or any(h in headers for h in FORWARDED_WHEN_PRESENT) or request.body_exists:
             return await self._forward(request, target), "passthrough_conditional"
         principal = self._principal(request, target)
         if principal is None:

@@ -15,6 +15,7 @@ from robolake.cli.data import generate, ingest, upload
 from robolake.cli.export import export
 from robolake.cli.hooks import hooks
 from robolake.cli.ml import runs
+from robolake.cli.reliability import reliability
 from robolake.cli.stack import buckets, stack
 from robolake.cli.users import users
 from robolake.cli.version import version
@@ -53,6 +54,7 @@ cli.add_command(runs)
 cli.add_command(export)
 cli.add_command(users)
 cli.add_command(console)
+cli.add_command(reliability)
 
 
 def main() -> None:

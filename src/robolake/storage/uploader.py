@@ -366,17 +366,19 @@ class _Run:
             if not token:
                 return out
 
-    def _report(self) -> None:
+    def _report(self, path: str = "") -> None:
+        """`path`: the key just stored and verified (or found there), "" for anything else."""
         if self.progress is not None:
             done = self.uploaded + self.skipped + len(self.failures)
             self.progress(
                 TransferProgress(
-                    done, len(self.items), self.bytes_done, self.total_bytes, self.skipped, len(self.failures)
+                    done, len(self.items), self.bytes_done, self.total_bytes, self.skipped, len(self.failures), path
                 )
             )
 
     async def _worker(self, queue: Iterable[UploadItem]) -> None:
         for item in queue:
+            stored = ""
             try:
                 wrote = await self._one(item)
             except (errors.StorageError, OSError) as exc:
@@ -384,6 +386,7 @@ class _Run:
                     raise
                 self._failed(item, exc)
             else:
+                stored = item.key
                 self.consecutive_unreachable = 0
                 if wrote:
                     self.uploaded += 1
@@ -391,7 +394,7 @@ class _Run:
                 else:
                     self.skipped += 1
             self.bytes_done += item.size
-            self._report()
+            self._report(stored)
 
     def _failed(self, item: UploadItem, exc: BaseException) -> None:
         message = exc.strerror or str(exc) if isinstance(exc, OSError) else str(exc)
