@@ -9,6 +9,7 @@ a fixture of UMI's published behaviour (why a fixture and not UMI's files: see t
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -19,6 +20,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from robolake.umi import generate_dataset
@@ -55,7 +57,7 @@ print(json.dumps(out))
 UMI_LOADER_READER = r"""
 import json, sys
 sys.path.insert(0, sys.argv[1])
-import imagecodecs, numcodecs, numpy, zarr
+import base64, imagecodecs, numcodecs, numpy, zarr
 import umi_training_loader as umi
 umi.register_umi_codecs()
 root = umi.copy_from_store(sys.argv[2])
@@ -64,6 +66,7 @@ out = {"versions": [zarr.__version__, numcodecs.__version__, imagecodecs.__versi
        "umi_config": umi.UmiJpegXl(level=99, numthreads=1).get_config(), "cameras": {}}
 windows = umi.sampler_windows(root["meta/episode_ends"][:])
 out["windows"] = len(windows)
+out["window_list"] = [list(map(int, w)) for w in windows]
 for cam in cameras:
     frames = root["data"][cam]
     picks = sorted({0, 1, len(windows) // 2, len(windows) - 1})
@@ -72,7 +75,8 @@ for cam in cameras:
         current, start, _ = windows[k]
         window = umi.rgb_window(frames, current, start)
         obs = umi.to_obs(window)
-        samples.append({"current": current, "start": start, "obs_shape": list(obs.shape),
+        samples.append({"index": k, "window_b64": base64.b64encode(window.tobytes()).decode(),
+                        "current": current, "start": start, "obs_shape": list(obs.shape),
                         "obs_range": [float(obs.min()), float(obs.max())],
                         "frame_std": [float(f.std()) for f in window],
                         "frames_differ": bool(numpy.any(window[0] != window[-1]))})
@@ -196,3 +200,29 @@ def test_umi_training_loader_rejects_newer_imagecodecs_keys(
     result = _run_umi_loader(python, path, tmp_path)
     assert result.returncode != 0
     assert "TypeError" in result.stderr and "unexpected keyword argument 'bitspersample'" in result.stderr
+
+
+def test_robolake_windows_equal_umis_sampler_in_its_own_environment(
+    generated: tuple[Path, int], python: Path, tmp_path: Path
+) -> None:
+    """The same file, the same indices: robolake.ml's windows are those UMI's code (zarr 2.16) makes."""
+    from robolake.ml import SamplerConfig
+    from tests.unit.test_ml_reference import local_dataset
+
+    path, _ = generated
+    result = _run_umi_loader(python, path, tmp_path)
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    ds = local_dataset(path, SamplerConfig.umi(split="all"))  # the fixture's windows ignore the val split
+    assert [list(map(int, row)) for row in ds.indices] == doc["window_list"]
+    for sample in doc["cameras"]["camera0_rgb"]["samples"]:
+        theirs = np.frombuffer(base64.b64decode(sample["window_b64"]), dtype=np.uint8)
+        ours = ds[sample["index"]]["camera0_rgb"]
+        assert ours.shape == (2, 224, 224, 3) and theirs.size == ours.size
+        # The same frames, decoded by two libjxl builds (UMI's pinned imagecodecs 2023.9.18 and ours),
+        # which round a few pixels differently by one level; another frame differs by far more.
+        diff = np.abs(ours.reshape(-1).astype(np.int16) - theirs.astype(np.int16))
+        assert diff.max() <= 2 and diff.mean() < 0.5, (sample["index"], int(diff.max()), float(diff.mean()))
+    other = ds[doc["cameras"]["camera0_rgb"]["samples"][-1]["index"]]["camera0_rgb"].reshape(-1).astype(np.int16)
+    first = np.frombuffer(base64.b64decode(doc["cameras"]["camera0_rgb"]["samples"][0]["window_b64"]), np.uint8)
+    assert np.abs(other - first.astype(np.int16)).mean() > 2.0, "the tolerance must tell frames apart"

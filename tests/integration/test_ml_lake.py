@@ -171,3 +171,33 @@ def test_bad_input_is_one_clear_error_before_any_read(
     too_long = SamplerConfig.umi(action=KeyWindow(horizon=60, down_sample_steps=3))
     with pytest.raises(ConfigError, match=r"action horizon 60 .* longer than every episode"):
         LakeDataset.open(settings, name, path, too_long)
+
+
+def test_blocks_read_through_the_accelerator_once_then_from_disk(
+    settings: Settings,
+    client: LakeFSClient,
+    branch: MakeBranch,
+    buffers: dict[int, Path],
+    roots: dict[int, Any],
+    tmp_path: Path,
+) -> None:
+    name = branch("mlblocks")
+    path = f"ml/{name}/{BUFFER}"
+    put(client, name, buffers[11], path)
+    config = SamplerConfig.umi()
+    ds = LakeDataset.open(settings, name, path, config, client=client, cache_dir=tmp_path, block_bytes=1 << 20)
+    assert ds.zip.blocks is not None
+    ds.schedule(list(range(len(ds)))[::-1])
+    assert ds._ahead is not None and ds._ahead.wait_idle(60)
+    fetched = ds.zip.blocks.fetched
+    assert 0 < fetched <= ds.zip.blocks.n_blocks and ds.zip.source.requests <= fetched + 2  # + the directory
+    made = ds.zip.source.requests
+    assert_equals_reference(ds, roots[11], config)
+    assert ds.zip.blocks.fetched == fetched and ds.zip.source.requests == made  # every frame from local disk
+    again = LakeDataset.open(settings, name, path, config, client=client, cache_dir=tmp_path, block_bytes=1 << 20)
+    assert again.zip.blocks is not None
+    windows = reference_indices(roots[11]["meta/episode_ends"][:], config)
+    batch = [0, len(windows) - 1, 7, 7]
+    for got, i in zip(again.__getitems__(batch), batch, strict=True):
+        assert_same(got, reference_sample(roots[11], windows[i], config))
+    assert again.zip.blocks.fetched == 0 and again.zip.blocks.misses == 0

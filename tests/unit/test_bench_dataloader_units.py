@@ -1,14 +1,24 @@
-"""The dataloader benchmark's pure parts: parameters, episode order, bodies and decoding, the summary."""
+"""The dataloader benchmark's pure parts: parameters, episode order, bodies and decoding, the summary;
+for the training path: parameters, the workers' shares, the sample check, UMI's loader, the memory sampler."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from robolake.bench import core, dataloader
-from robolake.errors import ConfigError
+from robolake.bench import core, dataloader, loaders, memory, training
+from robolake.errors import ConfigError, RobolakeError
+from robolake.ml import EpochOrder, SamplerConfig
+from robolake.umi import generate_dataset
+from tests.unit.test_ml_reference import BUFFER, local_dataset
 
 
 @pytest.mark.parametrize(
@@ -77,3 +87,115 @@ def test_samples_series_and_summary() -> None:
         "errors": 0,
     }
     assert summary["accelerator_vs_direct"] == 2.5 and summary["batch_vs_direct"] == 8.0
+
+
+# ---- the training path (bench/training.py, loaders.py, memory.py) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"episodes": 1}, "--episodes 1 must be between 2 and 1000"),
+        ({"workers": 0}, "--workers 0"),
+        ({"epochs": 0}, "--epochs 0"),
+        ({"batch_size": 0}, "--batch-size 0"),
+        ({"profile": "huge"}, "--profile 'huge' is unknown"),
+        ({"block_bytes": 1000}, "--block-size 1000"),
+        ({"loaders": ("robolake", "naive")}, "give umi (the baseline)"),
+        ({"loaders": ("umi", "s3fs")}, "unknown: 's3fs'"),
+        ({"loaders": ("umi", "umi")}, "each once"),
+    ],
+)
+def test_bad_training_params_name_the_value(kwargs: dict[str, object], names: str) -> None:
+    with pytest.raises(ConfigError, match=names.replace("(", r"\(").replace(")", r"\)")):
+        training.TrainingParams(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("n", "workers", "batch"), [(47, 2, 4), (100, 3, 16), (5, 4, 2), (16, 1, 16)])
+def test_workers_share_each_epoch_round_robin_like_a_dataloader(n: int, workers: int, batch: int) -> None:
+    plan = loaders.Plan(workers=workers, batch_size=batch, seed=7)
+    for epoch in (0, 1):
+        order = [int(i) for i in EpochOrder(n, seed=7).permutation(epoch)]
+        cut = [order[b : b + batch] for b in range(0, n, batch)]
+        shares = [loaders.my_batches(n, plan, epoch, w) for w in range(workers)]
+        assert [shares[b % workers][b // workers] for b in range(len(cut))] == cut
+    assert loaders.my_batches(n, plan, 0, 0) != loaders.my_batches(n, plan, 1, 0) or n <= batch
+
+
+def _result(sums: dict[int, int], split: int = 2) -> dict[str, object]:
+    items = sorted(sums.items())
+    return {"workers": [{"checksums": dict(items[w::split])} for w in range(split)]}
+
+
+def test_check_samples_wants_every_sample_once_and_equal_to_umis() -> None:
+    good = {i: i * 7 for i in range(10)}
+    ok = {"umi": [[_result(good), _result(good)]], "robolake": [[_result(good)], [_result(good)]]}
+    training.check_samples(ok, 10)  # type: ignore[arg-type]
+    cases = [
+        ({"robolake": [[_result(good)], [_result({**good, 3: 0})]]}, r"robolake, epoch 2: 1 samples differ .*sample 3"),
+        (
+            {"naive": [[_result({i: good[i] for i in range(9)})]]},
+            "naive, epoch 1: read 9 distinct samples, expected 10",
+        ),
+        ({"umi": [[_result(good), _result({**good, 9: 1})]]}, "umi, epoch 1: 1 samples differ"),  # its second run
+    ]
+    for runs, message in cases:
+        with pytest.raises(RobolakeError, match=message):
+            training.check_samples({"umi": [[_result(good)]], **runs}, 10)  # type: ignore[dict-item]
+    twice = {"workers": [{"checksums": {0: 0, 1: 7}}, {"checksums": {1: 7}}]}
+    with pytest.raises(RobolakeError, match="umi, epoch 1: sample 1 was read twice"):
+        training.check_samples({"umi": [[twice]]}, 2)
+
+
+def test_umis_loader_runs_right_before_and_after_robolakes_epoch() -> None:
+    assert training.turns(("umi", "robolake", "naive")) == ["umi", "robolake", "umi", "naive"]
+    assert training.turns(("umi", "naive", "robolake-nocache")) == ["umi", "naive", "robolake-nocache"]
+
+
+def test_umis_loader_and_robolakes_give_the_same_windows(tmp_path: Path) -> None:
+    generate_dataset(tmp_path, profile="tiny", episodes=3, seed=11)
+    config = SamplerConfig.umi()
+    umi = loaders.UmiMemoryLoader(tmp_path / BUFFER, config)
+    ours = local_dataset(tmp_path / BUFFER, config)
+    assert len(umi) == len(ours) > 0
+    assert [loaders.checksum(umi[i]) for i in range(len(umi))] == [
+        loaders.checksum(s) for s in ours.__getitems__(list(range(len(ours))))
+    ]
+    changed = {**umi[3], "action": umi[3]["action"] + 1}
+    assert loaders.checksum(changed) != loaders.checksum(umi[3])
+
+
+def _sleep_then_exit() -> None:
+    time.sleep(5)
+
+
+def test_tree_memory_sums_a_process_and_its_children() -> None:
+    child = multiprocessing.get_context("fork").Process(target=_sleep_then_exit, daemon=True)
+    child.start()
+    try:
+        assert child.pid in memory.descendants(os.getpid())
+        now = memory.tree_memory(os.getpid())
+        assert now["processes"] >= 2 and now["rss_bytes"] >= now["pss_bytes"] > 0
+        with memory.TreeMemory({"me": os.getpid()}, interval_s=0.01) as sampler:
+            time.sleep(0.1)
+        assert sampler.samples >= 2 and sampler.peaks["me"]["rss_bytes"] >= now["rss_bytes"] // 2
+    finally:
+        child.terminate()
+        child.join(5)
+
+
+def test_options_of_the_other_mode_are_refused() -> None:
+    robolake = str(Path(sys.executable).parent / "robolake")
+    env = {**os.environ, "ROBOLAKE_ENV_FILE": "/nonexistent/.env"}
+    for args, message in (
+        (["--workers", "2"], "--workers only apply to --mode training"),
+        (
+            ["--mode", "training", "--paths", "direct", "--duration", "3"],
+            "--duration, --paths only apply to --mode json",
+        ),
+        (["--mode", "training", "--block-size", "lots"], "--block-size 'lots' is not like 4096"),
+    ):
+        result = subprocess.run(
+            [robolake, "bench", "dataloader", *args], check=False, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 2 and message in result.stderr, (args, result.stderr)

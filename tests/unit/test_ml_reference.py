@@ -16,6 +16,7 @@ the transport only; the integration test reads the same bytes out of lakeFS via 
 from __future__ import annotations
 
 import pickle
+import threading
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,12 @@ import pytest
 
 from robolake.errors import ConfigError
 from robolake.ml import KeyWindow, LakeDataset, Located, SamplerConfig
+from robolake.ml.blocks import BlockCache
 from robolake.ml.dataset import check_arrays
-from robolake.ml.remote import EntryCache, RangeSource, RemoteZip
+from robolake.ml.remote import RangeSource, RemoteZip
 from robolake.storage.s3 import S3Target
 from robolake.umi import generate_dataset
+from robolake.umi.errors import DatasetFormatError
 from robolake.versioning import ObjectStat
 from tests.umi_training_loader import UmiJpegXl, copy_from_store, rgb_window, sampler_windows, to_obs
 
@@ -116,27 +119,38 @@ def assert_same(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
 
 
 class FileSource(RangeSource):
-    """The range source over a local file (the transport only; the zip logic is the real one)."""
+    """The range source over a local file (the transport only; the zip logic is the real one).
+
+    It logs every range read, so tests can say which bytes were read how often.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path, self.requests, self.bytes_read = path, 0, 0
+        self.ranges: list[tuple[int, int]] = []
+        self._lock = threading.Lock()
 
     def read(self, start: int, length: int) -> bytes:
         with self.path.open("rb") as fh:
             fh.seek(start)
             body = fh.read(length)
-        self.requests += 1
-        self.bytes_read += len(body)
+        with self._lock:
+            self.requests += 1
+            self.bytes_read += len(body)
+            self.ranges.append((start, len(body)))
         return body
 
 
 def local_dataset(
-    path: Path, config: SamplerConfig, output: str = "window", cache_dir: Path | None = None
+    path: Path,
+    config: SamplerConfig,
+    output: str = "window",
+    cache_dir: Path | None = None,
+    block_bytes: int = 256 * 1024,
 ) -> LakeDataset:
     stat = ObjectStat(BUFFER, "", path.stat().st_size, 0, "s3://lakefs-storage/x")
     found = Located(repo="robotics-data", ref="main", commit_id="c" * 64, path=BUFFER, stat=stat)
-    cache = EntryCache(cache_dir, found.where) if cache_dir is not None else None
-    zf = RemoteZip(FileSource(path), stat.size_bytes, found.where, cache=cache)
+    blocks = BlockCache(cache_dir, found.where, stat.size_bytes, block_bytes=block_bytes) if cache_dir else None
+    zf = RemoteZip(FileSource(path), stat.size_bytes, found.where, blocks=blocks)
     return LakeDataset(found, zf, config, output)  # type: ignore[arg-type]
 
 
@@ -195,20 +209,69 @@ def test_a_sample_reads_only_its_frames(buffer: Path) -> None:
     assert source.bytes_read - before[1] < 4 * frame_bytes + 2048
 
 
-def test_entry_cache_serves_later_epochs_and_refetches_a_damaged_entry(buffer: Path, tmp_path: Path) -> None:
+def test_block_cache_serves_later_epochs_and_other_processes(buffer: Path, tmp_path: Path) -> None:
+    plain = local_dataset(buffer, SamplerConfig.umi())
     first = local_dataset(buffer, SamplerConfig.umi(), cache_dir=tmp_path)
     epoch = [first[i] for i in range(len(first))]
+    for i, sample in enumerate(epoch):
+        assert_same(sample, plain[i])
+    assert first.zip.blocks is not None
+    touched = {start for start, _ in first.zip.source.ranges}
+    assert len(touched) == len(first.zip.source.ranges)  # no range was read twice
     again = local_dataset(buffer, SamplerConfig.umi(), cache_dir=tmp_path)  # another process, same commit
-    opened = again.zip.source.requests  # only the zip directory: every entry comes from the cache
-    assert opened == 1
+    opened = again.zip.source.requests  # the zip directory only: it is always read from the lake
+    assert 1 <= opened <= 2
     for i, sample in enumerate(epoch):
         assert_same(again[i], sample)
-    assert again.zip.source.requests == opened and again.zip.cache is not None and again.zip.cache.misses == 0
-    victim = next(again.zip.cache.dir.glob("data%camera0_rgb%*"))
-    victim.write_bytes(b"garbage")
+    assert again.zip.source.requests == opened and again.zip.blocks is not None and again.zip.blocks.misses == 0
+    other_size = local_dataset(buffer, SamplerConfig.umi(), cache_dir=tmp_path, block_bytes=128 * 1024)
+    assert other_size.zip.blocks is not None and other_size.zip.blocks.dir != again.zip.blocks.dir
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "zeroed header"])
+def test_a_damaged_block_file_is_read_again(buffer: Path, tmp_path: Path, damage: str) -> None:
+    warm = local_dataset(buffer, SamplerConfig.umi(), cache_dir=tmp_path)
+    epoch = [warm[i] for i in range(len(warm))]
+    ds = local_dataset(buffer, SamplerConfig.umi(), cache_dir=tmp_path)
+    blocks = ds.zip.blocks
+    assert blocks is not None
+    info = ds.zip.infos[ds._frame_names(5)[-1]]  # a frame the epoch reads
+    under = blocks.blocks(info.header_offset, info.header_offset + 30 + len(info.filename) + info.file_size)
+    k = under[0]
+    victim = blocks.dir / f"{k:08d}"
+    body = bytearray(victim.read_bytes())
+    at = info.header_offset - blocks.span(k)[0]
+    if damage == "garbage":
+        body[at + 100 : at + 164] = bytes(64)  # same size, wrong bytes: only the CRC can tell
+    elif damage == "truncated":
+        body = body[: len(body) // 2]
+    else:
+        body[at : at + 4] = b"\0\0\0\0"  # the local header's signature
+    victim.write_bytes(bytes(body))
+    before = ds.zip.source.requests
     for i, sample in enumerate(epoch):
-        assert_same(again[i], sample)
-    assert again.zip.cache.misses == 1 and again.zip.source.requests == opened + 1
+        assert_same(ds[i], sample)
+    # a short file is not used at all: that block is fetched again. Wrong bytes fail the entry's check:
+    # the blocks under it (one, or two where it crosses a boundary) are dropped and read again.
+    dropped = 0 if damage == "truncated" else len(under)
+    assert ds.zip.source.requests == before + max(1, dropped) and blocks.dropped == dropped
+    whole = buffer.read_bytes()
+    for j in under:
+        start, length = blocks.span(j)
+        assert blocks.has(j) and (blocks.dir / f"{j:08d}").read_bytes() == whole[start : start + length]
+
+
+def test_bytes_damaged_in_the_lake_itself_are_an_error(buffer: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.zarr.zip"
+    body = bytearray(buffer.read_bytes())
+    ds = local_dataset(buffer, SamplerConfig.umi())
+    info = ds.zip.infos["data/camera0_rgb/10.0.0.0"]
+    body[info.header_offset + 200] ^= 0xFF
+    bad.write_bytes(bytes(body))
+    for cache_dir in (None, tmp_path / "cache"):
+        damaged = local_dataset(bad, SamplerConfig.umi(), cache_dir=cache_dir)
+        with pytest.raises(DatasetFormatError, match=r"camera0_rgb/10.0.0.0' fails its CRC-32"):
+            damaged.zip.read_entries(["data/camera0_rgb/10.0.0.0"])
 
 
 def test_missing_array_is_named_before_any_sample(buffer: Path, tmp_path: Path) -> None:

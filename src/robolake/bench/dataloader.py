@@ -1,5 +1,9 @@
 """dataloader: episodes/s and samples/s reading UMI episodes the way a training DataLoader does.
 
+Two modes. ``--mode training`` (training.py) reads a UMI replay buffer at a lakeFS commit as a
+diffusion-policy training run does and compares robolake with UMI's own loader and a naive one.
+``--mode json`` (this module, the default) is the per-episode JSON loader below.
+
 A loader step is what a PyTorch ``Dataset.__getitem__`` does for one episode: fetch its pose
 and gripper JSON, decode both and build one float32 array of shape (frames, 7) — end-effector
 position (3), rotation as axis-angle (3) and gripper width (1), the UMI action layout. A
@@ -341,6 +345,10 @@ def _summary(series: list[core.Series], top: int, object_bytes: dict[str, int]) 
 
 
 def markdown(doc: dict[str, Any]) -> str:
+    if doc["params"].get("mode") == "training":
+        from robolake.bench import training
+
+        return training.markdown(doc)
     p, s = doc["params"], doc["summary"]
     lines = report.header(doc, f"{TITLE} — {p['episodes']} UMI episodes of {p['frames']} frames")
     lines += [

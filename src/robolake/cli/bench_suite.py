@@ -213,42 +213,138 @@ def mixed_workload(mix: str, small_objects: int, video_size: str, paths: str, **
     finish(settings, doc, mixed.markdown(doc), mixed.TITLE, run["out"], run["as_json"])
 
 
-@click.command("dataloader", context_settings={"show_default": True})
-@click.option("--episodes", type=click.IntRange(1), default=400, help="Episodes in the dataset.")
-@click.option(
-    "--frames", type=click.IntRange(1), default=300, help="Frames (samples) per episode; 300 is ~5 s at 59.94 Hz."
-)
-@click.option(
-    "--batch-episodes",
-    type=click.IntRange(1),
-    default=16,
-    help="Episodes per batch GET on the 'accelerator batch' path.",
-)
-@click.option("--paths", default="direct,accelerator,accelerator batch")
-@run_options(importlib.import_module("robolake.bench.dataloader").DEFAULT_SPEC)
-def dataloader(episodes: int, frames: int, batch_episodes: int, paths: str, **run: Any) -> None:
-    """Episodes/s and samples/s of a training loader reading UMI episodes through each path.
+_JSON_ONLY = ("frames", "batch_episodes", "paths", "warmup_s", "duration_s", "operations", "levels")
+_TRAINING_ONLY = ("workers", "epochs", "batch_size", "profile", "block_size", "loaders")
+_FLAGS = {"levels": "--concurrency", "warmup_s": "--warmup", "duration_s": "--duration"}  # dest -> flag
 
-    One loader step = one episode: its pose and gripper JSON fetched, decoded and stacked into a
-    (frames, features) float32 array, as a PyTorch Dataset's __getitem__ would. Concurrency is
-    the number of loader workers. Uses (and cleans up) the bucket robolake-bench-loader.
+
+DATALOADER_OPTIONS = [
+    click.option(
+        "--mode",
+        type=click.Choice(["json", "training"]),
+        default="json",
+        help="json: per-episode JSON loads through each path; training: a UMI replay buffer read from a "
+        "lakeFS commit by robolake vs UMI's own loader (local disk into memory) vs naive per-frame GETs.",
+    ),
+    click.option(
+        "--episodes",
+        type=click.IntRange(1),
+        default=None,
+        help="Episodes in the dataset [default: 400 (json), 6 (training; of the --profile)].",
+        show_default=False,
+    ),
+    click.option(
+        "--frames",
+        type=click.IntRange(1),
+        default=300,
+        help="json: frames (samples) per episode; 300 is ~5 s at 59.94 Hz.",
+    ),
+    click.option("--batch-episodes", type=click.IntRange(1), default=16, help="json: episodes per batch GET."),
+    click.option("--paths", default="direct,accelerator,accelerator batch", help="json: the GET paths."),
+    click.option("--workers", type=int, default=None, help="training: worker processes per loader [default: 2]."),
+    click.option(
+        "--epochs", type=int, default=None, help="training: epochs; the first is robolake's cold one [default: 3]."
+    ),
+    click.option("--batch-size", type=int, default=None, help="training: samples per batch [default: 16]."),
+    click.option("--profile", default=None, help="training: generator profile of the dataset [default: small]."),
+    click.option("--block-size", default=None, help="training: robolake's block size, e.g. 1MiB [default: 4MiB]."),
+    click.option(
+        "--loaders",
+        default=None,
+        help="training: which loaders [default: umi,robolake,naive; robolake-nocache on request].",
+    ),
+]
+
+
+@click.command("dataloader", context_settings={"show_default": True})
+@with_options(DATALOADER_OPTIONS)
+@run_options(importlib.import_module("robolake.bench.dataloader").DEFAULT_SPEC)
+def dataloader(mode: str, episodes: int | None, **options: Any) -> None:
+    """Samples/s of a training loader: JSON episodes per path, or the real training path (--mode training).
+
+    --mode json: one loader step = one episode, its pose and gripper JSON fetched, decoded and
+    stacked into a (frames, 7) float32 array, direct, through the accelerator and as batch GETs;
+    concurrency is the number of loader workers. Uses (and cleans up) robolake-bench-loader.
+
+    --mode training: a generated UMI replay buffer is committed on a new lakeFS branch; UMI's own
+    loader (the zip from local disk into memory), robolake (LakeDataset at the commit, block
+    cache cold then warm) and a naive loader (one GET per frame chunk) each run the same epochs
+    with the same sampler, seed and worker processes (UMI's before and after robolake's epoch).
+    Reports samples/s per epoch, the ratio to UMI's loader (goal: robolake >= 0.70x), CPU per
+    sample, GETs and peak RSS/PSS; checks every loader returned the same samples. The branch
+    and the cache are deleted at the end. A few minutes (the first
+    run also generates the dataset, ~1.5 min, kept under the cache directory).
 
     \b
         robolake bench dataloader --smoke
         robolake bench dataloader --episodes 1000 --concurrency 1,8,32
+        robolake bench dataloader --mode training --smoke
+        robolake bench dataloader --mode training --workers 2 --epochs 3
     """
+    _refuse_options_of_the_other_mode(mode)
+    if mode == "training":
+        _training(episodes, options)
+    else:
+        _json(episodes, options)
+
+
+def _json(episodes: int | None, options: dict[str, Any]) -> None:
     from robolake.bench import dataloader as loader
 
+    frames, batch_episodes, paths = options.pop("frames"), options.pop("batch_episodes"), options.pop("paths")
+    run = {k: v for k, v in options.items() if k not in _TRAINING_ONLY}
     spec = make_spec(loader.SMOKE_SPEC, loader.DEFAULT_SPEC, run)
     if run["smoke"]:
         params = dataclasses.replace(loader.SMOKE_PARAMS, paths=names(paths))
     else:
         params = loader.LoaderParams(
-            episodes=episodes, frames=frames, batch_episodes=batch_episodes, paths=names(paths)
+            episodes=400 if episodes is None else episodes,
+            frames=frames,
+            batch_episodes=batch_episodes,
+            paths=names(paths),
         )
     settings = load_settings()
     doc = loader.run(settings, spec, params, say)
     finish(settings, doc, loader.markdown(doc), loader.TITLE, run["out"], run["as_json"])
+
+
+def _refuse_options_of_the_other_mode(mode: str) -> None:
+    context = click.get_current_context()
+    given = {
+        name
+        for name in (*_JSON_ONLY, *_TRAINING_ONLY)
+        if context.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+    }
+    wrong = sorted(given & set(_TRAINING_ONLY if mode == "json" else _JSON_ONLY))
+    if wrong:
+        flags = ", ".join(_FLAGS.get(w, "--" + w.replace("_", "-")) for w in wrong)
+        other = "training" if mode == "json" else "json"
+        raise ConfigError(f"{flags} only apply to --mode {other}; drop them or add --mode {other}")
+
+
+def _training(episodes: int | None, options: dict[str, Any]) -> None:
+    from robolake.bench import training
+    from robolake.bench.core import parse_size
+    from robolake.storage.progress import counter_progress
+
+    base = training.SMOKE if options["smoke"] else training.TrainingParams()
+    given: dict[str, Any] = {
+        "episodes": episodes,
+        "workers": options["workers"],
+        "epochs": options["epochs"],
+        "batch_size": options["batch_size"],
+        "profile": options["profile"],
+        "seed": options["seed"] if options["seed"] != 0 else None,
+    }
+    if options["block_size"] is not None:
+        given["block_bytes"] = parse_size(options["block_size"], "--block-size")
+    if options["loaders"] is not None:
+        given["loaders"] = names(options["loaders"], lower=True)
+    params = dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+    settings = load_settings()
+    with counter_progress("generating the dataset", console=err_console) as progress:
+        doc = training.run(settings, params, say, progress=progress)
+    finish(settings, doc, training.markdown(doc), training.TITLE, options["out"], options["as_json"])
 
 
 @click.command("warp-check", context_settings={"show_default": True})

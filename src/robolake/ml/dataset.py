@@ -18,21 +18,25 @@ How the bytes travel. The ref is resolved to a commit id once (``GET /commits/{r
 ``Range`` GETs through the accelerator (``via="accelerator"``, the default). The alternative,
 lakeFS's S3 gateway (``via="gateway"``: bucket = repository, key = ``<commit>/<path>``), gives the
 same bytes, but each range then goes client -> lakeFS -> accelerator -> MinIO (lakeFS's blockstore
-endpoint is the accelerator), and lakeFS resolves the path again for every range. Measured here
-(the ml package docstring has the figures), the two paths' rates are within the noise of this
-shared 2-core machine, while the gateway path costs lakeFS 1.0-1.6 ms of CPU per range that the
-direct path does not spend (0.02-0.1 ms: lakeFS is asked twice per open, never per sample), CPU
-taken from MinIO and the loader on the same cores, from a single lakeFS process. And nothing is
-lost by going round lakeFS: a commit's physical addresses, and the bytes under them, never change.
-The gateway stays available for readers that hold only lakeFS keys.
+endpoint is the accelerator), and lakeFS resolves the path again for every range: 1.7-3.3 ms of
+lakeFS CPU per range (ml package docstring) that the direct path does not spend, taken from MinIO
+and the loader on the same cores. Nothing is lost by going round lakeFS: a commit's physical
+addresses, and the bytes under them, never change. The gateway stays for readers that hold only
+lakeFS keys.
 
-Low-dim arrays and ``episode_ends`` are read once at open (a ranged GET per array, its chunks are
-contiguous); a sample reads only its rgb frames, neighbours in one GET, each checked by CRC-32.
+Low-dim arrays and ``episode_ends`` are read once at open; a sample reads only its rgb frames,
+each checked by CRC-32. With ``cache_dir`` (what training should use) every read goes through
+aligned blocks of the zip on local disk (blocks.py): the first epoch fetches each block once,
+~size / 4 MiB GETs shared by all workers, and later epochs read local files. Without it, a batch's
+frames are ranged GETs, neighbours within 256 KiB in one. ``schedule`` (the hint robolake's torch
+adapter gives each worker: its samples of the epoch, in order) lets background threads fetch
+ahead (prefetch.py), so fetching overlaps decoding; ``__getitems__`` reads a batch at once.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -41,7 +45,9 @@ import numpy.typing as npt
 
 from robolake.config import Settings
 from robolake.errors import ConfigError
-from robolake.ml.remote import EntryCache, RangeSource, RemoteZip, array_info, decode, read_array
+from robolake.ml.blocks import BLOCK_BYTES, BlockCache
+from robolake.ml.prefetch import Prefetcher
+from robolake.ml.remote import RangeSource, RemoteZip, array_info, decode, read_array
 from robolake.ml.windows import SamplerConfig, action_steps, build_indices, check_fits, lowdim_steps, rgb_steps
 from robolake.storage.s3 import S3Target
 from robolake.umi.errors import DatasetFormatError
@@ -125,8 +131,14 @@ def check_arrays(zf: RemoteZip, config: SamplerConfig, where: str) -> None:
 class LakeDataset:
     """UMI sampler windows over one replay buffer at one commit; build it with :meth:`open`."""
 
+    # The background fetch (schedule): samples per fetch call, samples held ahead, threads per process.
+    PREFETCH_GROUP = 8
+    PREFETCH_AHEAD = 64
+    PREFETCH_THREADS = 2
+
     def __init__(self, found: Located, zf: RemoteZip, config: SamplerConfig, output: Output) -> None:
         self.found, self.zip, self.config, self.output = found, zf, config, output
+        self._ahead: Prefetcher[int] | None = None
         # What was read, fixed for the dataset's life: the ref as given and the commit it resolved to.
         self.repo, self.ref, self.commit_id, self.path = found.repo, found.ref, found.commit_id, found.path
         ends_info, _ = array_info(zf, "meta/episode_ends")
@@ -154,12 +166,15 @@ class LakeDataset:
         via: Via = "accelerator",
         client: LakeFSClient | None = None,
         cache_dir: Path | None = None,
+        block_bytes: int = BLOCK_BYTES,
     ) -> LakeDataset:
         """Resolve `ref` once, find the buffer, check it against `config`, load episode ends and low-dim arrays.
 
         Every bad input fails here, before a sample is read: ConfigError for settings the buffer or
         UMI's sampler cannot serve, NotFoundError for a ref or path that does not exist. With
-        `cache_dir`, every entry read is kept there (keyed by repository, commit and path).
+        `cache_dir`, the zip is read in aligned blocks of `block_bytes`, each fetched once and kept
+        there for later epochs and every other process (keyed by repository, commit and path; it
+        needs about the zip's size of free disk). Without it, each read is a ranged GET.
         """
         config = config or SamplerConfig.umi()
         config.check()
@@ -172,8 +187,9 @@ class LakeDataset:
         finally:
             if client is None:
                 lakefs.close()
-        cache = EntryCache(cache_dir, found.where) if cache_dir is not None else None
-        zf = RemoteZip(range_source(settings, found, via), found.stat.size_bytes, found.where, cache=cache)
+        size = found.stat.size_bytes
+        blocks = BlockCache(cache_dir, found.where, size, block_bytes=block_bytes) if cache_dir is not None else None
+        zf = RemoteZip(range_source(settings, found, via), size, found.where, blocks=blocks)
         check_arrays(zf, config, found.where)
         return cls(found, zf, config, output)
 
@@ -202,29 +218,81 @@ class LakeDataset:
         return len(self.indices)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """Samples `indices` (torch's batched fetch): one read for all their frames, each frame decoded once."""
+        rows = [self._row(i) for i in indices]
+        names = {row: self._frame_names(row) for row in rows}
+        raw: dict[str, bytes] = {}
+        if self._ahead is not None:
+            for held in self._ahead.take(rows).values():
+                raw.update(held)
+        wanted = {name for row_names in names.values() for name in row_names}
+        raw.update(self.zip.read_entries(wanted - raw.keys()))
+        frames = {name: self._decode(name, raw[name]) for name in wanted}
+        return [self._sample(row, frames) for row in rows]
+
+    def schedule(self, indices: Sequence[int]) -> None:
+        """These samples will be read next, in this order: fetch their bytes in the background.
+
+        Replaces what an earlier call planned and was not fetched yet. With a block cache, the
+        threads put the blocks the samples need on local disk (a block another worker is
+        fetching is left to it); without one, they keep the samples' frame bytes in memory, at
+        most PREFETCH_AHEAD samples ahead. Safe in a forked DataLoader worker: the threads start
+        in the process that calls this, at its first call.
+        """
+        rows = [self._row(i) for i in indices]
+        if self._ahead is None:
+            self._ahead = Prefetcher(
+                self._prefetch, group=self.PREFETCH_GROUP, ahead=self.PREFETCH_AHEAD, threads=self.PREFETCH_THREADS
+            )
+        self._ahead.schedule(rows)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A worker that receives the dataset by pickle plans its own reads (and its source its own connections).
+        return {**self.__dict__, "_ahead": None}
+
+    def _row(self, index: int) -> int:
         if not -len(self) <= index < len(self):
             raise IndexError(f"sample {index} out of range: the dataset has {len(self)}")
-        current, start, end = (int(x) for x in self.indices[index])
+        return int(index) % len(self)
+
+    def _frame_names(self, row: int) -> list[str]:
+        current, start, _ = (int(x) for x in self.indices[row])
+        return [
+            f"data/{key}/{int(s)}.0.0.0" for key, w in self.config.rgb.items() for s in rgb_steps(current, start, w)
+        ]
+
+    def _prefetch(self, rows: list[int]) -> dict[int, dict[str, bytes]] | None:
+        names = {row: self._frame_names(row) for row in rows}
+        if self.zip.blocks is not None:
+            self.zip.fetch_blocks(name for row_names in names.values() for name in row_names)
+            return None
+        raw = self.zip.read_entries({name for row_names in names.values() for name in row_names})
+        return {row: {name: raw[name] for name in row_names} for row, row_names in names.items()}
+
+    def _sample(self, row: int, frames: dict[str, npt.NDArray[np.uint8]]) -> dict[str, Any]:
+        current, start, end = (int(x) for x in self.indices[row])
         window: dict[str, Any] = {
-            key: self._frames(key, rgb_steps(current, start, w)) for key, w in self.config.rgb.items()
+            key: np.stack([frames[f"data/{key}/{int(s)}.0.0.0"] for s in rgb_steps(current, start, w)])
+            for key, w in self.config.rgb.items()
         }
         for key, w in self.config.lowdim.items():
             window[key] = self.lowdim[key][lowdim_steps(current, start, end, w)]
         window["action"] = self.action_array[action_steps(current, end, self.config.action, self.config.action_padding)]
         return window if self.output == "window" else to_policy(window, self.config)
 
-    def _frames(self, key: str, steps: npt.NDArray[np.int64]) -> npt.NDArray[np.uint8]:
+    def _decode(self, name: str, raw: bytes) -> npt.NDArray[np.uint8]:
+        key = name.split("/")[1]
         info = self.rgb_info[key]
-        names = {int(s): f"data/{key}/{int(s)}.0.0.0" for s in steps}
-        raw = self.zip.read_entries(names.values())
-        decoded = {s: decode(self.zip, f"data/{key}", info, None, raw[n]) for s, n in names.items()}
-        for s, frame in decoded.items():
-            if frame.shape != info.shape[1:] or frame.dtype != np.uint8:
-                raise DatasetFormatError(
-                    self.found.where,
-                    f"frame {s} of {key} decodes to {frame.dtype} {list(frame.shape)}, expected {list(info.shape[1:])}",
-                )
-        return np.stack([decoded[int(s)] for s in steps])
+        frame: npt.NDArray[np.uint8] = decode(self.zip, f"data/{key}", info, None, raw)
+        if frame.shape != info.shape[1:] or frame.dtype != np.uint8:
+            raise DatasetFormatError(
+                self.found.where,
+                f"{name} decodes to {frame.dtype} {list(frame.shape)}, expected {list(info.shape[1:])}",
+            )
+        return frame
 
     # ---- checks at open -----------------------------------------------------------------
 

@@ -3,34 +3,36 @@
     source = RangeSource(target, "lakefs-storage", "robotics-data/data/g.../c...")
     zip = RemoteZip(source, size_bytes, "lakefs://robotics-data/<commit>/replay_buffer/dataset.zarr.zip")
     zip.read_entries(["data/camera0_rgb/5.0.0.0", "data/camera0_rgb/8.0.0.0"])   # one ranged GET
+    RemoteZip(source, size, where, blocks=BlockCache(root, where, size))     # every byte through local blocks
 
 The directory is parsed by the standard library's ``zipfile`` over a file object whose reads are
-ranged GETs (read ahead in one block from the end, so a small directory costs one request).
+ranged reads (read ahead in one block from the end, so a small directory costs one request).
 Entries are read from their local headers: UMI's zips are ZIP_STORED, so an entry's bytes are
-one contiguous range; entries that lie close together are fetched in one GET. Each entry is
+one contiguous range; entries that lie close together are read as one range. Each entry is
 checked against the CRC-32 its directory records. An object at a lakeFS commit never changes,
-so nothing read here is ever revalidated, and an optional EntryCache keeps each entry read on
-local disk for later epochs (and other processes) to take from there.
+so nothing read here is ever revalidated. Without ``blocks`` every range is a GET; with them
+(blocks.py) every entry is read from aligned blocks on local disk, each fetched once; an entry
+whose cached bytes fail their check has its blocks dropped and read again, once. The directory,
+which has no checksum, is always read from the lake (one or two GETs per open).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
 import os
 import struct
+import threading
 import zipfile
 import zlib
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from robolake.errors import ConfigError
+from robolake.ml.blocks import BlockCache
 from robolake.storage.boto import boto3_client, boto_errors
 from robolake.storage.s3 import S3Target
 from robolake.umi.errors import DatasetFormatError
@@ -51,19 +53,28 @@ class RangeSource:
         self.requests = 0
         self.bytes_read = 0
         self._client: Any = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"RangeSource({self.target.endpoint}/{self.bucket}/{self.key})"
 
     def __getstate__(self) -> dict[str, Any]:
         # A DataLoader worker gets a pickled copy: it opens its own connections, not the parent's.
-        return {**self.__dict__, "_client": None}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_client", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._client, self._lock = None, threading.Lock()
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = boto3_client(self.target, max_pool_connections=4)
-        return self._client
+        if getattr(self, "_pid", None) != os.getpid():  # forked: the parent's sockets are not ours to share
+            self._client, self._lock, self._pid = None, threading.Lock(), os.getpid()
+        with self._lock:  # prefetch threads and the reader share one client (boto3 clients are thread-safe)
+            if self._client is None:
+                self._client = boto3_client(self.target, max_pool_connections=4)
+            return self._client
 
     def read(self, start: int, length: int) -> bytes:
         """Bytes ``start .. start+length-1`` (fewer at the end of the object)."""
@@ -74,18 +85,19 @@ class RangeSource:
                 Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{start + length - 1}"
             )
             body: bytes = answer["Body"].read()
-        self.requests += 1
-        self.bytes_read += len(body)
+        with self._lock:
+            self.requests += 1
+            self.bytes_read += len(body)
         return body
 
 
 class _RangedFile(io.RawIOBase):
     """Just enough of a seekable file for ``zipfile.ZipFile`` to parse a directory: ranged reads, one tail block."""
 
-    def __init__(self, source: RangeSource, size: int) -> None:
-        self.source, self.size, self.pos = source, size, 0
+    def __init__(self, read: Callable[[int, int], bytes], size: int) -> None:
+        self.read_range, self.size, self.pos = read, size, 0
         tail_start = max(0, size - _TAIL_BYTES)
-        self.tail_start, self.tail = tail_start, source.read(tail_start, size - tail_start)
+        self.tail_start, self.tail = tail_start, read(tail_start, size - tail_start)
 
     def seekable(self) -> bool:
         return True
@@ -108,61 +120,19 @@ class _RangedFile(io.RawIOBase):
         if self.pos >= self.tail_start:
             out = self.tail[self.pos - self.tail_start : end - self.tail_start]
         else:
-            out = self.source.read(self.pos, end - self.pos)
+            out = self.read_range(self.pos, end - self.pos)
         self.pos += len(out)
         return out
-
-
-class EntryCache:
-    """Entries kept on local disk for ever: the object at a commit never changes, so neither do they.
-
-    One file per entry under ``root/<sha256 of the object's lakefs:// name>/``, written as
-    ``.partial`` then renamed, so a reader never sees half an entry; hits and misses are counted.
-    """
-
-    def __init__(self, root: Path, where: str) -> None:
-        self.dir = root / hashlib.sha256(where.encode()).hexdigest()[:32]
-        self.hits = self.misses = 0
-
-    def __repr__(self) -> str:
-        return f"EntryCache({str(self.dir)!r}, hits={self.hits}, misses={self.misses})"
-
-    def _file(self, name: str) -> Path:
-        return self.dir / name.replace("/", "%")
-
-    def get(self, info: zipfile.ZipInfo) -> bytes | None:
-        try:
-            data = self._file(info.filename).read_bytes()
-        except OSError:
-            self.misses += 1
-            return None
-        if len(data) != info.file_size or zlib.crc32(data) != info.CRC:  # damaged on disk: read it again
-            self.misses += 1
-            return None
-        self.hits += 1
-        return data
-
-    def put(self, name: str, data: bytes) -> None:
-        target = self._file(name)
-        partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
-        try:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            partial.write_bytes(data)
-            os.replace(partial, target)
-        except OSError as exc:
-            partial.unlink(missing_ok=True)
-            raise ConfigError(
-                f"cannot write the dataset cache {str(self.dir)!r}: {exc.strerror}; free space or change cache_dir"
-            ) from exc
 
 
 class RemoteZip:
     """The entries of a zip in the lake, by name; `where` names it in every error."""
 
-    def __init__(self, source: RangeSource, size: int, where: str, *, cache: EntryCache | None = None) -> None:
-        self.source, self.size, self.where, self.cache = source, size, where, cache
+    def __init__(self, source: RangeSource, size: int, where: str, *, blocks: BlockCache | None = None) -> None:
+        self.source, self.size, self.where, self.blocks = source, size, where, blocks
         try:
-            with zipfile.ZipFile(_RangedFile(source, size)) as zf:
+            # The directory has no checksum of its own: it comes from the lake, never from a disk copy.
+            with zipfile.ZipFile(_RangedFile(source.read, size)) as zf:
                 self.infos = {info.filename: info for info in zf.infolist()}
         except (zipfile.BadZipFile, EOFError, ValueError) as exc:
             raise DatasetFormatError(where, f"not a readable zip ({exc})", "expected UMI's *.zarr.zip") from exc
@@ -177,23 +147,35 @@ class RemoteZip:
                 raise DatasetFormatError(where, f"entry {info.filename!r} ends past the end of the object")
 
     def read_entries(self, names: Iterable[str]) -> dict[str, bytes]:
-        """The stored bytes of each entry; neighbours within 256 KiB come in one ranged GET."""
+        """The stored bytes of each entry; neighbours within 256 KiB are read as one range (one GET)."""
         out: dict[str, bytes] = {}
-        wanted: list[zipfile.ZipInfo] = []
-        for entry in sorted({self._info(n) for n in names}, key=lambda i: i.header_offset):
-            cached = self.cache.get(entry) if self.cache is not None else None
-            if cached is None:
-                wanted.append(entry)
-            else:
-                out[entry.filename] = cached
-        group: list[zipfile.ZipInfo] = []
-        for info in [*wanted, None]:
-            if group and (info is None or info.header_offset - _span_end(group[-1]) > _COALESCE_GAP):
-                out.update(self._read_group(group))
-                group = []
-            if info is not None:
-                group.append(info)
+        for group in self._groups(names):
+            out.update(self._read_group(group))
         return out
+
+    def fetch_blocks(self, names: Iterable[str]) -> int:
+        """Put the blocks holding these entries on local disk, skipping any another process is fetching.
+
+        For a prefetcher: returns the number of blocks now local. Without a block cache, nothing.
+        """
+        if self.blocks is None:
+            return 0
+        wanted = sorted({k for i in map(self._info, names) for k in self.blocks.blocks(i.header_offset, _span_end(i))})
+        return sum(self.blocks.fetch(self.source, k, wait=False) for k in wanted)
+
+    def _groups(self, names: Iterable[str]) -> list[list[zipfile.ZipInfo]]:
+        groups: list[list[zipfile.ZipInfo]] = []
+        for info in sorted({self._info(n) for n in names}, key=lambda i: i.header_offset):
+            if groups and info.header_offset - _span_end(groups[-1][-1]) <= _COALESCE_GAP:
+                groups[-1].append(info)
+            else:
+                groups.append([info])
+        return groups
+
+    def _read(self, start: int, length: int) -> bytes:
+        if self.blocks is None:
+            return self.source.read(start, length)
+        return self.blocks.read(self.source, start, length)
 
     def read_json(self, name: str) -> dict[str, Any]:
         raw = self.read_entries([name])[name]
@@ -212,8 +194,28 @@ class RemoteZip:
         return info
 
     def _read_group(self, group: list[zipfile.ZipInfo]) -> dict[str, bytes]:
-        start = group[0].header_offset
-        blob = self.source.read(start, _span_end(group[-1]) - start)
+        start, end = group[0].header_offset, _span_end(group[-1])
+        try:
+            return self._parse_group(group, start, self._read(start, end - start))
+        except DatasetFormatError:
+            if self.blocks is None:
+                raise
+        # Bytes from local blocks failed a check: a disk copy is damaged. Find the entries it hit,
+        # drop the blocks under them and read those once more from the lake.
+        out: dict[str, bytes] = {}
+        for info in group:
+            begin = info.header_offset
+            try:
+                out.update(self._parse_group([info], begin, self._read(begin, _span_end(info) - begin)))
+                continue
+            except DatasetFormatError:
+                pass
+            for k in self.blocks.blocks(begin, begin + _LOCAL_HEADER.size + len(info.filename) + info.file_size):
+                self.blocks.drop(k)
+            out.update(self._parse_group([info], begin, self._read(begin, _span_end(info) - begin)))
+        return out
+
+    def _parse_group(self, group: list[zipfile.ZipInfo], start: int, blob: bytes) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
         for info in group:
             at = info.header_offset - start
@@ -223,13 +225,11 @@ class RemoteZip:
             name_len, extra_len = _LOCAL_HEADER.unpack(header)[-2:]
             data_at = at + _LOCAL_HEADER.size + name_len + extra_len
             data = blob[data_at : data_at + info.file_size]
-            if len(data) < info.file_size:  # a local extra field longer than the slack: fetch the rest
+            if len(data) < info.file_size:  # a local extra field longer than the slack: read the rest
                 got = len(data)
-                data += self.source.read(start + data_at + got, info.file_size - got)
+                data += self._read(start + data_at + got, info.file_size - got)
             if zlib.crc32(data) != info.CRC:
                 raise DatasetFormatError(self.where, f"entry {info.filename!r} fails its CRC-32", "read it again")
-            if self.cache is not None:
-                self.cache.put(info.filename, data)
             out[info.filename] = data
         return out
 
