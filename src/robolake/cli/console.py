@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from pathlib import Path
 from typing import cast
 
 import click
@@ -14,7 +15,13 @@ from robolake.cli.common import PORT, err_console, load_settings, run_cli
 @click.command()
 @click.option("--host", default=None, help="Address to listen on [default: the stack's host, 127.0.0.1].")
 @click.option("--port", type=PORT, default=None, help="Port [default: ROBOLAKE_CONSOLE_PORT or 9030].")
-def console(host: str | None, port: int | None) -> None:
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="The stack's state directory [default: ROBOLAKE_STATE_DIR or ~/.local/state/robolake].",
+)
+def console(host: str | None, port: int | None, state_dir: Path | None) -> None:
     """Open the lake in a browser: cluster health, versions, metrics, and an episode browser.
 
     Pages: / (nodes, drives, capacity, buckets, component health), /versions (branches, tags,
@@ -33,7 +40,8 @@ def console(host: str | None, port: int | None) -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     announce = functools.partial(err_console.print, markup=False)
-    run_console(load_settings(), host, port, announce=announce)
+    settings = load_settings()
+    run_console(settings.override(state_dir=state_dir) if state_dir else settings, host, port, announce=announce)
 
 
 def main() -> None:

@@ -165,6 +165,7 @@ class NativeSpecs:
         env |= {"ROBOLAKE_LAKEFS_ACCESS_KEY_ID": creds.lakefs_access_key_id}
         env |= {"ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": creds.lakefs_secret_access_key}
         argv = [sys.executable, "-m", "robolake.cli.console", "--host", s.host, "--port", str(s.console_port)]
+        argv += ["--state-dir", str(self.state.root)]  # also how `down` finds it without its pid file
         return self._spec("console", argv, env, {s.console_port: "ROBOLAKE_CONSOLE_PORT"})
 
     def prometheus_spec(self, binary: Path) -> ProcessSpec:
