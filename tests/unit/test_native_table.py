@@ -115,7 +115,8 @@ def test_the_console_process_loads_the_same_settings(tmp_path: Path) -> None:
     NativeStack(settings).state.create()
     creds = NativeStack(settings).state.credentials()
     spec = NativeStack(settings).console_spec(creds)
-    assert spec.argv[-4:] == ["--host", "127.0.0.1", "--port", "9555"] and spec.ports == {9555: "ROBOLAKE_CONSOLE_PORT"}
+    tail = ["--host", "127.0.0.1", "--port", "9555", "--state-dir", str(tmp_path / "s")]
+    assert spec.argv[-6:] == tail and spec.ports == {9555: "ROBOLAKE_CONSOLE_PORT"}
     child = Settings.load(environ=dict(spec.env), env_file=Path("/nonexistent"))
     keys = {
         "lakefs_access_key_id": creds.lakefs_access_key_id,
