@@ -8,6 +8,7 @@ from pathlib import Path
 
 from robolake.config import Settings
 from robolake.stack.process import free_port
+from robolake.stack.specs import settings_environment
 
 
 def free_ports(count: int) -> list[int]:
@@ -44,26 +45,18 @@ def isolated_settings(state_dir: Path) -> Settings:
     return Settings.load(environ=env, env_file=Path("/nonexistent/.env"))
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment that makes the CLI (in a subprocess) address `settings`' stack."""
+def stack_env(settings: Settings) -> dict[str, str]:
+    """Just the variables that make a robolake process (CLI, script) address `settings`' stack."""
     return {
-        **os.environ,
+        **settings_environment(settings),
         "ROBOLAKE_STATE_DIR": str(settings.state_dir),
-        "ROBOLAKE_CACHE_DIR": str(settings.cache_dir),
-        "ROBOLAKE_MINIO_PORTS": ",".join(map(str, settings.minio_ports)),
-        "ROBOLAKE_MINIO_CONSOLE_PORTS": ",".join(map(str, settings.minio_console_ports)),
-        "ROBOLAKE_LAKEFS_PORT": str(settings.lakefs_port),
-        "ROBOLAKE_ACCELERATOR_PORT": str(settings.accelerator_port),
-        "ROBOLAKE_ACCELERATOR_ADMIN_PORT": str(settings.accelerator_admin_port),
-        "ROBOLAKE_HOOKS_PORT": str(settings.hooks_port),
-        "ROBOLAKE_PROMETHEUS_PORT": str(settings.prometheus_port),
-        "ROBOLAKE_PROMETHEUS": "on" if settings.prometheus else "off",
-        "ROBOLAKE_CONSOLE_PORT": str(settings.console_port),
-        "ROBOLAKE_CONSOLE": "on" if settings.console else "off",
-        "MINIO_ROOT_USER": settings.minio_root_user,
-        "MINIO_ROOT_PASSWORD": settings.minio_root_password,
         "ROBOLAKE_ENV_FILE": "/nonexistent/.env",
     }
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes the CLI (in a subprocess) address `settings`' stack."""
+    return {**os.environ, **stack_env(settings)}
 
 
 def sha256(data: bytes) -> str:

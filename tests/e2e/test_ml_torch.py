@@ -35,6 +35,7 @@ from robolake.ml import LakeDataset, SamplerConfig, make_loader
 from robolake.umi.replay_buffer import ReplayBufferWriter, encode_frame
 from robolake.versioning import LakeFSClient, NotFoundError
 from tests.sidevenv import lerobot_python, run_script
+from tests.stackutil import stack_env
 from tests.umidata import random_lowdim
 
 pytestmark = pytest.mark.e2e
@@ -269,20 +270,7 @@ def lake(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def _settings_args(settings: Settings) -> str:
-    env = {
-        "ROBOLAKE_STATE_DIR": str(settings.state_dir),
-        "ROBOLAKE_CACHE_DIR": str(settings.cache_dir),
-        "ROBOLAKE_MINIO_PORTS": ",".join(map(str, settings.minio_ports)),
-        "ROBOLAKE_MINIO_CONSOLE_PORTS": ",".join(map(str, settings.minio_console_ports)),
-        "ROBOLAKE_LAKEFS_PORT": str(settings.lakefs_port),
-        "ROBOLAKE_ACCELERATOR_PORT": str(settings.accelerator_port),
-        "ROBOLAKE_ACCELERATOR_ADMIN_PORT": str(settings.accelerator_admin_port),
-        "ROBOLAKE_HOOKS_PORT": str(settings.hooks_port),
-        "MINIO_ROOT_USER": settings.minio_root_user,
-        "MINIO_ROOT_PASSWORD": settings.minio_root_password,
-        "ROBOLAKE_ENV_FILE": str(settings.state_dir / "no.env"),
-    }
-    return json.dumps(env)
+    return json.dumps(stack_env(settings))
 
 
 @dataclasses.dataclass(frozen=True)
