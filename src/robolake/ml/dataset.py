@@ -9,7 +9,7 @@
 uint8. ``output="policy"`` is what UMI's ``UmiDataset.__getitem__`` feeds diffusion policy, up to
 its pose processing: rgb moved channel-first and scaled, ``np.moveaxis(x, -1, 1).astype(float32) /
 255``; low-dim obs as float32; ``action`` float32, the concatenation of eef_pos, eef_rot_axis_angle
-and gripper_width (7 per robot) over the action horizon. Not done here (a later slice): UmiDataset
+and gripper_width (7 per robot) over the action horizon. Not done here: UmiDataset
 then re-expresses obs and action poses relative to the current end-effector pose, rotations as
 6-D (``action`` (16, 10)), adds ``*_wrt_start`` from demo_start_pose, and returns torch tensors.
 

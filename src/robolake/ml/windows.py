@@ -10,7 +10,7 @@ Written from ``diffusion_policy/common/sampler.py`` of real-stanford/universal_m
 - low-dim keys: steps ``current - k * ds + latency`` for ``k = H-1 .. 0``, clipped to the episode.
   UMI evaluates ``interp1d`` (``Slerp`` for rotations) at those steps; with whole-step latencies
   they are the knots, so the values are the stored samples, which is what we return (a
-  fractional latency would need the interpolation and is refused: a later slice).
+  fractional latency would need the interpolation and is refused).
 - action: steps ``current, current + ds, ...`` up to ``end`` (exclusive); with action padding the
   last one is repeated to the horizon. Its latency must be 0, as UMI asserts.
 - ``val_mask``: UMI's ``get_val_mask`` (``round(n * ratio)`` episodes, at least one each side,
