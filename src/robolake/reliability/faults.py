@@ -198,7 +198,7 @@ def _check_upload(
     acked: set[str],
     upload: Callable[[], object],
 ) -> None:
-    direct = s3(c.settings, c.settings.minio_endpoints[0], attempts=3)
+    direct = [s3(c.settings, endpoint, attempts=3) for endpoint in c.settings.minio_endpoints]
     known = {k: expected[k] for k in acked if k in expected}
     out.acknowledged += len(known)
     lost = missing_or_wrong(direct, known)

@@ -11,7 +11,7 @@ import concurrent.futures
 import hashlib
 import random
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,17 +70,24 @@ def _get_sha(client: Any, key: str) -> str | None:
     return hashlib.sha256(body).hexdigest()
 
 
-def missing_or_wrong(client: Any, expected: Mapping[str, str]) -> list[str]:
-    """The keys of `expected` ({key: sha256}) that are absent or hold other bytes, read one by one."""
+def missing_or_wrong(clients: Sequence[Any], expected: Mapping[str, str]) -> list[str]:
+    """The keys of `expected` ({key: sha256}) that no node serves with these bytes, read one by one.
+
+    Each node of the cluster is asked in turn (`clients`, one per node): a node that has just
+    rejoined can answer NoSuchKey, for a minute or more, for objects written while it was down
+    (the other nodes serve them, from the same erasure set), so one node's answer is not the
+    cluster's. A key counts as lost only when every node, asked three times, lacks it.
+    """
 
     def check(item: tuple[str, str]) -> str | None:
         key, sha = item
-        for attempt in range(3):  # a node just back can answer NoSuchKey for a moment
-            try:
-                if _get_sha(client, key) == sha:
-                    return None
-            except (ClientError, BotoCoreError):
-                pass
+        for attempt in range(3):
+            for client in clients:
+                try:
+                    if _get_sha(client, key) == sha:
+                        return None
+                except (ClientError, BotoCoreError):
+                    pass
             if attempt < 2:
                 threading.Event().wait(1.0)
         return key
