@@ -91,6 +91,7 @@ def _canonical_headers(headers: Mapping[str, str], signed: list[str]) -> str | N
     return "".join(lines)
 
 
+@lru_cache(maxsize=64)  # the requests of one second share their date: strptime once, not per request
 def _parse_time(amz_date: str) -> dt.datetime | None:
     try:
         return dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)

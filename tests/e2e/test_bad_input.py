@@ -104,7 +104,13 @@ SWEEP: dict[str, list[list[str]]] = {
     "accelerator stats": [["--admin-url", f"http://{CLOSED}"], ["--admin-url", "nonsense"]],
     "hooks serve": [["--port", "-1"], ["--port", "99999"]],
     "console": [["--port", "-1"], ["--port", "99999"], [], ["--host", "256.0.0.1"]],  # []: the stack's console has it
-    "bench accelerator": [["--concurrency", "0"], ["--obj-size", "huge"]],
+    "bench accelerator": [
+        ["--concurrency", "0"],
+        ["--obj-size", "huge"],
+        ["--parts", "warm,fast"],
+        ["--large-size", "big"],
+        ["--large-objects", "0"],
+    ],
     "bench small-files": [["--levels", "a,b"], ["--endpoint", "not a host"]],
     "bench upload": [["--objects", "0"], ["--obj-size", "huge"]],
     "bench large-file-streaming": [["--sizes", "huge"], ["--levels", "x"]],

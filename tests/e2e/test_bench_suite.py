@@ -182,11 +182,19 @@ def test_bench_accelerator_writes_the_same_reports(stack: NativeStack, client: A
             "50",
             "--concurrency",
             "8",
+            "--cold-objects",
+            "600",
+            "--large-size",
+            "3MiB",
+            "--large-objects",
+            "4",
+            "--large-concurrency",
+            "2",
             "--out",
             str(tmp_path),
         ],
         settings_env(stack.settings),
-        timeout=300,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     (run_dir,) = list(tmp_path.iterdir())
@@ -204,3 +212,13 @@ def test_bench_accelerator_writes_the_same_reports(stack: NativeStack, client: A
         summary["accelerator_warm_get_objects_per_s"] / summary["direct_get_objects_per_s"], rel=0.02
     )
     assert "| accelerator warm GET (warp) |" in result.stdout
+    without = doc["without_cache"]
+    assert set(without) == {"cold", "large_get", "large_put"}
+    for name, part in without.items():
+        runs = [part[r] for r in ("direct_1", "accelerator", "direct_2")]
+        assert all(r["mib_per_s"] > 0 for r in runs), name
+        base = (runs[0]["objects_per_s"] + runs[2]["objects_per_s"]) / 2
+        assert part["ratio_objects_per_s"] == pytest.approx(runs[1]["objects_per_s"] / base, rel=0.01)
+        assert part["what"] in result.stdout
+    assert 0 < without["cold"]["miss_share"] <= 1
+    assert summary["large_get"]["ratio_mib_per_s"] == without["large_get"]["ratio_mib_per_s"]

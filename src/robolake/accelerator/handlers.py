@@ -45,6 +45,7 @@ from robolake.accelerator.invalidation import ObjectKey
 from robolake.accelerator.metrics import Metrics
 from robolake.accelerator.relay import relay, send_answer
 from robolake.accelerator.revalidate import Revalidator
+from robolake.accelerator.splice import LargeGets
 from robolake.accelerator.upstream import ClientBodyError, NoHealthyNodeError, Sender, StreamedBody
 from robolake.accelerator.writes import WriteForwarder
 from robolake.sigv4 import Verified, Verifier
@@ -83,6 +84,7 @@ class S3Handler:
     cluster: ClusterLister
     access: Gatekeeper
     read_listeners: Sequence[ReadListener] = ()
+    large: LargeGets | None = None  # the raw path for large GETs (robolake.accelerator.splice)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -166,6 +168,11 @@ class S3Handler:
     async def _fill(self, request: web.Request, target: Target, key: ObjectKey) -> web.StreamResponse:
         """Ask MinIO with the client's own request; keep the answer when it is a small whole object."""
         headers = request.headers
+        large = self.large
+        if large is not None and large.wanted(request, key):
+            answered = await large.relay(request, key, target.origin, forwarded(headers.items()))
+            if answered is not None:
+                return answered
         fetch = self.filler.fetch(
             key,
             request.method,
@@ -177,6 +184,8 @@ class S3Handler:
         )
         async with fetch as got:
             if got.obj is None:
+                if large is not None and got.response.status == 200:
+                    large.hints.note(key, got.response.content_length)
                 return await relay(request, got.response, buffer_max_bytes=self.filler.max_object_bytes)
             out = CIMultiDict(relayed(got.response.headers))
             out["X-Robolake-Cache"] = "miss"

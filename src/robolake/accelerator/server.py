@@ -6,6 +6,7 @@
     S3Handler                      the S3 port; BatchHandler, Revalidator and the prefetcher behind it
     ClusterLister                  ListMultipartUploads asked of every node and merged (one cluster view)
     Gatekeeper                     a team's users: their secrets (users file) and MinIO's allows, briefly
+    LargeGets                      large GETs spliced socket to socket, beside the Filler
     Subscriptions                  every bucket subscribed to MinIO's notifications; only those cached
     WriteForwarder, RequestBodies  writes, invalidated after MinIO's success; bodies held within bounds
     admin_app                      the admin port (metrics, stats, health, MinIO's webhook)
@@ -39,6 +40,7 @@ from robolake.accelerator.handlers import ReadListener, S3Handler
 from robolake.accelerator.metrics import Metrics
 from robolake.accelerator.prefetch import Prefetcher
 from robolake.accelerator.revalidate import Revalidator
+from robolake.accelerator.splice import LargeGets
 from robolake.accelerator.subscriptions import Subscriptions
 from robolake.accelerator.tiers import DiskTier, MemoryTier
 from robolake.accelerator.upstream import Upstream, UpstreamPool
@@ -92,6 +94,11 @@ class Accelerator:
             else None
         )
         listeners: list[ReadListener] = [self.prefetcher] if self.prefetcher is not None else []
+        self.large = (
+            LargeGets(self.upstream, self.metrics, min_bytes=config.max_object_bytes)
+            if isinstance(self.upstream, UpstreamPool)
+            else None
+        )
         self.bodies = RequestBodies(buffer_max_bytes=BUFFER_BODY_MAX, budget_bytes=BODY_BUDGET_BYTES)
         self.handler = self._s3_handler(verifier, signer, own, listeners)
         self.observed = Observed(
@@ -132,6 +139,7 @@ class Accelerator:
             cluster=ClusterLister(upstream=self.upstream, signer=signer, metrics=self.metrics),
             access=self.access,
             read_listeners=listeners,
+            large=self.large,
         )
 
     def app(self) -> web.Application:
@@ -157,6 +165,8 @@ class Accelerator:
     async def _upstream_lifespan(self, _: web.Application) -> AsyncIterator[None]:
         await self.upstream.start()
         yield
+        if self.large is not None:
+            await asyncio.to_thread(self.large.close)
         await self.upstream.close()
 
 

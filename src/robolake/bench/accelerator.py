@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from robolake.accelerator.client import BATCH_PATH, AsyncBatchClient
-from robolake.bench import core, results
+from robolake.bench import core, passthrough, results
 from robolake.bench.warp import WarpResult, run_warp, to_series
 from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
@@ -48,9 +48,22 @@ class AcceleratorBenchParams:
     obj_size: str = "4KiB"  # warp syntax
     batch_concurrency: int = 4  # batch GETs in flight
     seed: int = 0  # the batch driver's key offsets
+    parts: tuple[str, ...] = ("warm", *passthrough.PARTS)  # warm GET + batch; cold GET; large GET and PUT
+    cold_objects: int = 20000
+    large_size: str = "64MiB"
+    large_objects: int = 16
+    large_concurrency: int = 4
 
     def __post_init__(self) -> None:
         core.parse_size(self.obj_size, "--obj-size")
+        core.parse_size(self.large_size, "--large-size")
+        unknown = set(self.parts) - {"warm", *passthrough.PARTS}
+        if unknown or not self.parts:
+            raise ConfigError(
+                f"--parts {','.join(self.parts)!r}: choose one or more of warm, {', '.join(passthrough.PARTS)}"
+            )
+        if min(self.cold_objects, self.large_objects, self.large_concurrency) < 1:
+            raise ConfigError("--cold-objects, --large-objects and --large-concurrency must be positive")
         if self.objects < self.batch_size or self.objects < 1 or self.concurrency < 1 or self.duration_s <= 0:
             raise ConfigError("--objects must be >= --batch-size, and --concurrency and --duration positive")
 
@@ -163,8 +176,31 @@ def run(settings: Settings, params: AcceleratorBenchParams, report: Reporter) ->
     """Run the whole benchmark and return its results document."""
     warp = BinaryBuilder(settings.cache_dir).ensure("warp")
     direct = S3Target.from_settings(settings, settings.minio_endpoints[0])
-    accel = S3Target.from_settings(settings)
     run_async(_empty(direct))
+    others = passthrough.PassthroughParams(
+        bucket=BENCH_BUCKET,
+        obj_size=params.obj_size,
+        concurrency=params.concurrency,
+        duration_s=params.duration_s,
+        cold_objects=params.cold_objects,
+        large_size=params.large_size,
+        large_objects=params.large_objects,
+        large_concurrency=params.large_concurrency,
+        parts=tuple(p for p in params.parts if p != "warm"),
+    )
+    try:
+        warm = _warm_part(warp, settings, params, report) if "warm" in params.parts else None
+        without_cache = passthrough.run(settings, others, report)
+    finally:
+        run_async(_empty(direct))
+    return _document(settings, params, warm, without_cache)
+
+
+def _warm_part(
+    warp: Any, settings: Settings, params: AcceleratorBenchParams, report: Reporter
+) -> tuple[dict[str, WarpResult], BatchResult]:
+    direct = S3Target.from_settings(settings, settings.minio_endpoints[0])
+    accel = S3Target.from_settings(settings)
     report(f"prepare: {params.objects} objects of {params.obj_size} (warp, direct to MinIO)")
     run_warp(
         warp,
@@ -182,12 +218,39 @@ def run(settings: Settings, params: AcceleratorBenchParams, report: Reporter) ->
     report(f"batch GET: {params.batch_size} keys per request, {params.batch_concurrency} concurrent")
     batch = run_async(_batch_load(accel, keys, params))
     run_async(_empty(direct))
-    return _document(settings, params, runs, batch)
+    return runs, batch
 
 
 def _document(
-    settings: Settings, params: AcceleratorBenchParams, runs: dict[str, WarpResult], batch: BatchResult
+    settings: Settings,
+    params: AcceleratorBenchParams,
+    warm: tuple[dict[str, WarpResult], BatchResult] | None,
+    without_cache: dict[str, Any],
 ) -> dict[str, Any]:
+    builder = BinaryBuilder(settings.cache_dir)
+    doc: dict[str, Any] = {
+        "benchmark": "accelerator",
+        "run_id": results.new_run_id("accelerator"),
+        "started": core.now(),
+        "series": [],
+        "machine": core.machine(),
+        "versions": {"warp": builder.version_of("warp"), "minio": builder.version_of("minio")},
+        "params": dataclasses.asdict(params),
+        "warp_runs": {},
+        "without_cache": without_cache,
+        "summary": {
+            name: {"ratio_objects_per_s": part["ratio_objects_per_s"], "ratio_mib_per_s": part["ratio_mib_per_s"]}
+            | ({"miss_share": part["miss_share"]} if part.get("miss_share") is not None else {})
+            for name, part in without_cache.items()
+        },
+    }
+    if warm is not None:
+        doc.update(_warm_document(params, *warm))
+        doc["summary"].update(doc.pop("warm_summary"))
+    return doc
+
+
+def _warm_document(params: AcceleratorBenchParams, runs: dict[str, WarpResult], batch: BatchResult) -> dict[str, Any]:
     baseline = (runs["direct_1"].objects_per_s + runs["direct_2"].objects_per_s) / 2
     accel = runs["accelerator_warm"].objects_per_s
     series = [
@@ -206,18 +269,11 @@ def _document(
         },
     )
     batched.reported = {"per_s": round(batch.objects_per_s, 1), "latency_ms": batch.latency_ms}
-    builder = BinaryBuilder(settings.cache_dir)
     return {
-        "benchmark": "accelerator",
-        "run_id": results.new_run_id("accelerator"),
-        "started": core.now(),
         "series": [s.as_dict() for s in [*series, batched]],
-        "machine": core.machine(),
-        "versions": {"warp": builder.version_of("warp"), "minio": builder.version_of("minio")},
-        "params": dataclasses.asdict(params),
         "warp_runs": {name: dataclasses.asdict(r) for name, r in runs.items()},
         "batch": {**dataclasses.asdict(batch), "objects_per_s": batch.objects_per_s},
-        "summary": {
+        "warm_summary": {
             "direct_get_objects_per_s": round(baseline, 1),
             "accelerator_warm_get_objects_per_s": round(accel, 1),
             "warm_get_speedup": round(accel / baseline, 2) if baseline else None,
@@ -230,10 +286,26 @@ def _document(
 
 
 def markdown(doc: dict[str, Any]) -> str:
-    s, p = doc["summary"], doc["params"]
+    p = doc["params"]
     lines = [
-        f"# Accelerator benchmark — {p['objects']} objects of {p['obj_size']}, {p['concurrency']} concurrent, "
-        f"{p['duration_s']:g} s per run",
+        f"# Accelerator benchmark — {p['concurrency']} concurrent small GETs of {p['obj_size']}, "
+        f"{p['large_concurrency']} concurrent of {p['large_size']}, {p['duration_s']:g} s per run",
+    ]
+    if "batch" in doc:
+        lines += _warm_rows(doc)
+    lines += passthrough.markdown_rows(doc.get("without_cache", {}))
+    commands = [r["command"] for r in doc["warp_runs"].values()]
+    for part in doc.get("without_cache", {}).values():
+        commands += [part[name]["command"] for name in ("direct_1", "accelerator", "direct_2")]
+    lines += ["", "Commands (secrets masked):", *(f"- `{c}`" for c in commands)]
+    return "\n".join(lines) + "\n"
+
+
+def _warm_rows(doc: dict[str, Any]) -> list[str]:
+    s, p = doc["summary"], doc["params"]
+    return [
+        "",
+        f"Working set: {p['objects']} objects of {p['obj_size']}, read once through the accelerator first.",
         "",
         "| path | objects/s | ratio vs direct | p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|",
@@ -244,8 +316,4 @@ def markdown(doc: dict[str, Any]) -> str:
         f"| accelerator batch GET ({p['batch_size']}/request) | {s['batch_get_objects_per_s']:.0f} | "
         f"{s['batch_speedup']} | {doc['batch']['latency_ms'].get('p50', '')} (per batch) | "
         f"{doc['batch']['latency_ms'].get('p99', '')} (per batch) |",
-        "",
-        "Commands (secrets masked):",
-        *(f"- `{r['command']}`" for r in doc["warp_runs"].values()),
     ]
-    return "\n".join(lines) + "\n"

@@ -24,6 +24,7 @@ _TTFB_AT = {
     "p90": re.compile(r"90th: ([\d.]+)(\w+)"),
     "p99": re.compile(r"99th: ([\d.]+)(\w+)"),
 }
+_ERRORS = re.compile(r"^Errors: (\d+)", re.M)  # warp's count of failed requests, per operation
 _FLAGS = ("--noclear", "--no-color", "--autoterm=false", "--lookup", "path")  # never clear; path-style requests
 _UNIT_MS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1000.0}
 _UNIT_MIB = {"KiB": 1 / 1024, "MiB": 1.0, "GiB": 1024.0, "KB": 1 / 1024, "MB": 1.0, "GB": 1024.0}
@@ -52,6 +53,9 @@ def parse_summary(text: str, op: str) -> tuple[float, float, dict[str, float], d
     if len(section) != 2:
         raise RobolakeError(f"warp printed no {op.upper()} report; its output ends with:\n{text[-1500:]}")
     body = section[1]
+    failed = sum(int(n) for n in _ERRORS.findall(text))
+    if failed:  # a failing path is a broken benchmark, not a figure (a short body still "moves" bytes)
+        raise RobolakeError(f"warp counted {failed} failed {op.upper()} requests; its report:\n{body[:1500]}")
     avg = _AVG.search(body)
     if avg is None:
         raise RobolakeError(f"cannot read warp's average throughput from:\n{body[:800]}")
