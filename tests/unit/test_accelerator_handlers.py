@@ -75,12 +75,18 @@ class FakeResponse:
 
 @dataclasses.dataclass
 class Hold:
-    """Holds the next request for `target`, after its answer was computed, until `release` is set."""
+    """Holds the next request for `target` (a target ending in `?`: any query), after its answer was
+    computed, until `release` is set."""
 
     method: str
     target: str
     arrived: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     release: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+
+    def matches(self, request: UpstreamRequest) -> bool:
+        if request.method != self.method:
+            return False
+        return request.target.startswith(self.target) if self.target.endswith("?") else request.target == self.target
 
 
 def etag_of(body: bytes) -> str:
@@ -121,7 +127,7 @@ class FakeMinio:
         self.calls.append(request)
         body = request.body if isinstance(request.body, bytes) else b""
         answer = self._answer(request, body)
-        held = next((h for h in self._holds if (h.method, h.target) == (request.method, request.target)), None)
+        held = next((h for h in self._holds if h.matches(request)), None)
         if held is not None:
             self._holds.remove(held)
             held.arrived.set()
@@ -149,7 +155,34 @@ class FakeMinio:
             return FakeResponse(200, [("Content-Type", "application/xml")], b"<DeleteResult/>")
         if request.method in ("GET", "HEAD") and key:
             return self._read(request, (bucket, key))
+        params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        if request.method == "GET" and params.get("list-type") == "2":
+            return self._list(bucket, params)
         return FakeResponse(200, [("Content-Type", "application/xml")], b"<ListBucketResult/>")
+
+    def _list(self, bucket: str, params: dict[str, str]) -> FakeResponse:
+        """ListObjectsV2 with prefix, delimiter, start-after and max-keys, as MinIO pages it."""
+        prefix, delimiter, after = params.get("prefix", ""), params.get("delimiter", ""), params.get("start-after", "")
+        entries: dict[str, str | None] = {}  # name -> ETag (None: a common prefix)
+        for (b, key), data in self.objects.items():
+            if b != bucket or not key.startswith(prefix) or key <= after:
+                continue
+            folder = key.find(delimiter, len(prefix)) if delimiter else -1
+            if folder >= 0:
+                entries.setdefault(key[: folder + 1], None)
+            else:
+                entries[key] = etag_of(data)
+        names = sorted(entries)
+        page, truncated = names[: int(params.get("max-keys", "1000"))], len(names) > int(params.get("max-keys", "1000"))
+        parts = [
+            f"<Contents><Key>{n}</Key><ETag>{entries[n]}</ETag><Size>0</Size></Contents>"
+            if entries[n] is not None
+            else f"<CommonPrefixes><Prefix>{n}</Prefix></CommonPrefixes>"
+            for n in page
+        ]
+        more = "<IsTruncated>true</IsTruncated><NextContinuationToken>t</NextContinuationToken>" if truncated else ""
+        xml = f'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">{"".join(parts)}{more}</ListBucketResult>'
+        return FakeResponse(200, [("Content-Type", "application/xml")], xml.encode())
 
     def _read(self, request: UpstreamRequest, key: tuple[str, str]) -> FakeResponse:
         """MinIO's answer, cut down to what these tests ask: preconditions, then the range."""
@@ -318,9 +351,9 @@ def test_a_fill_that_raced_a_write_is_not_stored(tmp_path: Path) -> None:
 def test_a_revalidation_that_raced_a_write_does_not_bring_the_old_copy_back(tmp_path: Path) -> None:
     async def body(accel: Accelerator, minio: FakeMinio, client: Client) -> None:
         await client.get("k")
-        check = minio.hold("GET", "/b/k")
+        check = minio.hold("GET", "/b?")
         assert (await client.get("k"))[1]["X-Robolake-Cache"] == "hit-memory"  # old: checked in the background
-        await check.arrived.wait()  # MinIO said 304 for v1, still in flight
+        await check.arrived.wait()  # MinIO listed v1's ETag, still in flight
         await client.send("PUT", "/b/k", b"v2")
         assert (await client.get("k"))[2] == b"v2"  # refilled with v2
         check.release.set()
@@ -436,6 +469,31 @@ def test_prefetch_fills_the_siblings_of_a_read(tmp_path: Path) -> None:
     scenario(tmp_path, body, prefetch=True)
 
 
+def test_old_copies_are_checked_by_a_listing_per_folder_not_a_request_per_key(tmp_path: Path) -> None:
+    keys = [f"f/{n:04d}" for n in range(1200)] + ["g/x", "g/y", "top"]  # f/ takes two pages
+
+    async def body(accel: Accelerator, minio: FakeMinio, client: Client) -> None:
+        for key in keys:
+            minio.objects[BUCKET, key] = key.encode()
+            await client.get(key)  # cached
+        minio.objects[BUCKET, "f/0005"] = b"changed"  # behind the accelerator's back, no notification
+        del minio.objects[BUCKET, "f/1100"]
+        minio.objects[BUCKET, "g/y"] = b"changed too"
+        minio.calls.clear()
+        for key in keys:  # every copy old: answered from the cache, checked in the background
+            assert (await client.get(key))[1]["X-Robolake-Cache"] == "hit-memory"
+        counters = accel.metrics.counters
+        await until(lambda: counters["revalidated_changed"] + counters["revalidated_unchanged"] == len(keys))
+        assert counters["revalidated_changed"] == 3 and counters["revalidation_failed"] == 0
+        listings = [c for c in minio.calls if "list-type=2" in c.target]
+        assert len(listings) <= len(keys) // 20 and len(minio.calls) == len(listings)  # no per-key request at all
+        assert (await client.get("f/0005"))[2] == b"changed" and (await client.get("g/y"))[2] == b"changed too"
+        assert (await client.get("f/1100"))[0] == 404
+        assert (await client.get("f/0006"))[1]["X-Robolake-Cache"] == "hit-memory"  # refreshed, not dropped
+
+    scenario(tmp_path, body, revalidate_after_s=0.0)
+
+
 def test_shutdown_cancels_and_awaits_background_work_before_closing_minio(tmp_path: Path) -> None:
     async def main() -> None:
         minio = FakeMinio()
@@ -443,10 +501,10 @@ def test_shutdown_cancels_and_awaits_background_work_before_closing_minio(tmp_pa
         accel = Accelerator(config(tmp_path, prefetch=True, revalidate_after_s=0.0), upstream=minio)
         async with serving(accel) as client:
             await client.get("k")
-            check = minio.hold("GET", "/b/k")
+            check = minio.hold("GET", "/b?")
             await client.get("k")
             await check.arrived.wait()  # a revalidation in flight, two idle prefetch workers
-        assert minio.events == ["started", "cancelled /b/k", "closed"]
+        assert [e.partition("?")[0] for e in minio.events] == ["started", "cancelled /b", "closed"]
         assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
 
     asyncio.run(main())

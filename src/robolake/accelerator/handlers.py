@@ -158,7 +158,7 @@ class S3Handler:
             await self.access.learn(principal, key, response.status)
             return response, "miss"
         if self.revalidator.is_old(obj, time.time()):
-            self.revalidator.check_soon(key, obj, request.method, target.origin, forwarded(headers.items()))
+            self.revalidator.check_soon(key, obj)
         answer = answer_from_copy(request.method, headers, obj)
         if answer is None:  # MinIO's to answer (and, for a whole GET, to refresh the copy with)
             return await self._fill(request, target, key), "forwarded"

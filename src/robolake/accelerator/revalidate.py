@@ -3,46 +3,61 @@
 Bucket notifications are what keeps the cache fresh; this re-check only catches one that was
 lost. Doing it in line would put a MinIO round trip in front of every read of an epoch longer
 than `revalidate_after_s`, which is exactly the loader the cache is for. So the read is answered
-from the cache and the next read sees the outcome. One check per key at a time, at most
-MAX_REVALIDATIONS at once (a key skipped now is checked on its next read). The client's own signed
-headers (valid for 15 minutes) authorise the check; If-None-Match is an unsigned extra header,
-which SigV4 allows.
+from the cache and the next read sees the outcome.
+
+The check is a listing, not a conditional GET per key: old copies are gathered per folder (the
+key up to its last `/`) and one ListObjectsV2 of that folder (delimiter `/`, from just before the
+first key gathered, up to 1,000 keys) gives the current ETag of every key it covers. Measured on
+the hit path: a working set of 2,000 objects read by 16 clients turns old together 30 s after
+its warm-up, and one conditional GET per key took ~10% of the accelerator's event loop (and MinIO
+CPU for 2,000 GETs) during the next 20 s; a listing per folder of 1,000 keys takes two requests.
+A key listed with the cached ETag is refreshed; one listed with another ETag, or absent from the
+range the listing covers, is dropped. The listing is signed as the accelerator's own principal:
+it asks only whether a copy is current; who may read it is judged on every read. At most
+MAX_REVALIDATIONS folders are listed at once; a key not gathered now is gathered on its next read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
 
 from aiohttp import web
-from multidict import CIMultiDict
 
 from robolake.accelerator.cache import CachedObject, TieredCache
+from robolake.accelerator.fill import OwnSigner
 from robolake.accelerator.invalidation import Epoch, ObjectKey
 from robolake.accelerator.metrics import Metrics
 from robolake.accelerator.tasks import BackgroundTasks
 from robolake.accelerator.upstream import Sender, UpstreamRequest
+from robolake.sigv4 import canonical_query
+from robolake.storage.integrity import normalise_etag
+from robolake.storage.s3 import parse_list
 
 log = logging.getLogger(__name__)
-MAX_REVALIDATIONS = 8  # background ETag checks in flight at once
+MAX_REVALIDATIONS = 8  # folders listed at once
+MAX_PENDING = 100_000  # old copies waiting for their folder's listing
+LIST_KEYS = 1000  # MinIO's (and S3's) most keys per listing
+GATHER_S = 0.05  # a folder's first old copy waits this long for the others read right after it
+
+Folder = tuple[str, str]  # (bucket, prefix up to and including the last "/")
 
 
 class Revalidator:
-    """Background ETag checks of old cached copies; started and stopped with the app (`lifespan`)."""
+    """Background checks of old cached copies by listing; started and stopped with the app (`lifespan`)."""
 
     def __init__(
-        self,
-        cache: TieredCache,
-        upstream: Sender,
-        metrics: Metrics,
-        *,
-        after_s: float,
+        self, cache: TieredCache, upstream: Sender, metrics: Metrics, *, after_s: float, signer: OwnSigner
     ) -> None:
         self.after_s = after_s
         self._cache = cache
         self._upstream = upstream
         self._metrics = metrics
-        self._checking: set[ObjectKey] = set()
+        self._signer = signer
+        self._pending: dict[Folder, dict[str, tuple[CachedObject, Epoch]]] = {}
+        self._waiting = 0
         self._tasks = BackgroundTasks("revalidation")
 
     async def lifespan(self, _: web.Application) -> AsyncIterator[None]:
@@ -53,41 +68,87 @@ class Revalidator:
     def is_old(self, obj: CachedObject, now: float) -> bool:
         return now - obj.validated_at > self.after_s
 
-    def check_soon(
-        self, key: ObjectKey, obj: CachedObject, method: str, target: str, headers: Iterable[tuple[str, str]]
-    ) -> None:
-        """Ask MinIO in the background whether `obj` is still current, with the client's `headers`."""
-        if key in self._checking:
+    def check_soon(self, key: ObjectKey, obj: CachedObject) -> None:
+        """Have MinIO's listing of `key`'s folder say, in the background, whether `obj` is still current."""
+        bucket, name = key
+        folder = (bucket, name[: name.rfind("/") + 1])
+        group = self._pending.get(folder)
+        if group is not None:
+            if name not in group and self._waiting < MAX_PENDING:
+                group[name] = (obj, self._cache.epoch(key))
+                self._waiting += 1
             return
-        if len(self._checking) >= MAX_REVALIDATIONS:
+        if len(self._pending) >= MAX_REVALIDATIONS or self._waiting >= MAX_PENDING:
             self._metrics.inc("revalidation_deferred")
             return
-        conditional = CIMultiDict(headers)
-        conditional["If-None-Match"] = obj.etag  # replaces the client's own, if it sent one
-        self._checking.add(key)
-        self._tasks.spawn(self._check(key, obj, self._cache.epoch(key), method, target, conditional))
+        self._pending[folder] = {name: (obj, self._cache.epoch(key))}
+        self._waiting += 1
+        self._tasks.spawn(self._check_folder(folder))
 
-    async def _check(
-        self, key: ObjectKey, obj: CachedObject, epoch: Epoch, method: str, target: str, headers: CIMultiDict[str]
-    ) -> None:
-        """Ask MinIO whether the cached ETag is still current; drop the copy if it is not."""
+    async def _check_folder(self, folder: Folder) -> None:
+        """List `folder` until every copy gathered for it (also while listing) has its verdict."""
         try:
-            request = UpstreamRequest(method, target, headers)
-            response = await self._upstream.request(request, retry=True, second_opinion=True)
-            async with response:
-                await response.read()
-                status = response.status
-        except Exception as exc:  # a background check must never take the server down; the next read retries
-            self._metrics.inc("revalidation_failed")
-            log.warning("revalidation of %s/%s failed: %s", key[0], key[1], exc)
-            return
+            await asyncio.sleep(GATHER_S)
+            group = self._pending[folder]
+            after = min(group)[:-1]
+            while group:
+                listed = await self._list(folder, start_after=after)
+                if listed is None:  # no verdict: the next read of each gathers it again
+                    self._metrics.inc("revalidation_failed", len(group))
+                    return
+                current, last = listed
+                for name in [n for n in group if n > after and (last is None or n <= last)]:
+                    obj, epoch = group.pop(name)
+                    self._decide((folder[0], name), obj, epoch, current.get(name))
+                # On to the next page; at the folder's end, back for copies gathered behind the pages.
+                after = last if last is not None else min(group, default="x")[:-1]
         finally:
-            self._checking.discard(key)
-        if status == 304:
+            self._waiting -= len(self._pending.pop(folder, {}))
+
+    def _decide(self, key: ObjectKey, obj: CachedObject, epoch: Epoch, etag: str | None) -> None:
+        self._waiting -= 1
+        if etag is not None and etag == normalise_etag(obj.etag):
             self._cache.refresh(key, obj.revalidated(), epoch)  # not if a write or notification raced the check
             self._metrics.inc("revalidated_unchanged")
-        elif status in (200, 404):
+        else:
             self._metrics.inc("revalidated_changed")
             self._cache.invalidate([key], "revalidation")
-        else:  # 403 (an expired signature), 503 ...: no verdict; the next read asks again
-            self._metrics.inc("revalidation_failed")
+
+    async def _list(self, folder: Folder, *, start_after: str) -> tuple[dict[str, str], str | None] | None:
+        """({key: ETag} listed, the last key covered or None when the folder's end was reached); None on failure."""
+        bucket, prefix = folder
+        query = [
+            ("delimiter", "/"),
+            ("list-type", "2"),
+            ("max-keys", str(LIST_KEYS)),
+            ("prefix", prefix),
+            ("start-after", start_after),
+        ]
+        path = f"/{bucket}"
+        request = UpstreamRequest(
+            "GET", f"{path}?{canonical_query(query)}", self._signer.headers_for("GET", path, query)
+        )
+        try:
+            async with await self._upstream.request(request, retry=True) as response:
+                body = await response.read()
+                status = response.status
+            if status != 200:
+                raise ValueError(f"MinIO answered {status}: {body[:200]!r}")
+            objects, token = parse_list(body)
+        except Exception as exc:  # a background check must never take the server down; the next read retries
+            log.warning("revalidation listing of %s/%s failed: %s", bucket, prefix, exc)
+            return None
+        current = {o.key: o.etag for o in objects}
+        if not token:
+            return current, None
+        # Truncated: keys and folders (CommonPrefixes) count toward max-keys; cover up to the last either way.
+        return current, max([*current, *_common_prefixes(body)], default=start_after + "\x00")
+
+
+def _common_prefixes(body: bytes) -> list[str]:
+    """The folders a delimited listing reported (they count toward its max-keys like keys do)."""
+    found = []
+    for element in ET.fromstring(body).iter():
+        if element.tag.endswith("CommonPrefixes"):
+            found += [child.text or "" for child in element if child.tag.endswith("Prefix")]
+    return found

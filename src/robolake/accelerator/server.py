@@ -87,7 +87,9 @@ class Accelerator:
         verifier = Verifier(config.credentials, region=config.region)
         own = frozenset(config.credentials)
         self.access = _gatekeeper(config, verifier, self.upstream, signer, self.metrics)
-        self.revalidator = Revalidator(self.cache, self.upstream, self.metrics, after_s=config.revalidate_after_s)
+        self.revalidator = Revalidator(
+            self.cache, self.upstream, self.metrics, after_s=config.revalidate_after_s, signer=signer
+        )
         self.prefetcher = (
             Prefetcher(self.filler, self.metrics, workers=config.prefetch_workers, queue_size=config.prefetch_queue)
             if config.prefetch

@@ -131,7 +131,13 @@ class _Runner:
 
         def get(host: str) -> WarpResult:
             return self._measure(
-                "get", host, size=p.obj_size, concurrency=p.concurrency, prefix=COLD_PREFIX, list_existing=True
+                "get",
+                host,
+                size=p.obj_size,
+                concurrency=p.concurrency,
+                prefix=COLD_PREFIX,
+                list_existing=True,
+                objects=p.cold_objects,  # warp uses at most --objects of those it lists (2,500 by default)
             )
 
         return self._bracket(f"cold GET of {p.obj_size}, {p.concurrency} concurrent", get, count_misses=True)
