@@ -118,6 +118,7 @@ def test_disk_tier_names_files_by_hash_only(tmp_path: Path, key: str) -> None:
     obj = CachedObject(b"payload", (("ETag", '"e"'),), '"e"', 1.0)
     assert tier.put(("bucket", key), obj)
     assert tier.get(("bucket", key)) == obj
+    tier.flush()
     files = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert files == [cache_dir / object_id(("bucket", key))[:2] / object_id(("bucket", key))]
 
@@ -126,6 +127,7 @@ def test_disk_tier_survives_restart_and_drops_corrupt_files(tmp_path: Path) -> N
     tier = DiskTier(tmp_path, 1 << 20)
     for i in range(5):
         tier.put(("b", f"k{i}"), CachedObject(bytes([i]) * 100, (), f'"{i}"', 1.0))
+    tier.close()
     (tmp_path / "zz").mkdir()
     (tmp_path / "zz" / "leftover.partial").write_bytes(b"half")
     victim = tmp_path / object_id(("b", "k3"))[:2] / object_id(("b", "k3"))
@@ -135,6 +137,24 @@ def test_disk_tier_survives_restart_and_drops_corrupt_files(tmp_path: Path) -> N
     assert not (tmp_path / "zz" / "leftover.partial").exists()
     assert again.get(("b", "k1")) is not None and again.get(("b", "k1")).body == bytes([1]) * 100  # type: ignore[union-attr]
     assert again.get(("b", "k3")) is None and again.stats.corrupt == 1 and not victim.exists()
+
+
+def test_a_disk_copy_dropped_while_its_write_is_queued_never_lands(tmp_path: Path) -> None:
+    tier = DiskTier(tmp_path, 1 << 20)
+    key, other = ("b", "k"), ("b", "other")
+    for n in range(200):  # a queue of writes, so the drop below comes before some of them
+        tier.put(("b", f"fill{n}"), CachedObject(b"f" * 4096, (), '"f"', 1.0))
+    tier.put(key, CachedObject(b"v1", (), '"1"', 1.0))
+    assert tier.get(key) is not None  # served from memory until its file is in place
+    tier.discard(key)  # a write or a notification
+    tier.put(other, CachedObject(b"v1", (), '"1"', 1.0))
+    tier.replace(other, CachedObject(b"v2", (), '"2"', 1.0))  # revalidated: written again
+    tier.close()
+    again = DiskTier(tmp_path, 1 << 20)
+    assert again.get(key) is None and again.restored == 201
+    got = again.get(other)
+    assert got is not None and got.body == b"v2"
+    assert not [p for p in tmp_path.rglob("*.partial")]
 
 
 @pytest.mark.parametrize(

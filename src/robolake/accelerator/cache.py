@@ -103,6 +103,9 @@ class Tier(Protocol):
     def used_bytes(self) -> int:
         """The bytes counted against the tier's budget."""
 
+    def close(self) -> None:
+        """Finish work queued in the background (the disk tier's writes)."""
+
 
 class TieredCache:
     """Tiers fastest first behind one API: a hit in a slower tier is promoted to the faster ones."""
@@ -170,6 +173,10 @@ class TieredCache:
                 for tier in self.tiers:
                     tier.discard_bucket(bucket)
                 self.metrics.inc(f"invalidation_bucket_{reason}")
+
+    def close(self) -> None:
+        for tier in self.tiers:
+            tier.close()
 
     def usage(self, name: str) -> tuple[int, int]:
         """(objects, used bytes) of the tier called `name`; (0, 0) if there is none."""

@@ -170,6 +170,7 @@ class Accelerator:
         if self.large is not None:
             await asyncio.to_thread(self.large.close)
         await self.upstream.close()
+        await asyncio.to_thread(self.cache.close)
 
 
 def _gatekeeper(

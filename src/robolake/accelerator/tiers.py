@@ -10,9 +10,13 @@ counted as a miss, and the disk tier is rebuilt from its directory after a resta
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import logging
 import os
+import queue
 import struct
+import threading
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -21,7 +25,9 @@ from robolake.accelerator.invalidation import ObjectKey
 from robolake.accelerator.policy import S3FIFO
 from robolake.accelerator.replay import split_checksums
 
+log = logging.getLogger(__name__)
 _MAGIC = b"RLC1"
+WRITE_BACKLOG = 4096  # queued disk writes; past it a fill writes its file in the loop, as before
 _HEADER = struct.Struct(">4sI")  # magic, length of the JSON metadata that follows
 V = TypeVar("V")
 
@@ -65,6 +71,9 @@ class _IndexedTier(Generic[V]):
 
     def __contains__(self, key: object) -> bool:
         return key in self._index
+
+    def close(self) -> None:
+        """Finish what is queued (the disk tier's writes)."""
 
     def __len__(self) -> int:
         return len(self._index)
@@ -112,6 +121,13 @@ class DiskTier(_IndexedTier[str]):
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.restored = self._restore()
+        self._lock = threading.Lock()  # _pending, _failed, and moving files into place or out
+        self._pending: dict[ObjectKey, tuple[int, CachedObject]] = {}  # indexed, file not yet in place
+        self._failed: set[ObjectKey] = set()  # a write that failed: dropped on the next lookup
+        self._generations = itertools.count(1)
+        self._queue: queue.SimpleQueue[tuple[ObjectKey, str, int, CachedObject] | threading.Event | None]
+        self._queue = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
 
     def _path(self, oid: str) -> Path:
         return self.dir / oid[:2] / oid
@@ -120,7 +136,10 @@ class DiskTier(_IndexedTier[str]):
         oid = self._index.pop(key, None)
         if oid is None:
             return False
-        self._path(oid).unlink(missing_ok=True)
+        with self._lock:  # a queued write of this key checks its generation under this lock
+            self._pending.pop(key, None)
+            self._failed.discard(key)
+            self._path(oid).unlink(missing_ok=True)
         return True
 
     def _restore(self) -> int:
@@ -157,8 +176,15 @@ class DiskTier(_IndexedTier[str]):
         if oid is None:
             self.stats.misses += 1
             return None
+        with self._lock:
+            waiting = self._pending.get(key)
+            failed = key in self._failed
+        if failed:
+            self.discard(key)
+            self.stats.misses += 1
+            return None
         try:
-            obj = _decode(self._path(oid).read_bytes())
+            obj = waiting[1] if waiting is not None else _decode(self._path(oid).read_bytes())
         except (OSError, ValueError, KeyError, struct.error):
             self.stats.corrupt += 1
             self.stats.misses += 1
@@ -170,30 +196,81 @@ class DiskTier(_IndexedTier[str]):
     def put(self, key: ObjectKey, obj: CachedObject) -> bool:
         if not self._policy.admit(key, obj.size):
             return False
-        if not self._write(key, obj):
-            self.discard(key)
-            return False
+        self._index[key] = object_id(key)
+        self._queue_write(key, obj)
         return True
 
     def replace(self, key: ObjectKey, obj: CachedObject) -> None:
-        if key in self._index and not self._write(key, obj):
-            self.discard(key)
+        if key in self._index:
+            self._queue_write(key, obj)
 
-    def _write(self, key: ObjectKey, obj: CachedObject) -> bool:
-        """Write the file atomically (`.partial`, then `os.replace`) and index it; False on an OSError."""
-        oid = object_id(key)
+    def flush(self) -> None:
+        """Wait until every write queued so far is done."""
+        if self._writer is not None:
+            done = threading.Event()
+            self._queue.put(done)
+            done.wait()
+
+    def close(self) -> None:
+        self.flush()
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
+
+    def _queue_write(self, key: ObjectKey, obj: CachedObject) -> None:
+        generation = next(self._generations)
+        oid = self._index[key]
+        with self._lock:
+            self._pending[key] = (generation, obj)
+            self._failed.discard(key)
+            backlog = len(self._pending)
+        if backlog > WRITE_BACKLOG:  # the writer is behind: this one in the loop
+            self._write(key, oid, generation, obj)
+            return
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_queued, name="robolake-disk-tier", daemon=True)
+            self._writer.start()
+        self._queue.put((key, oid, generation, obj))
+
+    def _write_queued(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            try:
+                self._write(*item)
+            except Exception:  # a bug must not stop every later write: this copy is dropped on lookup
+                log.exception("disk tier write of %s/%s failed", *item[0])
+                with self._lock:
+                    self._pending.pop(item[0], None)
+                    self._failed.add(item[0])
+
+    def _write(self, key: ObjectKey, oid: str, generation: int, obj: CachedObject) -> None:
+        """Write the file (`.partial`, then `os.replace`) if `generation` is still the key's latest."""
         path = self._path(oid)
-        tmp = path.with_name(path.name + ".partial")
+        tmp = path.with_name(f"{path.name}.{generation}.partial")
         try:
             path.parent.mkdir(exist_ok=True)
-            with tmp.open("wb") as fh:
-                fh.write(_encode(key, obj))
-            os.replace(tmp, path)
+            tmp.write_bytes(_encode(key, obj))
         except OSError:
             tmp.unlink(missing_ok=True)
-            return False
-        self._index[key] = oid
-        return True
+            with self._lock:
+                if self._pending.get(key, (0,))[0] == generation:
+                    del self._pending[key]
+                    self._failed.add(key)
+            return
+        with self._lock:
+            current = self._pending.get(key, (0,))[0] == generation
+            if current:
+                del self._pending[key]
+                try:
+                    os.replace(tmp, path)
+                except OSError:
+                    self._failed.add(key)
+                    current = False
+        if not current:  # dropped or written again since: this copy must not land
+            tmp.unlink(missing_ok=True)
 
 
 def _encode(key: ObjectKey, obj: CachedObject) -> bytes:
