@@ -34,7 +34,7 @@ class Credentials:
     lakefs_encrypt_secret: str = dataclasses.field(repr=False)
     # Bearer token MinIO's bucket-notification webhook presents to the accelerator.
     webhook_token: str = dataclasses.field(default="", repr=False)
-    # Token lakeFS presents (in the webhook URL's query string) to the UMI validation hook.
+    # Token lakeFS presents (as a Bearer header, from its environment) to the UMI validation hook.
     hooks_token: str = dataclasses.field(default="", repr=False)
 
     @classmethod

@@ -62,7 +62,9 @@ def test_the_stack_guards_main_and_installing_again_changes_nothing(
     hook_url: str,
 ) -> None:
     head = client.get_branch(REPO, "main").commit_id
-    assert client.get_object(REPO, "main", ACTION_PATH) == action_yaml("main", hook_url)
+    action = client.get_object(REPO, "main", ACTION_PATH)
+    assert action == action_yaml("main", hook_url)
+    assert stack.state.credentials().hooks_token.encode() not in action  # lakeFS has it from its environment
     assert install_validation_hook(client, REPO, "main", hook_url) is None
     assert stack.up() == []
     assert client.get_branch(REPO, "main").commit_id == head
@@ -160,7 +162,9 @@ def test_the_endpoint_rejects_a_wrong_or_missing_token(stack: NativeStack, hook_
         answer = requests.post(url, json=event, timeout=30)
         assert answer.status_code == 401, answer.text
         assert answer.text.startswith(REPLY_PREFIX + "missing or wrong token")
-    right = requests.post(hook_url, json={**event, "event_type": "pre-create-tag"}, timeout=30)
+    token = stack.state.credentials().hooks_token
+    bearer = {"Authorization": f"Bearer {token}"}
+    right = requests.post(hook_url, json={**event, "event_type": "pre-create-tag"}, headers=bearer, timeout=30)
     assert right.status_code == 400 and "'pre-create-tag' events are not validated" in right.text
 
 

@@ -22,6 +22,7 @@ from robolake.versioning.client import DiffEntry, HookRun, LakeFSClient
 from robolake.versioning.errors import Call, PreconditionFailedError
 from robolake.versioning.hooks import (
     ACTION_PATH,
+    HOOK_TOKEN_ENV,
     REPLY_PREFIX,
     HookEvent,
     ObjectRejected,
@@ -247,6 +248,18 @@ def test_action_file_is_stable_and_guards_the_branch_on_both_events() -> None:
         action_yaml("main", url, "2 minutes")
 
 
+def test_the_stacks_action_file_names_the_token_only_by_lakefs_environment() -> None:
+    url = validation_hook_url("http://127.0.0.1:9020")
+    assert url == "http://127.0.0.1:9020/lakefs/validate-umi"
+    (hook,) = yaml.safe_load(action_yaml("main", url))["hooks"]
+    assert hook["properties"] == {
+        "url": url,
+        "timeout": "2m",
+        "headers": {"Authorization": "Bearer {{ ENV.LAKEFSACTION_ROBOLAKE_HOOKS_TOKEN }}"},
+    }
+    assert HOOK_TOKEN_ENV == "LAKEFSACTION_ROBOLAKE_HOOKS_TOKEN"  # lakeFS's actions.env.prefix
+
+
 def test_reply_is_read_from_the_response_part_of_the_run_log() -> None:
     output = (
         "Request:\nPOST http://127.0.0.1:9020/lakefs/validate-umi?token=x\nRequest Body:\n"
@@ -373,21 +386,26 @@ def test_app_answers_one_line_and_demands_the_token(episode: dict[str, Any]) -> 
     async def scenario() -> list[tuple[int, str]]:
         async with TestClient(TestServer(app)) as http:
             answers = []
-            for query, body in [
-                ("", event),
-                ("?token=nope", event),
-                ("?token=s3cret", {"event_type": "x"}),
-                ("?token=s3cret", {**event, "event_type": "post-commit"}),
-                ("?token=s3cret", event),
+            bearer, wrong = {"Authorization": "Bearer s3cret"}, {"Authorization": "Bearer nope"}
+            for query, body, headers in [
+                ("", event, {}),
+                ("?token=nope", event, {}),
+                ("?token=s3cret", {"event_type": "x"}, {}),
+                ("", {**event, "event_type": "post-commit"}, bearer),
+                ("?token=s3cret", event, {}),
+                ("", event, wrong),
+                ("?token=s3cret", event, wrong),  # a header present is the one that counts
+                ("", event, bearer),
             ]:
-                response = await http.post(f"/lakefs/validate-umi{query}", json=body)
+                response = await http.post(f"/lakefs/validate-umi{query}", json=body, headers=headers)
                 answers.append((response.status, await response.text()))
             health = await http.get("/health")
             assert health.status == 200
             return answers
 
     answers = asyncio.run(scenario())
-    assert [status for status, _ in answers] == [401, 401, 400, 400, 400]
+    assert [status for status, _ in answers] == [401, 401, 400, 400, 400, 401, 401, 400]
+    assert answers[7] == answers[4]
     assert all(text.startswith(REPLY_PREFIX) and text.count("\n") == 1 for _, text in answers)
     assert "wrong token" in answers[1][1] and "no 'repository_id'" in answers[2][1]
     assert "'post-commit' events are not validated" in answers[3][1]

@@ -56,8 +56,10 @@ def serve(
 ) -> None:
     """Run the hooks server in the foreground (Ctrl-C stops it).
 
-    It accepts calls from loopback only, with ?token=ROBOLAKE_HOOKS_TOKEN (default: the token in
-    the stack's state directory). It reads objects from lakeFS with the stack's keys, or with
+    It accepts calls from loopback only, with `Authorization: Bearer <ROBOLAKE_HOOKS_TOKEN>` (or
+    ?token= in the URL; default: the token in the stack's state directory). The stack's lakeFS has
+    the token as LAKEFSACTION_ROBOLAKE_HOOKS_TOKEN, which the action file names instead of holding it.
+    It reads objects from lakeFS with the stack's keys, or with
     ROBOLAKE_LAKEFS_ACCESS_KEY_ID / ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY.
 
     Example: robolake hooks serve --port 9020

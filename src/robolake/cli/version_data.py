@@ -151,7 +151,11 @@ def import_(
 
 @click.command("install-hook")
 @branch_option(default="main", show_default=True, help="Branch whose commits and merges the hook checks.")
-@click.option("--url", default=None, help="Webhook URL with ?token= [default: the stack's hooks server and token].")
+@click.option(
+    "--url",
+    default=None,
+    help="Webhook URL [default: the stack's hooks server; lakeFS sends the token from its environment].",
+)
 @click.option("--timeout", default="2m", show_default=True, help="How long lakeFS waits for the hook (Go duration).")
 @common
 def install_hook(branch_name: str, url: str | None, timeout: str, repo: str | None, as_json: bool) -> None:

@@ -373,7 +373,7 @@ class NativeStack(NativeSpecs):
     def _install_hook(self, creds: Credentials, report: Reporter, attempts: int = 4) -> None:
         """Guard the repository's main with the UMI validation hook (idempotent)."""
         s = self.settings
-        url = validation_hook_url(s.hooks_endpoint, creds.hooks_token)
+        url = validation_hook_url(s.hooks_endpoint)  # the token reaches lakeFS by its environment
         with LakeFSClient(s.lakefs_endpoint, creds.lakefs_access_key_id, creds.lakefs_secret_access_key) as client:
             for attempt in range(1, attempts + 1):
                 try:

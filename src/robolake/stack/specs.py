@@ -20,6 +20,7 @@ from robolake.errors import StateError
 from robolake.stack import monitoring
 from robolake.stack.process import ProcessSpec
 from robolake.state import Credentials, StateDir
+from robolake.versioning.hooks import HOOK_TOKEN_ENV
 
 LAKEFS_ADMIN_USER = "admin"
 WEBHOOK_ID = "ROBOLAKE"
@@ -217,6 +218,8 @@ class NativeSpecs:
             "LAKEFS_STATS_ENABLED": "false",
             "LAKEFS_SECURITY_CHECK_LATEST_VERSION": "false",
             "LAKEFS_EMAIL_SUBSCRIPTION_ENABLED": "false",
+            # The validation hook's token, for the action file's `{{ ENV.… }}` header (never in the file).
+            HOOK_TOKEN_ENV: creds.hooks_token,
         }
         argv = [str(binary), "run", "--config", str(config_path)]
         return self._spec("lakefs", argv, env, {self.settings.lakefs_port: "ROBOLAKE_LAKEFS_PORT"})

@@ -1,8 +1,9 @@
 """The UMI validation hook: before a commit or merge lands on a guarded branch, lakeFS asks us
 whether the UMI files it adds or changes are sound, and a "no" aborts the operation.
 
-    lakeFS --POST /lakefs/validate-umi?token=...  {"event_type": "pre-merge", "repository_id", "branch_id",
-                                                    "source_ref", "commit_id", ...}  --> hooks server
+    lakeFS --POST /lakefs/validate-umi  Authorization: Bearer <hooks token>
+                                         {"event_type": "pre-merge", "repository_id", "branch_id",
+                                          "source_ref", "commit_id", ...}  --> hooks server
            <-- 200 "ok" | 400 "<path>: <problem>" | 500 "internal error: ..."
 
 What is checked is in umi_rules.py (replay buffers, pose/gripper episode JSON, MP4s), for the
@@ -20,6 +21,12 @@ commit (so branches made from a guarded branch carry the action along). A non-2x
 hook; the client's commit or merge then gets HTTP 412 saying only "webhook request failed (status
 code: 400)". Our answer's body lands in the hook run's log, from where `hook_failure_reasons`
 reads it back, so `explain_hook_failure` can name the path and the problem.
+
+The token is not in the action file, which anyone who can read the repository can read: the
+file's webhook sends the header `Authorization: Bearer {{ ENV.LAKEFSACTION_ROBOLAKE_HOOKS_TOKEN }}`,
+which lakeFS fills in from its own environment when it runs the hook (its actions read variables
+with the LAKEFSACTION_ prefix, and mask them in its logs); the stack starts lakeFS with that
+variable. A `--url` of one's own carrying `?token=` is written as given.
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ from robolake.versioning.umi_rules import (
 __all__ = [
     "ACTION_PATH",
     "HANDLED_EVENTS",
+    "HOOK_TOKEN_ENV",
     "REPLY_PREFIX",
     "ROUTE",
     "HookEvent",
@@ -74,6 +82,7 @@ __all__ = [
 ]
 
 ACTION_PATH = "_lakefs_actions/robolake-validate-umi.yaml"
+HOOK_TOKEN_ENV = "LAKEFSACTION_ROBOLAKE_HOOKS_TOKEN"  # lakeFS reads LAKEFSACTION_* into actions
 ACTION_NAME = "robolake UMI validation"
 HOOK_ID = "robolake_validate_umi"
 ROUTE = "/lakefs/validate-umi"
@@ -249,15 +258,16 @@ def check_object(
 # ---- installing the action --------------------------------------------------------------------
 
 
-def validation_hook_url(hooks_endpoint: str, token: str) -> str:
-    """The webhook URL lakeFS calls: the route on `hooks_endpoint`, with the token in the query."""
-    return f"{hooks_endpoint.rstrip('/')}{ROUTE}?token={quote(token, safe='')}"
+def validation_hook_url(hooks_endpoint: str, token: str | None = None) -> str:
+    """The webhook URL lakeFS calls: the route on `hooks_endpoint` (with `token` in the query, if
+    given: for a hooks server whose lakeFS does not have the token in its environment)."""
+    url = f"{hooks_endpoint.rstrip('/')}{ROUTE}"
+    return url if token is None else f"{url}?token={quote(token, safe='')}"
 
 
 def stack_hook_url(settings: Settings) -> str:
-    """The URL of the stack's hooks server, with the token `Settings.resolve_hooks_token` finds."""
-    token = settings.resolve_hooks_token(otherwise="set ROBOLAKE_HOOKS_TOKEN, or pass the webhook URL with --url")
-    return validation_hook_url(settings.hooks_endpoint, token)
+    """The URL of the stack's hooks server; lakeFS sends the token from its environment (HOOK_TOKEN_ENV)."""
+    return validation_hook_url(settings.hooks_endpoint)
 
 
 def action_yaml(branch: str, url: str, timeout: str = "2m") -> bytes:
@@ -274,11 +284,18 @@ def action_yaml(branch: str, url: str, timeout: str = "2m") -> bytes:
                 "id": HOOK_ID,
                 "type": "webhook",
                 "description": "robolake UMI validation",
-                "properties": {"url": url, "timeout": timeout},
+                "properties": _webhook_properties(url, timeout),
             }
         ],
     }
     return yaml.safe_dump(action, sort_keys=False, default_flow_style=False, width=1000).encode()
+
+
+def _webhook_properties(url: str, timeout: str) -> dict[str, object]:
+    if "token=" in url.partition("?")[2]:  # the caller's own URL, token and all
+        return {"url": url, "timeout": timeout}
+    bearer = "Bearer {{ ENV.%s }}" % HOOK_TOKEN_ENV  # noqa: UP031 (the braces are lakeFS's)
+    return {"url": url, "timeout": timeout, "headers": {"Authorization": bearer}}
 
 
 def install_validation_hook(

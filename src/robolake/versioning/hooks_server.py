@@ -1,13 +1,15 @@
 """The hooks server ("robolake hooks"): the webhook target lakeFS calls before commits and merges.
 
-    POST /lakefs/validate-umi?token=T   lakeFS's event JSON -> 200 valid | 400 rejected | 500 internal error
+    POST /lakefs/validate-umi           lakeFS's event JSON -> 200 valid | 400 rejected | 500 internal error
+         Authorization: Bearer T        (or ?token=T in the URL, as action files written before had it)
     GET  /health                        200 while the server runs
     GET  /metrics                       Prometheus: validations by outcome, their duration
 
-lakeFS sends no credentials of its own, so a call must come from loopback and carry the token
-the stack generated (in the URL of the action file). Validation runs in worker threads (the
-lakeFS client and the UMI readers block) with a time budget; every answer is one line of text,
-which lakeFS keeps in the hook run's log, and which this server also logs.
+lakeFS sends no credentials of its own, so a call must come from loopback and carry the token the
+stack generated (lakeFS fills it into the header from its environment: robolake.versioning.hooks).
+Validation runs in worker threads (the lakeFS client and the UMI readers block) with a time budget;
+every answer is one line of text, which lakeFS keeps in the hook run's log, and which this server
+also logs.
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ def _answer(status: int, line: str) -> web.Response:
     return web.Response(status=status, text=text + "\n", content_type="text/plain")
 
 
+def _presented_token(request: web.Request) -> str:
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" else request.query.get("token", "")
+
+
 def hooks_app(config: HooksConfig, client: LakeFSClient) -> web.Application:
     """The aiohttp application; `client` reads the objects (its keys need read access to the repo)."""
     if not config.token:
@@ -82,9 +89,11 @@ def hooks_app(config: HooksConfig, client: LakeFSClient) -> web.Application:
         if not _is_loopback(request.remote):
             log.warning("refused a call from %s: not loopback", request.remote)
             return _answer(403, f"calls are accepted from loopback only, not from {request.remote}")
-        if not hmac.compare_digest(request.query.get("token", "").encode(), config.token.encode()):
+        if not hmac.compare_digest(_presented_token(request).encode(), config.token.encode()):
             log.warning("refused a call with a missing or wrong token")
-            return _answer(401, "missing or wrong token; the action's webhook URL must end in ?token=<hooks token>")
+            return _answer(
+                401, "missing or wrong token: send `Authorization: Bearer <hooks token>` (or ?token= in the URL)"
+            )
         try:
             event = HookEvent.from_json(json.loads(await request.read() or b"null"))
         except ValueError as exc:  # json.JSONDecodeError is a ValueError
