@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
+import uuid
 
 from robolake.reliability import faults
 from robolake.reliability.generated import generated_cases
 from robolake.reliability.hostile import Target, listed_cases
 from robolake.reliability.load import _problems, close_wait_sockets
+from robolake.reliability.security import check_process_lists
 from robolake.reliability.table import (
     PROFILES,
     CaseOutcome,
@@ -135,3 +139,15 @@ def test_load_problems_name_wrong_bytes_errors_and_leaks() -> None:
     assert "failed" in _problems(figures(errors=50))[0]
     assert _problems(figures(errors=5)) == []  # under 1%
     assert "CLOSE-WAIT" in _problems(figures(left_open=3))[0]
+
+
+def test_a_secret_on_a_command_line_is_found_and_not_repeated() -> None:
+    secret = "s3cret-" + uuid.uuid4().hex
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", secret])
+    try:
+        found = check_process_lists({"test secret": secret})
+    finally:
+        holder.kill()
+        holder.wait()
+    assert found.mishandled and f"pid {holder.pid}" in found.why and secret not in found.why
+    assert not check_process_lists({"test secret": "never-on-any-command-line-" + uuid.uuid4().hex}).mishandled
