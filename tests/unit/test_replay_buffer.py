@@ -31,6 +31,7 @@ from robolake.umi.replay_buffer import (
     optimal_chunks,
     validate_replay_buffer,
 )
+from robolake.umi.zarr_store import ZarrZip
 from tests.umi_training_loader import UMI_RECORDED_CONFIG, UmiJpegXl, copy_from_store, rgb_window, sampler_windows
 from tests.umidata import random_lowdim
 
@@ -325,3 +326,26 @@ def test_validator_rejects_bad_files_with_one_clear_line(buffer: Path, tmp_path:
 def test_validator_names_a_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DatasetFormatError, match="no such file"):
         validate_replay_buffer(tmp_path / "absent.zarr.zip")
+
+
+@pytest.mark.parametrize(
+    ("entry", "said"),
+    [
+        ("../../evil.txt", "not a relative zarr key"),
+        ("/tmp/evil.txt", "not a relative zarr key"),
+        ("data/./x", "not a relative zarr key"),
+        ("data\\x", "not a relative zarr key"),
+        ("data/link", "is a symbolic link"),
+    ],
+)
+def test_a_zip_entry_outside_the_store_or_a_link_is_refused(tmp_path: Path, entry: str, said: str) -> None:
+    path = tmp_path / "bad.zarr.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(".zgroup", b'{"zarr_format": 2}')
+        info = zipfile.ZipInfo(entry)
+        if said == "is a symbolic link":
+            info.external_attr = 0o120777 << 16
+        zf.writestr(info, b"/etc/passwd")
+    with pytest.raises(DatasetFormatError, match=said) as caught:
+        ZarrZip(path)
+    assert repr(entry) in str(caught.value)

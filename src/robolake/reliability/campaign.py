@@ -27,6 +27,8 @@ from robolake.config import Settings
 from robolake.reliability import faults, wire
 from robolake.reliability.generated import generated_cases
 from robolake.reliability.hostile import Case, Target, listed_cases
+from robolake.reliability.hostile_files import GROUP as HOSTILE_FILES
+from robolake.reliability.hostile_files import hostile_files
 from robolake.reliability.load import run_load
 from robolake.reliability.security import security_checks
 from robolake.reliability.table import CaseOutcome, MemoryFigures, Profile, Report, as_json, render_markdown
@@ -43,7 +45,6 @@ READ_SET = 50
 NOT_COVERED = [
     "a drive directory made unwritable or full (loop-mounted or size-limited filesystem)",
     "load at the machine's measured capacity (the load here is a fixed 8 threads, not a search for capacity)",
-    "hostile files to ingest and to the validation hook (zip bombs, ../ entries, symlinks, dtypes, shapes)",
     "auth on every endpoint: the admin ports' /metrics and /stats answer anyone on loopback (no secrets in them)",
 ]
 Say = Callable[[str], None]
@@ -176,6 +177,10 @@ def run(stack: NativeStack, profile: Profile, say: Say, *, run_id: str | None = 
             report.lock_wait_s = lock_wait_s(report)
             report.cases = hostile(stack.settings, profile, report.run_id, c.work, say)
             report.cases += security_checks(stack, say)
+            say("hostile files: robolake ingest and the validation hook")
+            report.cases += hostile_files(stack, c.lakefs, c.repo, c.branch, c.work)
+            for case in (x for x in report.cases if x.group == HOSTILE_FILES and x.mishandled):
+                say(f"mishandled: {case.case}: {case.why}")
             say(f"load: {profile.load_s:.0f} s of mixed reads and writes with slow clients")
             pid = stack._process("accelerator").pid()
             report.load = run_load(stack.settings, pid, c.read_set, f"{report.run_id}/load", duration_s=profile.load_s)

@@ -61,11 +61,10 @@ class ZarrZip:
             ) from exc
         self.infos = {info.filename: info for info in self.zf.infolist()}
         for info in self.infos.values():
-            if info.header_offset + info.compress_size > self.size:
+            problem = _entry_problem(info, self.size)
+            if problem is not None:
                 self.zf.close()
-                raise DatasetFormatError(
-                    path, f"truncated zip: entry {info.filename!r} ends past the end of the file", "download it again"
-                )
+                raise DatasetFormatError(path, *problem)
 
     def close(self) -> None:
         self.zf.close()
@@ -86,6 +85,24 @@ class ZarrZip:
         if not isinstance(obj, dict):
             raise DatasetFormatError(self.path, f"{key!r} is not a JSON object")
         return obj
+
+
+def _entry_problem(info: zipfile.ZipInfo, size: int) -> tuple[str, str] | None:
+    """(problem, what to do) for an entry no zarr store holds, or that lies about where it is.
+
+    A zarr key is a relative path of `/`-separated names: an absolute name, a `..` or `.`
+    component, a backslash or a NUL would land outside (or nowhere in) the folder of whoever
+    unzips it, and a symlink entry points anywhere; none of them is ever a zarr key.
+    """
+    name = info.filename
+    parts = name.rstrip("/").split("/")
+    if name.startswith("/") or "\\" in name or "\0" in name or any(p in ("", ".", "..") for p in parts):
+        return f"zip entry {name!r} is not a relative zarr key (absolute, '..', '.', '\\' or NUL)", "rebuild the zip"
+    if (info.external_attr >> 16) & 0o170000 == 0o120000:
+        return f"zip entry {name!r} is a symbolic link; a replay buffer holds only files", "rebuild the zip"
+    if info.header_offset + info.compress_size > size:
+        return f"truncated zip: entry {name!r} ends past the end of the file", "download it again"
+    return None
 
 
 def array_info(store: ZarrZip, name: str) -> ArrayInfo:
