@@ -35,8 +35,19 @@ _CORS_PREFIX = "access-control-"
 
 
 def forwarded(headers: Pairs) -> list[tuple[str, str]]:
-    """A client's request headers as they go to MinIO (its signature covers none of those dropped)."""
-    return [(name, value) for name, value in headers if name.lower() not in HOP_BY_HOP]
+    """A client's request headers as they go to MinIO (its signature covers none of those dropped).
+
+    A name sent twice in different cases (`x-amz-date`, `X-Amz-Date`) is sent on in the first
+    one's spelling: aiohttp's client keeps repeats of one spelling but lets a second spelling
+    replace the first, which would change what MinIO reads (Go reads the first value).
+    """
+    spelled: dict[str, str] = {}
+    out = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower not in HOP_BY_HOP:
+            out.append((spelled.setdefault(lower, name), value))
+    return out
 
 
 def relayed(headers: Pairs) -> list[tuple[str, str]]:

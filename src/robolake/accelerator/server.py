@@ -25,7 +25,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from robolake.accelerator.access import AccessDecisions, Gatekeeper
 from robolake.accelerator.admin import Observed, admin_app, stats
@@ -149,7 +149,8 @@ class Accelerator:
         # No client_max_size: request.read() is never used on this port; bodies are held only as
         # RequestBodies allows (verified, small, within budget) or batch.MAX_BODY_BYTES, else streamed.
         app = web.Application(client_max_size=0, handler_args={"max_field_size": 65536})
-        app.router.add_route("*", "/{tail:.*}", self.handler.handle)
+        # Every path is the handler's: `.` stops at a newline (a decoded %0A), which aiohttp would answer 404 itself.
+        app.router.add_route("*", r"/{tail:[\s\S]*}", self.handler.handle, expect_handler=_expect_like_minio)
         app.cleanup_ctx.append(self._upstream_lifespan)
         if self.prefetcher is not None:
             app.cleanup_ctx.append(self.prefetcher.lifespan)
@@ -171,6 +172,22 @@ class Accelerator:
             await asyncio.to_thread(self.large.close)
         await self.upstream.close()
         await asyncio.to_thread(self.cache.close)
+
+
+async def _expect_like_minio(request: web.Request) -> None:
+    """`Expect: 100-continue` as Go's server (MinIO) answers it: a 100 only to a request with a body.
+
+    aiohttp's default sends one to a bodiless GET too, which MinIO never does (Go sends it when
+    the handler first reads the body); any other expectation is a 417, as from both.
+    """
+    expect = request.headers.get("Expect", "")
+    if request.version != HttpVersion11:
+        return
+    if expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+    if request.body_exists:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the answer's own size starts after the interim one
 
 
 def _gatekeeper(

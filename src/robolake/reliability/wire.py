@@ -28,6 +28,7 @@ class Answer:
     timed_out: bool = False  # nothing at all within the timeout
     error: str = ""  # the connection could not be made
     body: bytes = dataclasses.field(default=b"", repr=False)  # the first KEPT_BODY_BYTES of it
+    head: bytes = dataclasses.field(default=b"", repr=False)  # status line and headers
 
     @property
     def label(self) -> str:
@@ -76,7 +77,7 @@ def parse(raw: bytes, *, timed_out: bool = False) -> Answer:
     elif b"content-length" in headers:
         with contextlib.suppress(ValueError):
             body = body[: int(headers[b"content-length"])]
-    return Answer(status, hashlib.sha256(body).hexdigest(), len(body), body=body[:KEPT_BODY_BYTES])
+    return Answer(status, hashlib.sha256(body).hexdigest(), len(body), body=body[:KEPT_BODY_BYTES], head=head)
 
 
 def exchange(endpoint: str, data: bytes, *, timeout_s: float = 3.0) -> Answer:
