@@ -39,7 +39,10 @@ def reliability(profile: str, seed: int, out: Path, as_json: bool) -> None:
     in flight. After recovery it checks, straight on MinIO, that every acknowledged write is
     there byte for byte, that the branch holds no half commit, and that a rerun finishes the
     upload and the commit. Then it sends the accelerator malformed requests, broken SigV4,
-    hostile ranges, keys and batch bodies, each compared with MinIO's answer to the same bytes.
+    hostile ranges, keys and batch bodies, each compared with MinIO's answer to the same bytes;
+    feeds hostile files (zip bombs, '..' entries, symlinks, wrong dtypes and shapes) to `robolake
+    ingest` and to the validation hook; and checks where secrets could leak (the action file, file
+    modes, process lists, logs, --json outputs).
 
     It needs a stack this machine runs (robolake stack up), and brings it back up at the end.
     Exit status 3 when a write was lost, a fault not survived or an input mishandled.
