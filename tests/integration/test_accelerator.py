@@ -30,15 +30,6 @@ pytestmark = pytest.mark.integration
 BUCKET = "umi-raw"
 
 
-@pytest.fixture(scope="module")
-def clients(stack: NativeStack) -> dict[str, Any]:
-    s = stack.settings
-    return {
-        "direct": s3_client(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password),
-        "accelerator": s3_client(s.accelerator_endpoint, s.minio_root_user, s.minio_root_password),
-    }
-
-
 def outcome(call: Callable[[], Any], prefix: str = "") -> dict[str, Any]:
     """What a client sees, minus per-request noise (request ids, dates) and the run's key prefix."""
     try:

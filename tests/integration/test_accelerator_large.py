@@ -12,7 +12,6 @@ import pytest
 import requests
 
 from robolake.stack.native import NativeStack
-from tests.conftest import s3_client
 
 pytestmark = pytest.mark.integration
 BUCKET = "umi-raw"
@@ -21,15 +20,6 @@ BUCKET = "umi-raw"
 def _events(stack: NativeStack) -> dict[str, int]:
     answer = requests.get(f"{stack.settings.accelerator_admin_endpoint}/stats", timeout=5).json()
     return dict(answer["events"])
-
-
-@pytest.fixture(scope="module")
-def clients(stack: NativeStack) -> dict[str, Any]:
-    s = stack.settings
-    return {
-        "direct": s3_client(s.minio_endpoints[1], s.minio_root_user, s.minio_root_password),
-        "accelerator": s3_client(s.accelerator_endpoint, s.minio_root_user, s.minio_root_password),
-    }
 
 
 def _digest(body: Any) -> str:
