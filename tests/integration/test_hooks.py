@@ -70,7 +70,9 @@ def test_the_stack_guards_main_and_installing_again_changes_nothing(
     assert client.get_branch(REPO, "main").commit_id == head
     action = yaml.safe_load(client.get_object(REPO, "main", ACTION_PATH))
     assert set(action["on"]) == {"pre-commit", "pre-merge"}
-    assert action["hooks"][0]["properties"]["url"].startswith(f"{stack.settings.hooks_endpoint}/lakefs/validate-umi?")
+    properties = action["hooks"][0]["properties"]
+    assert properties["url"] == f"{stack.settings.hooks_endpoint}/lakefs/validate-umi"  # no token in it
+    assert properties["headers"] == {"Authorization": "Bearer {{ ENV.LAKEFSACTION_ROBOLAKE_HOOKS_TOKEN }}"}
 
 
 def test_a_valid_episode_set_merges(client: LakeFSClient, branch: MakeBranch, trunk: str, episodes: Path) -> None:

@@ -224,7 +224,8 @@ class LargeGets:
                     return None
                 self.hints.note(key, length)
                 if length <= self.hints.min_bytes:
-                    body = answer.prefix + await _recv_exactly(answer.sock, length - len(answer.prefix))
+                    prefix = answer.prefix[:length]
+                    body = prefix + await _recv_exactly(answer.sock, length - len(prefix))
                     return web.Response(status=answer.status, body=body, headers=CIMultiDict(relayed(answer.headers)))
                 return await self._spliced(request, answer, length)
         finally:

@@ -47,7 +47,7 @@ def accelerator_bench(out: Path, parts: str, **options: Any) -> None:
     warm: GET of a working set read once through the accelerator first, and batch GET; cold: GET of
     fresh objects (the share of misses is reported); large: GET and PUT of 64 MiB objects. Each
     accelerator run sits between two direct runs against MinIO node 1; ratios are against their mean.
-    Needs the running stack. Uses (and empties) the bucket robolake-bench; takes ~6 minutes with the
+    Needs the running stack. Uses (and empties) the bucket robolake-bench; takes ~10 minutes with the
     defaults. Example, small: robolake bench accelerator --duration 5 --objects 500 --cold-objects 5000
     """
     from robolake.bench import accelerator as run
