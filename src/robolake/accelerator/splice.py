@@ -46,7 +46,7 @@ from robolake.accelerator import replay
 from robolake.accelerator.headers import relayed
 from robolake.accelerator.invalidation import ObjectKey
 from robolake.accelerator.metrics import Metrics
-from robolake.accelerator.upstream import Node
+from robolake.accelerator.upstream import Node, request_head
 
 PIPE_BYTES = 1 << 20  # Linux's default pipe-max-size; a smaller pipe still works
 HEAD_MAX_BYTES = 64 * 1024
@@ -258,8 +258,7 @@ class LargeGets:
 
     async def _ask(self, target: str, headers: Sequence[tuple[str, str]]) -> RawAnswer | None:
         """The first healthy node's answer head; None when none could be asked (the usual path then tries)."""
-        lines = [f"GET {target} HTTP/1.1", *(f"{n}: {v}" for n, v in headers)]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+        head = request_head("GET", target, headers)
         for node in self._nodes.order():
             if not node.healthy:
                 break

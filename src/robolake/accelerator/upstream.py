@@ -21,7 +21,7 @@ import dataclasses
 import functools
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Protocol
 
@@ -35,6 +35,12 @@ RETRYABLE = (aiohttp.ClientConnectionError, asyncio.TimeoutError)
 STREAM_CHUNK_BYTES = 64 * 1024
 RAW_ANSWER_TIMEOUT_S = 10.0
 RAW_ANSWER_MAX_BYTES = 64 * 1024  # an error document; more is not read
+
+
+def request_head(method: str, target: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    """An HTTP/1.1 request head as sent over a raw connection, headers in order, repeats kept."""
+    lines = [f"{method} {target} HTTP/1.1", *(f"{n}: {v}" for n, v in headers)]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
 
 
 class NoHealthyNodeError(ServiceUnavailableError):
@@ -391,8 +397,7 @@ class UpstreamPool:
         headers = list(request.headers.items())  # repeated names kept (a CIMultiDict's items)
         if not any(name.lower() == "content-length" for name, _ in headers):
             headers.append(("Transfer-Encoding", "chunked"))
-        lines = [f"{request.method} {request.target} HTTP/1.1", *(f"{n}: {v}" for n, v in headers)]
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+        head = request_head(request.method, request.target, headers)
         try:
             async with asyncio.timeout(RAW_ANSWER_TIMEOUT_S):
                 reader, writer = await asyncio.open_connection(url.host, url.port)

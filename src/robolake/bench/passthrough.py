@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from robolake.bench.warp import WarpResult, run_warp
+from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
 from robolake.errors import RobolakeError
 from robolake.storage.aio import run_async
@@ -86,8 +87,6 @@ def run(settings: Settings, params: PassthroughParams, report: Reporter) -> dict
 
 class _Runner:
     def __init__(self, settings: Settings, params: PassthroughParams, report: Reporter) -> None:
-        from robolake.binaries import BinaryBuilder
-
         self.settings, self.params, self.report = settings, params, report
         self.warp = BinaryBuilder(settings.cache_dir).ensure("warp")
         self.direct = S3Target.from_settings(settings, settings.minio_endpoints[0])

@@ -24,16 +24,15 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from robolake.reliability.security import run_robolake
 from robolake.reliability.table import CaseOutcome
 from robolake.reliability.workload import s3
 from robolake.stack.native import NativeStack
-from robolake.stack.specs import settings_environment
 from robolake.umi import generate_dataset
 from robolake.versioning.client import LakeFSClient
 from robolake.versioning.errors import PreconditionFailedError
@@ -124,19 +123,8 @@ def hook_files() -> Iterator[tuple[str, str, bytes]]:
 
 def try_ingest(stack: NativeStack, case: str, source: Path, name: str, work: Path) -> CaseOutcome:
     """`robolake ingest source --name name` must fail with one `error:` line and leave umi-raw without `name`."""
-    env = {**os.environ, **settings_environment(stack.settings), "ROBOLAKE_STATE_DIR": str(stack.state.root)}
-    cmd = [str(Path(sys.executable).parent / "robolake"), "ingest", str(source), "--name", name]
     try:
-        done = subprocess.run(
-            cmd,
-            env=env,
-            cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=INGEST_TIMEOUT_S,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
+        done = run_robolake(stack, ["ingest", str(source), "--name", name], timeout_s=INGEST_TIMEOUT_S, cwd=work)
     except subprocess.TimeoutExpired:
         return _outcome(f"ingest: {case}", "timeout", [f"no answer within {INGEST_TIMEOUT_S} s"])
     problems = []

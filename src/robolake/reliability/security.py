@@ -97,20 +97,28 @@ def check_logs(stack: NativeStack, secrets: dict[str, str]) -> CaseOutcome:
     return _case("no secret in the components' logs", problems)
 
 
-def check_json_outputs(stack: NativeStack, secrets: dict[str, str]) -> CaseOutcome:
+def run_robolake(
+    stack: NativeStack, args: list[str], *, timeout_s: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`robolake ARGS` as a user of this stack runs it (its settings, no stdin); raises TimeoutExpired."""
     env = {**os.environ, **settings_environment(stack.settings), "ROBOLAKE_STATE_DIR": str(stack.state.root)}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "robolake"), *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def check_json_outputs(stack: NativeStack, secrets: dict[str, str]) -> CaseOutcome:
     problems = []
     for args in (["stack", "status", "--json"], ["users", "list", "--json"]):
         shown = " ".join(["robolake", *args])
-        done = subprocess.run(
-            [str(Path(sys.executable).parent / "robolake"), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        done = run_robolake(stack, args, timeout_s=120)
         if done.returncode != 0:
             problems.append(f"`{shown}` failed: {done.stderr.strip()[-300:]}")
         problems += _leaks(done.stdout + done.stderr, secrets, f"the output of `{shown}`")
