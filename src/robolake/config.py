@@ -141,6 +141,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": ("lakefs_secret_access_key", _text),
     "ROBOLAKE_HOOKS_TOKEN": ("hooks_token", _text),
     "ROBOLAKE_WEBHOOK_TOKEN": ("webhook_token", _text),
+    "ROBOLAKE_ADMIN_TOKEN": ("admin_token", _text),
     "ROBOLAKE_GO": ("go", _text),
     "ROBOLAKE_TOOLS_DIR": ("tools_dir", _optional_path),
 }
@@ -179,6 +180,8 @@ class Settings:
     hooks_token: str = dataclasses.field(default="", repr=False)
     # The bearer token MinIO's bucket notifications carry to the accelerator ("": it asks for none).
     webhook_token: str = dataclasses.field(default="", repr=False)
+    # The password (user robolake.httpauth.ADMIN_USER) of the accelerator's admin port ("": open).
+    admin_token: str = dataclasses.field(default="", repr=False)
     go: str = ""  # a specific Go toolchain for the binary builds; "" finds one
     tools_dir: Path | None = None  # the checkout's tools/ folder; None: the one beside the source
 
@@ -271,6 +274,12 @@ class Settings:
         if self.hooks_token:
             return self.hooks_token
         return self._stack_credentials("hooks token", lambda c: c.hooks_token, otherwise).hooks_token
+
+    def resolve_admin_token(self) -> str:
+        """The password of the stack's admin endpoints (robolake.httpauth.admin_auth)."""
+        if self.admin_token:
+            return self.admin_token
+        return self._stack_credentials("admin token", lambda c: c.admin_token, "set ROBOLAKE_ADMIN_TOKEN").admin_token
 
     def _stack_credentials(self, what: str, has: Callable[[Credentials], str], otherwise: str) -> Credentials:
         """The local stack's credentials, if they hold `what`; else a ConfigError naming every source."""

@@ -36,6 +36,9 @@ class Credentials:
     webhook_token: str = dataclasses.field(default="", repr=False)
     # Token lakeFS presents (as a Bearer header, from its environment) to the UMI validation hook.
     hooks_token: str = dataclasses.field(default="", repr=False)
+    # Token robolake's own admin endpoints ask for: the accelerator's and the hooks server's
+    # /metrics and /stats (Bearer), Prometheus (basic auth, user ADMIN_USER); health stays open.
+    admin_token: str = dataclasses.field(default="", repr=False)
 
     @classmethod
     def generate(cls) -> Credentials:
@@ -46,6 +49,7 @@ class Credentials:
             lakefs_encrypt_secret=secrets.token_hex(32),
             webhook_token=secrets.token_urlsafe(24),
             hooks_token=secrets.token_urlsafe(24),
+            admin_token=secrets.token_urlsafe(24),
         )
 
 
@@ -138,12 +142,13 @@ class StateDir:
                 )
             creds = Credentials.generate()
             self.save_credentials(creds)
-        elif not creds.webhook_token or not creds.hooks_token:
-            # A state directory from before the accelerator or the hooks existed: add what is missing.
+        elif not (creds.webhook_token and creds.hooks_token and creds.admin_token):
+            # A state directory from before the accelerator, the hooks or the admin token existed.
             creds = dataclasses.replace(
                 creds,
                 webhook_token=creds.webhook_token or secrets.token_urlsafe(24),
                 hooks_token=creds.hooks_token or secrets.token_urlsafe(24),
+                admin_token=creds.admin_token or secrets.token_urlsafe(24),
             )
             self.save_credentials(creds)
         return creds

@@ -62,11 +62,20 @@ playwright = pytest.importorskip("playwright.sync_api", reason="the dev extra's 
 
 
 class Lake:
-    """What the fixture put into lakeFS: where, at which commits, from which local files."""
+    """What the fixture put into lakeFS: where, at which commits, from which local files; the keys to ask with."""
 
     def __init__(self, base: str, dataset: str, branch: str, tag: str, tagged: str, moved: str, v1: Path, v2: Path):
         self.base, self.dataset, self.branch, self.tag = base, dataset, branch, tag
         self.tagged, self.moved, self.v1, self.v2 = tagged, moved, v1, v2
+        self.keys: tuple[str, str] = ("", "")
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        """GET from the console with the lakeFS key pair, as a browser that was given them does."""
+        return requests.get(url, auth=self.keys, **kwargs)
+
+    @property
+    def basic(self) -> str:
+        return "Basic " + base64.b64encode(":".join(self.keys).encode()).decode()
 
     def episode_url(self, ref: str, n: int = 0) -> str:
         return f"{self.base}/episode?ref={ref}&dataset={self.dataset}&n={n}"
@@ -97,7 +106,9 @@ def lake(stack: NativeStack, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             check=False,
         )
         assert bench.returncode == 0, bench.stdout + bench.stderr
-        yield Lake(stack.settings.console_endpoint, dataset, branch, tag, tagged, moved, v1, v2)
+        made = Lake(stack.settings.console_endpoint, dataset, branch, tag, tagged, moved, v1, v2)
+        made.keys = stack.settings.resolve_lakefs_keys()
+        yield made
         client.delete_tag(REPO, tag)
         client.delete_branch(REPO, branch)
 
@@ -123,8 +134,10 @@ def browser() -> Iterator[Any]:
 class Watched:
     """A page with every console error, page error and media answer recorded."""
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: Any, basic: str | None = None) -> None:
         self.page = context.new_page()
+        if basic is not None:  # the console asks for the lakeFS key pair on every request
+            self.page.set_extra_http_headers({"Authorization": basic})
         self.errors: list[str] = []
         self.media: list[Any] = []
         self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
@@ -139,8 +152,8 @@ class Watched:
 
 
 @pytest.fixture
-def watched(browser: Any) -> Iterator[Watched]:
-    w = Watched(browser)
+def watched(browser: Any, lake: Lake) -> Iterator[Watched]:
+    w = Watched(browser, lake.basic)
     yield w
     w.page.close()
 
@@ -218,14 +231,14 @@ def test_the_video_plays_and_seeks_by_range_and_the_cursor_follows(lake: Lake, w
 def test_ranges_answer_exactly_the_bytes_at_the_commit(lake: Lake) -> None:
     local = (lake.v1 / "video" / "episode_00000.mp4").read_bytes()
     url = f"{lake.base}/media/video/{lake.tagged}/0?dataset={lake.dataset}"
-    part = requests.get(url, headers={"Range": "bytes=100-1099"}, timeout=30)
+    part = lake.get(url, headers={"Range": "bytes=100-1099"}, timeout=30)
     assert part.status_code == 206 and part.content == local[100:1100]
     assert part.headers["Content-Range"] == f"bytes 100-1099/{len(local)}"
-    tail = requests.get(url, headers={"Range": "bytes=-500"}, timeout=30)
+    tail = lake.get(url, headers={"Range": "bytes=-500"}, timeout=30)
     assert tail.status_code == 206 and tail.content == local[-500:]
-    whole = requests.get(url, timeout=30)
+    whole = lake.get(url, timeout=30)
     assert whole.status_code == 200 and whole.content == local and whole.headers["Accept-Ranges"] == "bytes"
-    past = requests.get(url, headers={"Range": f"bytes={len(local)}-"}, timeout=30)
+    past = lake.get(url, headers={"Range": f"bytes={len(local)}-"}, timeout=30)
     assert past.status_code == 416 and past.headers["Content-Range"] == f"bytes */{len(local)}"
 
 
@@ -234,7 +247,7 @@ def test_the_frame_strip_shows_the_replay_buffers_frames(lake: Lake, watched: Wa
     widths = page.evaluate("[...document.querySelectorAll('.strip img.frame')].map(i => i.naturalWidth)")
     assert len(widths) >= 2 and all(w == 224 for w in widths)
     # Frame 5 of episode 1 as served (JPEG) against the same frame decoded from the local zip.
-    served = requests.get(f"{lake.base}/media/frame/{lake.tagged}/1/5?dataset={lake.dataset}", timeout=30)
+    served = lake.get(f"{lake.base}/media/frame/{lake.tagged}/1/5?dataset={lake.dataset}", timeout=30)
     assert served.status_code == 200 and served.headers["Content-Type"] == "image/jpeg"
     with zipfile.ZipFile(lake.v1 / "replay_buffer" / "dataset.zarr.zip") as zf:
         ends = np.frombuffer(zf.read("meta/episode_ends/0"), dtype="<i8")
@@ -254,7 +267,7 @@ def test_at_the_tag_the_page_shows_the_tagged_bytes_after_the_branch_moved_on(la
         assert page.text_content("#commit") == commit
         src = page.get_attribute("#video", "src") or ""
         assert f"/media/video/{commit}/0" in src
-        assert requests.get(lake.base + src, timeout=30).content == body
+        assert lake.get(lake.base + src, timeout=30).content == body
     assert watched.errors == []
 
 
@@ -306,7 +319,7 @@ def test_off_loopback_every_request_needs_the_lakefs_keys(
         assert wrong.status_code == 401, path
         assert requests.get(off_loopback + path, auth=keys, timeout=60).status_code == 200, path
     assert requests.get(f"{off_loopback}/health", timeout=10).status_code == 200
-    assert requests.get(f"{lake.base}/api/stack", timeout=60).status_code == 200  # loopback: no keys asked
+    assert requests.get(f"{lake.base}/api/stack", timeout=60).status_code == 401  # on loopback too
 
     # In the browser: refused without the keys; with them (basic auth on every request the page
     # makes: script, style, video ranges, frames) the episode page works as on loopback.
@@ -344,7 +357,7 @@ BAD = [
 @pytest.mark.parametrize(("path", "status", "says"), BAD)
 def test_bad_input_gets_a_clear_answer_never_a_traceback(lake: Lake, path: str, status: int, says: str) -> None:
     url = lake.base + path.format(d=lake.dataset, tag=lake.tag, commit=lake.tagged)
-    answer = requests.get(url, timeout=30)
+    answer = lake.get(url, timeout=30)
     assert answer.status_code == status, answer.text[:500]
     text = answer.json()["error"] if "json" in answer.headers["Content-Type"] else answer.text
     assert says in html.unescape(text) and "Traceback" not in answer.text

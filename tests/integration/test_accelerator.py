@@ -18,8 +18,10 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from robolake.accelerator.admin import read_stats
 from robolake.accelerator.client import BatchClient
 from robolake.errors import AuthError
+from robolake.httpauth import admin_auth
 from robolake.stack import health
 from robolake.stack.native import NativeStack
 from robolake.stack.process import free_port
@@ -258,7 +260,7 @@ def test_overwrite_straight_on_a_node_is_seen_through_the_accelerator(
     while clients["accelerator"].get_object(Bucket=BUCKET, Key=key)["Body"].read() != b"new bytes":
         assert time.monotonic() < deadline, "stale object still served 15 s after a direct overwrite"
         time.sleep(0.1)
-    stats = requests.get(f"{s.accelerator_admin_endpoint}/stats", timeout=5).json()
+    stats = read_stats(s)
     assert stats["events"].get("invalidation_notification", 0) >= 1
 
 
@@ -310,12 +312,12 @@ def test_episode_prefetch_fetches_siblings_and_counts_use(stack: NativeStack, cl
         time.sleep(0.2)
     time.sleep(0.5)  # MinIO shows the configuration a moment before the accelerator's PUT returns
     accel = clients["accelerator"]
-    before = requests.get(f"{s.accelerator_admin_endpoint}/stats", timeout=5).json()["events"]
+    before = read_stats(s)["events"]
     accel.get_object(Bucket=bucket, Key=f"{prefix}/pose/episode_00000.json")["Body"].read()
     accel.get_object(Bucket=bucket, Key=f"{prefix}/gripper/episode_00000.json")["Body"].read()
     deadline = time.monotonic() + 20
     while True:  # prefetch runs in the background: wait until its queue has drained
-        state = requests.get(f"{s.accelerator_admin_endpoint}/stats", timeout=5).json()["prefetch"]
+        state = read_stats(s)["prefetch"]
         if state["queued"] == 0 and state["inflight"] == 0:
             break
         assert time.monotonic() < deadline, state
@@ -325,10 +327,10 @@ def test_episode_prefetch_fetches_siblings_and_counts_use(stack: NativeStack, cl
     r = validating.get_object(Bucket=bucket, Key=f"{prefix}/gripper/episode_00001.json")
     assert r["Body"].read() == b"gripper1"
     assert r["ResponseMetadata"]["HTTPHeaders"]["x-robolake-cache"].startswith("hit")
-    after = requests.get(f"{s.accelerator_admin_endpoint}/stats", timeout=5).json()["events"]
+    after = read_stats(s)["events"]
     assert after.get("prefetch_issued", 0) > before.get("prefetch_issued", 0)
     assert after.get("prefetch_used", 0) > before.get("prefetch_used", 0)
-    metrics = requests.get(f"{s.accelerator_admin_endpoint}/metrics", timeout=5).text
+    metrics = requests.get(f"{s.accelerator_admin_endpoint}/metrics", timeout=5, auth=admin_auth(s)).text
     assert 'robolake_accelerator_events_total{kind="prefetch_used"}' in metrics
     assert "robolake_accelerator_client_latency_seconds_bucket" in metrics
 

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from robolake.accelerator.admin import read_stats
 from robolake.sigv4 import sign
 from robolake.stack.native import NativeStack
 from tests.conftest import s3_client
@@ -40,6 +41,7 @@ def clients(stack: NativeStack) -> Iterator[dict[str, Any]]:
         "direct": s3_client(s.minio_endpoints[0], s.minio_root_user, s.minio_root_password),
         "accelerator": s3_client(s.accelerator_endpoint, s.minio_root_user, s.minio_root_password),
         "admin": s.accelerator_admin_endpoint,
+        "settings": s,
     }
     if BUCKET not in {b["Name"] for b in made["direct"].list_buckets()["Buckets"]}:
         made["accelerator"].create_bucket(
@@ -124,12 +126,12 @@ def cache_it(clients: dict[str, Any], key: str, body: bytes) -> None:
 
 
 def _notified(clients: dict[str, Any]) -> int:
-    doc = requests.get(f"{clients['admin']}/stats", timeout=5).json()
+    doc = read_stats(clients["settings"])
     return int(doc["events"].get("notification_records", 0))
 
 
 def stats(stack: NativeStack) -> dict[str, Any]:
-    doc: dict[str, Any] = requests.get(f"{stack.settings.accelerator_admin_endpoint}/stats", timeout=5).json()
+    doc: dict[str, Any] = read_stats(stack.settings)
     return doc
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 
+from robolake.accelerator.admin import read_stats
 from robolake.stack.native import NativeStack
 
 pytestmark = pytest.mark.integration
@@ -18,7 +19,7 @@ BUCKET = "umi-raw"
 
 
 def _events(stack: NativeStack) -> dict[str, int]:
-    answer = requests.get(f"{stack.settings.accelerator_admin_endpoint}/stats", timeout=5).json()
+    answer = read_stats(stack.settings)
     return dict(answer["events"])
 
 

@@ -7,9 +7,9 @@ import uuid
 from typing import Any
 
 import pytest
-import requests
 from botocore.exceptions import ClientError
 
+from robolake.accelerator.admin import read_stats
 from robolake.accelerator.subscriptions import POLL_S
 from robolake.stack.native import NativeStack
 from tests.conftest import s3_client
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 
 def _memory_hits(stack: NativeStack) -> int:
-    stats = requests.get(f"{stack.settings.accelerator_admin_endpoint}/stats", timeout=5).json()
+    stats = read_stats(stack.settings)
     return int(stats["events"].get("requests_hit_memory", 0))
 
 

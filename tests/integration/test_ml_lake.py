@@ -18,8 +18,8 @@ from typing import Any
 
 import numcodecs.registry
 import pytest
-import requests
 
+from robolake.accelerator.admin import read_stats
 from robolake.config import Settings
 from robolake.errors import ConfigError
 from robolake.ml import KeyWindow, LakeDataset, RunRecord, SamplerConfig, list_runs, write_run_record
@@ -101,7 +101,7 @@ def test_windows_read_through_the_accelerator_equal_umis(
 
 def accelerator_gets(settings: Settings) -> int:
     """Requests the accelerator has answered (every kind: reads of a large object are relayed, not cached)."""
-    events = requests.get(f"{settings.accelerator_admin_endpoint}/stats", timeout=5).json()["events"]
+    events = read_stats(settings)["events"]
     return sum(count for name, count in events.items() if name.startswith("requests_"))
 
 

@@ -13,6 +13,8 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 
+from robolake.config import Settings
+from robolake.httpauth import admin_auth
 from robolake.stack.dashboards import ALERTS, PANELS
 from robolake.stack.monitoring import SCRAPE_INTERVAL_S
 from robolake.stack.native import NativeStack
@@ -34,8 +36,13 @@ SERIES = {
 }
 
 
+def prometheus_get(s: Settings, path: str, **params: str) -> requests.Response:
+    """GET Prometheus's HTTP API as the stack's admin user (Prometheus asks every caller)."""
+    return requests.get(f"{s.prometheus_endpoint}{path}", params=params, timeout=10, auth=admin_auth(s))
+
+
 def query(stack: NativeStack, promql: str) -> list[dict[str, Any]]:
-    answer = requests.get(f"{stack.settings.prometheus_endpoint}/api/v1/query", params={"query": promql}, timeout=10)
+    answer = prometheus_get(stack.settings, "/api/v1/query", query=promql)
     answer.raise_for_status()
     doc = answer.json()
     assert doc["status"] == "success", doc
@@ -60,7 +67,7 @@ def test_prometheus_scrapes_every_component(stack: NativeStack) -> None:
     by_job: dict[str, list[str]] = {}
     while len(by_job) < len(JOBS) and time.monotonic() < deadline:
         time.sleep(0.5)
-        answer = requests.get(f"{s.prometheus_endpoint}/api/v1/targets", timeout=10).json()
+        answer = prometheus_get(s, "/api/v1/targets").json()
         by_job = {}
         for target in answer["data"]["activeTargets"]:
             by_job.setdefault(target["labels"]["job"], []).append(target["scrapeUrl"])
@@ -79,7 +86,7 @@ def test_prometheus_scrapes_every_component(stack: NativeStack) -> None:
 
 def test_retention_is_bounded_and_it_listens_on_loopback(stack: NativeStack) -> None:
     s = stack.settings
-    flags = requests.get(f"{s.prometheus_endpoint}/api/v1/status/flags", timeout=10).json()["data"]
+    flags = prometheus_get(s, "/api/v1/status/flags").json()["data"]
     assert flags["storage.tsdb.retention.time"] == f"{s.prometheus_retention_days}d"
     mb = s.prometheus_retention_mb  # Prometheus's MB are MiB, and it prints them in the largest whole unit
     assert flags["storage.tsdb.retention.size"] == (f"{mb // 1024}GiB" if mb % 1024 == 0 else f"{mb}MiB")
@@ -134,7 +141,7 @@ def test_every_dashboard_panel_returns_data_on_a_stack_with_traffic(stack: Nativ
 
 
 def test_alert_rules_are_loaded_and_a_node_down_fires(stack: NativeStack) -> None:
-    answer = requests.get(f"{stack.settings.prometheus_endpoint}/api/v1/rules", timeout=10).json()
+    answer = prometheus_get(stack.settings, "/api/v1/rules").json()
     rules = {r["name"]: r for group in answer["data"]["groups"] for r in group["rules"]}
     assert sorted(rules) == sorted(a.name for a in ALERTS)
     assert all(r["health"] == "ok" for r in rules.values()), rules
@@ -148,7 +155,7 @@ def test_alert_rules_are_loaded_and_a_node_down_fires(stack: NativeStack) -> Non
         alerts: list[dict[str, Any]] = []
         while time.monotonic() < deadline and not alerts:
             time.sleep(2)
-            doc = requests.get(f"{stack.settings.prometheus_endpoint}/api/v1/alerts", timeout=10).json()
+            doc = prometheus_get(stack.settings, "/api/v1/alerts").json()
             alerts = [a for a in doc["data"]["alerts"] if a["labels"]["alertname"] == "MinioNodeDown"]
         assert alerts, "MinioNodeDown did not become pending or firing with a node frozen"
         assert alerts[0]["labels"]["instance"] == f"{stack.settings.host}:{stack.settings.minio_ports[2]}"

@@ -13,6 +13,8 @@ import requests
 from botocore.exceptions import ClientError
 
 from robolake.errors import AuthError, PortInUseError
+from robolake.httpauth import ADMIN_USER
+from robolake.reliability.security import check_endpoint_auth, endpoints
 from robolake.stack import health
 from robolake.stack.bootstrap import BUCKET_LAYOUT, LakeFSAdmin, ensure_buckets
 from robolake.stack.native import NativeStack
@@ -82,6 +84,19 @@ def test_second_up_is_a_no_op(stack: NativeStack) -> None:
     pids = {c.name: c.pid for c in stack.status().components}
     assert stack.up() == []
     assert {c.name: c.pid for c in stack.status().components} == pids
+
+
+def test_every_endpoint_but_health_asks_for_auth(stack: NativeStack) -> None:
+    case = check_endpoint_auth(stack)
+    assert not case.mishandled, case.why
+    s = stack.settings
+    urls = [url for _, url, _ in endpoints(s)]  # every component's port is asked
+    ports = {*s.minio_ports, *s.minio_console_ports, s.accelerator_port, s.accelerator_admin_port, s.lakefs_port}
+    ports |= {s.hooks_port, *([s.prometheus_port] if s.prometheus else []), *([s.console_port] if s.console else [])}
+    assert {int(url.split(":")[2].split("/")[0]) for url in urls} == ports
+    # A wrong admin token is refused like none.
+    answer = requests.get(f"{s.accelerator_admin_endpoint}/stats", timeout=5, auth=(ADMIN_USER, "not-the-token"))
+    assert answer.status_code == 401 and "admin token" in answer.text
 
 
 def test_wrong_root_credentials_are_named(stack: NativeStack) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from botocore.exceptions import ClientError
 
+from robolake.accelerator.admin import read_stats
 from robolake.accelerator.principals import users_path
 from robolake.stack.native import NativeStack
 from robolake.stack.users import add_user, credentials_file, remove_user
@@ -28,7 +28,7 @@ AddUser = Callable[[str], Any]
 
 
 def stats(stack: NativeStack) -> dict[str, Any]:
-    doc: dict[str, Any] = requests.get(f"{stack.settings.accelerator_admin_endpoint}/stats", timeout=5).json()
+    doc: dict[str, Any] = read_stats(stack.settings)
     return doc
 
 

@@ -9,6 +9,7 @@ import time
 from typing import Any
 from urllib.parse import unquote_plus
 
+import requests
 from aiohttp import web
 
 from robolake.accelerator.access import Gatekeeper
@@ -18,6 +19,9 @@ from robolake.accelerator.metrics import CONTENT_TYPE, Metrics
 from robolake.accelerator.prefetch import Prefetcher
 from robolake.accelerator.subscriptions import Echoes
 from robolake.accelerator.upstream import Upstream
+from robolake.config import Settings
+from robolake.errors import AuthError, ServiceUnavailableError
+from robolake.httpauth import admin_auth, admin_guard, refusal
 
 CREATED_OR_REMOVED = ("s3:ObjectCreated:", "s3:ObjectRemoved:")
 
@@ -69,6 +73,24 @@ def stats(o: Observed) -> dict[str, Any]:
     }
 
 
+def read_stats(settings: Settings, admin_url: str | None = None, *, timeout_s: float = 5.0) -> dict[str, Any]:
+    """The /stats document of the accelerator at `admin_url` (the stack's admin port by default)."""
+    url = (admin_url or settings.accelerator_admin_endpoint).rstrip("/") + "/stats"
+    try:
+        answer = requests.get(url, timeout=timeout_s, auth=admin_auth(settings))
+    except requests.RequestException as exc:
+        raise ServiceUnavailableError(
+            f"the accelerator's admin endpoint {url} does not answer ({type(exc).__name__}); is the "
+            "stack running? (`robolake stack status`)"
+        ) from exc
+    if answer.status_code == 401:
+        raise AuthError(f"{url} refused the stack's admin token; is ROBOLAKE_STATE_DIR this stack's state directory?")
+    if answer.status_code != 200:
+        raise ServiceUnavailableError(f"{url} answered HTTP {answer.status_code}: {answer.text[:200]}")
+    doc: dict[str, Any] = answer.json()
+    return doc
+
+
 def _users(access: Gatekeeper | None) -> dict[str, Any] | None:
     """What /stats says of the users file in force (None: the accelerator reads none)."""
     if access is None or access.users_file is None:
@@ -93,10 +115,16 @@ def prometheus_text(o: Observed) -> bytes:
 
 
 def admin_app(o: Observed) -> web.Application:
-    async def metrics(_: web.Request) -> web.Response:
+    guard = admin_guard(o.config.admin_token)
+
+    async def metrics(request: web.Request) -> web.Response:
+        if (refused := refusal(guard, request)) is not None:
+            return refused
         return web.Response(body=prometheus_text(o), headers={"Content-Type": CONTENT_TYPE})
 
-    async def stats_doc(_: web.Request) -> web.Response:
+    async def stats_doc(request: web.Request) -> web.Response:
+        if (refused := refusal(guard, request)) is not None:
+            return refused
         return web.json_response(stats(o))
 
     async def health(_: web.Request) -> web.Response:

@@ -23,6 +23,8 @@ class AcceleratorConfig:
     disk_bytes: int = 4 * 1024 * 1024 * 1024
     revalidate_after_s: float = 30.0
     webhook_token: str = dataclasses.field(default="", repr=False)
+    # Basic-auth password (user ADMIN_USER) of the admin port's /metrics and /stats; "": open.
+    admin_token: str = dataclasses.field(default="", repr=False)
     prefetch: bool = True
     prefetch_workers: int = 2
     prefetch_queue: int = 256

@@ -18,11 +18,10 @@ from their second read on; the warm-up reads each large object once through it f
 from __future__ import annotations
 
 import dataclasses
-import json
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from robolake.accelerator.admin import read_stats
 from robolake.bench.warp import WarpResult, run_warp
 from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
@@ -201,13 +200,7 @@ async def _read_each(direct: S3Target, accel: S3Target, bucket: str, prefix: str
 
 def _cache_counts(settings: Settings) -> tuple[int, int]:
     """(hits, misses) so far, from the accelerator's /stats."""
-    url = f"{settings.accelerator_admin_endpoint}/stats"
-    try:
-        with urllib.request.urlopen(url, timeout=10) as answer:  # our own admin port
-            stats = json.load(answer)
-    except OSError as exc:
-        raise RobolakeError(f"cannot read the accelerator's stats at {url}: {exc}") from exc
-    events = stats.get("events", {})
+    events = read_stats(settings, timeout_s=10).get("events", {})
     hits = sum(v for k, v in events.items() if k.startswith("requests_hit_"))
     return hits, int(events.get("requests_miss", 0))
 

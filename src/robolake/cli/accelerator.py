@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-import requests
 from rich.table import Table
 
 from robolake.cli.common import PORT, err_console, load_settings, out_console, run_cli
-from robolake.errors import ConfigError, ServiceUnavailableError
+from robolake.errors import ConfigError
 
 if TYPE_CHECKING:
     from robolake.accelerator.server import AcceleratorConfig
@@ -127,6 +126,7 @@ def _serve_config(opts: dict[str, Any]) -> AcceleratorConfig:
         max_object_bytes=(opts["max_object_kb"] or s.accelerator_max_object_kb) << 10,
         revalidate_after_s=opts["revalidate_after_s"],
         webhook_token=s.webhook_token,
+        admin_token=s.admin_token,
         prefetch=not opts["no_prefetch"],
         users_file=opts["users_file"],
         notify_arn=opts["notify_arn"],
@@ -144,14 +144,9 @@ def _serve_config(opts: dict[str, Any]) -> AcceleratorConfig:
 @click.option("--admin-url", default=None, help="Admin endpoint [default: the stack's, http://127.0.0.1:9010].")
 def stats(as_json: bool, admin_url: str | None) -> None:
     """Show hit ratios, tier usage, prefetch accuracy, node health and latencies."""
-    url = (admin_url or load_settings().accelerator_admin_endpoint).rstrip("/") + "/stats"
-    try:
-        doc = requests.get(url, timeout=5).json()
-    except requests.RequestException as exc:
-        raise ServiceUnavailableError(
-            f"the accelerator's admin endpoint {url} does not answer ({exc}); is the "
-            "stack running? (`robolake stack status`)"
-        ) from exc
+    from robolake.accelerator.admin import read_stats
+
+    doc = read_stats(load_settings(), admin_url)
     if as_json:
         click.echo(json.dumps(doc, indent=2))
         return

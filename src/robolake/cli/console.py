@@ -30,9 +30,9 @@ def console(host: str | None, port: int | None, state_dir: Path | None) -> None:
     video beside its pose and gripper curves, see its replay-buffer frames), each with a JSON
     twin under /api/. `robolake stack up` starts it; run it yourself to serve another address.
 
-    On a loopback address it asks for nothing. On any other address every request needs HTTP
-    basic auth with the stack's lakeFS key pair (user: access key id, password: secret key;
-    `robolake stack env` prints them as LAKECTL_CREDENTIALS_*).
+    Every request but /health needs HTTP basic auth with the stack's lakeFS key pair, on loopback
+    too (user: access key id, password: secret key; `robolake stack env` prints them as
+    LAKECTL_CREDENTIALS_*).
 
     Example: robolake console --port 9030, then open http://127.0.0.1:9030/
     """

@@ -1,12 +1,12 @@
-"""The console's aiohttp application: credentials when not on loopback, errors as pages, serving.
+"""The console's aiohttp application: credentials on every request, errors as pages, serving.
 
-    app = console_app(lake, ConsoleConfig(host="127.0.0.1", port=9030))
+    app = console_app(lake, ConsoleConfig(host="127.0.0.1", port=9030, credentials=keys))
     run_console(settings, host="0.0.0.0", port=9030)   # asks for the lakeFS key pair on every request
 
-Bound to a loopback address, the console answers anyone on this machine (as the stack's other
-servers do). Bound to any other address, every page, API call and media request needs HTTP basic
-auth with the stack's lakeFS key pair (access key id as user name, secret as password): whoever
-holds those can read all of it through lakeFS anyway. Only ``/health`` answers without them.
+Every page, API call and media request needs HTTP basic auth with the stack's lakeFS key pair
+(access key id as user name, secret as password), on loopback too (another user of the machine
+must not read the lake through the console's keys): whoever holds those can read all of it
+through lakeFS anyway. Only ``/health`` answers without them.
 
 Errors never reach the browser as a traceback: a robolake error becomes its one-line message
 with a status that fits (400 bad input, 404 unknown ref/dataset/episode, 502/503 a server of the
@@ -16,11 +16,7 @@ stack refused or is down), as an HTML page or, under /api/ and /media/, as ``{"e
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import dataclasses
-import hmac
-import ipaddress
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +31,7 @@ from robolake.console.html import error_page
 from robolake.console.routes import LAKE, READER, add_routes
 from robolake.console.views import Lake
 from robolake.errors import AuthError, ConfigError, RobolakeError, ServiceUnavailableError
+from robolake.httpauth import BasicAuth
 from robolake.storage.errors import S3Error
 from robolake.umi.errors import DatasetFormatError
 from robolake.versioning import LakeFSError
@@ -49,17 +46,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class ConsoleConfig:
     host: str = "127.0.0.1"
     port: int = 9030
-    # (access key id, secret) asked of every request when not on loopback; None: ask nothing.
+    # (access key id, secret) asked of every request but /health; None: ask nothing (tests only).
     credentials: tuple[str, str] | None = dataclasses.field(default=None, repr=False)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any address
 
 
 def status_of(exc: RobolakeError) -> int:
@@ -110,31 +98,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 def basic_auth(credentials: tuple[str, str]) -> Middleware:
     """A middleware requiring HTTP basic auth with `credentials` on everything but /health."""
-    want_user, want_secret = (c.encode() for c in credentials)
+    auth = BasicAuth(*credentials)
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == "/health" or _authorized(request.headers.get("Authorization", ""), want_user, want_secret):
+        if request.path == "/health" or auth.allows(request.headers.get("Authorization", "")):
             return await handler(request)
         response = _error(request, 401, "this console asks for the stack's lakeFS access key id and secret key")
         response.headers["WWW-Authenticate"] = REALM
         return response
 
     return check
-
-
-def _authorized(header: str, want_user: bytes, want_secret: bytes) -> bool:
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return False
-    try:
-        user, sep, secret = base64.b64decode(value.strip(), validate=True).partition(b":")
-    except (binascii.Error, ValueError):
-        return False
-    # Both compared, always, so the time taken says nothing about which one was wrong.
-    ok_user = hmac.compare_digest(user, want_user)
-    ok_secret = hmac.compare_digest(secret, want_secret)
-    return bool(sep) and ok_user and ok_secret
 
 
 def console_app(lake: Lake, config: ConsoleConfig) -> web.Application:
@@ -173,9 +147,8 @@ def run_console(
     """Run the console of the stack `settings` describe in the foreground, until interrupted."""
     host, port = host or settings.host, port or settings.console_port
     lake = Lake.open(settings)  # ConfigError when no lakeFS keys can be found
-    credentials = None if is_loopback(host) else settings.resolve_lakefs_keys()
-    config = ConsoleConfig(host=host, port=port, credentials=credentials)
-    where = "loopback: no credentials asked" if credentials is None else "asks for the lakeFS key pair"
+    config = ConsoleConfig(host=host, port=port, credentials=settings.resolve_lakefs_keys())
+    where = "asks for the lakeFS key pair: `robolake stack env` prints it"
     announce(f"robolake console on http://{host}:{port}/ ({where}), reading lakeFS at {settings.lakefs_endpoint}")
     try:
         asyncio.run(serve(console_app(lake, config), config))

@@ -24,6 +24,7 @@ import requests
 from robolake.bench.results import RESULTS_BUCKET, results_target
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError, ServiceUnavailableError
+from robolake.httpauth import admin_auth
 from robolake.stack import health
 from robolake.stack.dashboards import PANELS, Panel
 from robolake.stack.native import NativeStack
@@ -215,7 +216,7 @@ def _query_range(s: Settings, expr: str, start: float, end: float, step_s: int) 
     url = f"{s.prometheus_endpoint}/api/v1/query_range"
     try:
         params: dict[str, str | float] = {"query": expr, "start": start, "end": end, "step": step_s}
-        answer = requests.get(url, params=params, timeout=10)
+        answer = requests.get(url, params=params, timeout=10, auth=admin_auth(s))
     except requests.RequestException as exc:
         raise ServiceUnavailableError(
             f"Prometheus at {s.prometheus_endpoint} does not answer ({type(exc).__name__}); is it on? "

@@ -5,6 +5,9 @@
     secrets in process lists        every process's command line (what `ps` shows), for each secret
     secrets in logs                 every component's log under the state directory
     secrets in --json               `robolake stack status --json` and `robolake users list --json`
+    auth on every endpoint          each port of the stack, asked without credentials: refused, but
+                                    for health (open) and lakeFS's /metrics and /_pprof/ (lakeFS
+                                    serves them without auth and has no setting for it; loopback only)
 
 Each check is a case of the campaign's table (group "security"); one that finds a secret where it
 must not be is mishandled, and says where (never the secret itself).
@@ -19,13 +22,17 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import requests
+
 from robolake.accelerator.principals import users_path
+from robolake.config import Settings
 from robolake.errors import RobolakeError
+from robolake.httpauth import admin_auth
 from robolake.reliability.table import CaseOutcome
 from robolake.stack.native import NativeStack
 from robolake.stack.specs import settings_environment
 from robolake.versioning.client import LakeFSClient
-from robolake.versioning.hooks import ACTION_PATH
+from robolake.versioning.hooks import ACTION_PATH, ROUTE
 
 GROUP = "security"
 
@@ -125,6 +132,60 @@ def check_json_outputs(stack: NativeStack, secrets: dict[str, str]) -> CaseOutco
     return _case("no secret in --json outputs", problems)
 
 
+OPEN, REFUSED = (200,), (401, 403)
+
+
+def endpoints(s: Settings) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(method, URL, the statuses an anonymous caller must get) for every port of the stack."""
+    out = [
+        ("GET", f"{s.accelerator_endpoint}/", REFUSED),  # S3 ListBuckets
+        ("GET", f"{s.accelerator_admin_endpoint}/metrics", REFUSED),
+        ("GET", f"{s.accelerator_admin_endpoint}/stats", REFUSED),
+        ("POST", f"{s.accelerator_admin_endpoint}/minio/events", REFUSED),
+        ("GET", f"{s.accelerator_admin_endpoint}/health", OPEN),
+        ("GET", f"{s.lakefs_endpoint}/api/v1/repositories", REFUSED),
+        ("GET", f"{s.lakefs_endpoint}/_health", (200, 204)),
+        ("POST", f"{s.hooks_endpoint}{ROUTE}", REFUSED),
+        ("GET", f"{s.hooks_endpoint}/metrics", REFUSED),
+        ("GET", f"{s.hooks_endpoint}/health", OPEN),
+    ]
+    for endpoint, port in zip(s.minio_endpoints, s.minio_console_ports, strict=True):
+        out += [
+            ("GET", f"{endpoint}/", REFUSED),
+            ("GET", f"{endpoint}/minio/v2/metrics/cluster", REFUSED),
+            ("GET", f"{endpoint}/minio/v2/metrics/node", REFUSED),
+            ("GET", f"{endpoint}/minio/health/live", OPEN),
+            ("GET", f"http://{s.host}:{port}/api/v1/buckets", REFUSED),  # MinIO's console API
+        ]
+    if s.prometheus:
+        out += [("GET", f"{s.prometheus_endpoint}/api/v1/query?query=up", REFUSED)]
+        out += [("GET", f"{s.prometheus_endpoint}/-/ready", REFUSED)]
+    if s.console:
+        out += [("GET", f"{s.console_endpoint}/", REFUSED), ("GET", f"{s.console_endpoint}/health", OPEN)]
+    return out
+
+
+def check_endpoint_auth(stack: NativeStack) -> CaseOutcome:
+    """Every endpoint refuses an anonymous caller but health; the admin ones let the admin user in."""
+    s, problems = stack.settings, []
+    for method, url, want in endpoints(s):
+        try:
+            got = requests.request(method, url, timeout=10).status_code
+        except requests.RequestException as exc:
+            problems.append(f"{method} {url} did not answer ({type(exc).__name__})")
+            continue
+        if got not in want:
+            problems.append(f"{method} {url} answered {got} without credentials (want {' or '.join(map(str, want))})")
+    # The refusals above must come from a check that lets the right caller in.
+    admin = [f"{s.accelerator_admin_endpoint}/stats", f"{s.hooks_endpoint}/metrics"]
+    admin += [f"{s.prometheus_endpoint}/-/ready"] if s.prometheus else []
+    for url in admin:
+        got = requests.get(url, timeout=10, auth=admin_auth(s)).status_code
+        if got != 200:
+            problems.append(f"GET {url} answered {got} to the stack's admin user (want 200)")
+    return _case("auth on every endpoint but health", problems)
+
+
 def security_checks(stack: NativeStack, say: Callable[[str], None]) -> list[CaseOutcome]:
     secrets = secrets_of(stack)
     out = [
@@ -133,6 +194,7 @@ def security_checks(stack: NativeStack, say: Callable[[str], None]) -> list[Case
         check_process_lists(secrets),
         check_logs(stack, secrets),
         check_json_outputs(stack, secrets),
+        check_endpoint_auth(stack),
     ]
     for case in out:
         if case.mishandled:

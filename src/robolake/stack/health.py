@@ -11,17 +11,30 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from robolake.config import Settings
 from robolake.errors import AuthError, ServiceUnavailableError
+from robolake.httpauth import ADMIN_USER
+from robolake.state import StateDir
 
 _TIMEOUT_S = 3.0
 
 
-def http_ok(url: str, *, expect: tuple[int, ...] = (200,), timeout_s: float = _TIMEOUT_S) -> bool:
+def http_ok(
+    url: str, *, expect: tuple[int, ...] = (200,), timeout_s: float = _TIMEOUT_S, auth: tuple[str, str] | None = None
+) -> bool:
     """True when `url` answers with one of the `expect` status codes."""
     try:
-        return requests.get(url, timeout=timeout_s).status_code in expect
+        return requests.get(url, timeout=timeout_s, auth=auth).status_code in expect
     except requests.RequestException:
         return False
+
+
+def prometheus_ready(settings: Settings) -> bool:
+    """Prometheus answers /-/ready to the stack's admin user (it asks every caller for it)."""
+    creds = StateDir(settings.state_dir).load_credentials()
+    if creds is None or not creds.admin_token:
+        return False
+    return http_ok(f"{settings.prometheus_endpoint}/-/ready", auth=(ADMIN_USER, creds.admin_token))
 
 
 def minio_live(endpoint: str) -> bool:

@@ -190,8 +190,8 @@ class NativeStack(NativeSpecs):
             name="prometheus",
             endpoint=s.prometheus_endpoint,
             console=f"{s.prometheus_endpoint}/api/v1/targets",
-            spec=lambda b, _creds: self.prometheus_spec(b["prometheus"]),
-            healthy=functools.partial(health.http_ok, f"{s.prometheus_endpoint}/-/ready"),
+            spec=lambda b, creds: self.prometheus_spec(b["prometheus"], creds),
+            healthy=functools.partial(health.prometheus_ready, s),
             announce=f"starting prometheus on {s.prometheus_endpoint} (scraping every component)",
             marker="prometheus",
         )
@@ -469,6 +469,8 @@ class NativeStack(NativeSpecs):
             "LAKECTL_SERVER_ENDPOINT_URL": s.lakefs_endpoint,
             "LAKECTL_CREDENTIALS_ACCESS_KEY_ID": creds.lakefs_access_key_id,
             "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY": creds.lakefs_secret_access_key,
+            # curl -u robolake:$ROBOLAKE_ADMIN_TOKEN http://127.0.0.1:9010/stats (also Prometheus)
+            "ROBOLAKE_ADMIN_TOKEN": creds.admin_token,
         }
         lines = [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
         # Single-quoted directory, then the caller's own PATH, expanded by the shell that evals this.

@@ -98,7 +98,6 @@ class NativeSpecs:
             # cluster on one machine is exactly that case.
             "MINIO_CI_CD": "1",
             "MINIO_STORAGE_CLASS_STANDARD": f"EC:{self.parity}",
-            "MINIO_PROMETHEUS_AUTH_TYPE": "public",
             "MINIO_UPDATE": "off",
             # Inside a container (/.dockerenv present) MinIO waits forever for loopback endpoints
             # to "resolve to a valid IP"; this tells it which host:port of the list is itself.
@@ -130,6 +129,7 @@ class NativeSpecs:
             "MINIO_ROOT_USER": s.minio_root_user,
             "MINIO_ROOT_PASSWORD": s.minio_root_password,
             "ROBOLAKE_WEBHOOK_TOKEN": creds.webhook_token,
+            "ROBOLAKE_ADMIN_TOKEN": creds.admin_token,
             "ROBOLAKE_ENV_FILE": "/dev/null",
             "ROBOLAKE_ACCELERATOR_MEMORY_MB": str(s.accelerator_memory_mb),
             "ROBOLAKE_ACCELERATOR_DISK_MB": str(s.accelerator_disk_mb),
@@ -152,6 +152,7 @@ class NativeSpecs:
             "ROBOLAKE_ENV_FILE": "/dev/null",
             "ROBOLAKE_STATE_DIR": str(self.state.root),
             "ROBOLAKE_HOOKS_TOKEN": creds.hooks_token,
+            "ROBOLAKE_ADMIN_TOKEN": creds.admin_token,
             "ROBOLAKE_LAKEFS_ACCESS_KEY_ID": creds.lakefs_access_key_id,
             "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": creds.lakefs_secret_access_key,
         }
@@ -169,9 +170,9 @@ class NativeSpecs:
         argv += ["--state-dir", str(self.state.root)]  # also how `down` finds it without its pid file
         return self._spec("console", argv, env, {s.console_port: "ROBOLAKE_CONSOLE_PORT"})
 
-    def prometheus_spec(self, binary: Path) -> ProcessSpec:
+    def prometheus_spec(self, binary: Path, creds: Credentials) -> ProcessSpec:
         """Prometheus scraping the stack (robolake.stack.monitoring); writes its configuration first."""
-        config = monitoring.write_config(self.settings)
+        config = monitoring.write_config(self.settings, creds)
         argv = monitoring.prometheus_argv(self.settings, binary, config)
         return self._spec("prometheus", argv, {}, {self.settings.prometheus_port: "ROBOLAKE_PROMETHEUS_PORT"})
 

@@ -24,13 +24,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import requests
 import urllib3
 from minio import MinioAdmin
 from minio.credentials.providers import StaticProvider
 from minio.error import MinioAdminException
 
 from robolake.accelerator.access import stamp_of
+from robolake.accelerator.admin import read_stats
 from robolake.accelerator.principals import Policy, User, load_users, save_users, users_path
 from robolake.config import Settings
 from robolake.errors import AuthError, ConfigError, ServiceUnavailableError, StateError
@@ -169,12 +169,11 @@ def _save_applied(settings: Settings, path: Path, users: dict[str, User]) -> Non
     """
     save_users(path, users)
     stamp = stamp_of(path)
-    url = f"{settings.accelerator_admin_endpoint}/stats"
     deadline = time.monotonic() + APPLY_TIMEOUT_S
     while True:
         try:
-            loaded = (requests.get(url, timeout=2).json().get("users") or {}).get("file_stamp")
-        except (requests.RequestException, ValueError, AttributeError):
+            loaded = (read_stats(settings, timeout_s=2).get("users") or {}).get("file_stamp")
+        except ServiceUnavailableError:
             return
         if loaded == stamp or loaded is None:  # None: an accelerator without a users file
             return

@@ -3,7 +3,8 @@
     POST /lakefs/validate-umi           lakeFS's event JSON -> 200 valid | 400 rejected | 500 internal error
          Authorization: Bearer T        (or ?token=T in the URL, as action files written before had it)
     GET  /health                        200 while the server runs
-    GET  /metrics                       Prometheus: validations by outcome, their duration
+    GET  /metrics                       Prometheus: validations by outcome, their duration (basic auth:
+                                        robolake.httpauth, the stack's admin token)
 
 lakeFS sends no credentials of its own, so a call must come from loopback and carry the token the
 stack generated (lakeFS fills it into the header from its environment: robolake.versioning.hooks).
@@ -29,6 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
+from robolake.httpauth import BasicAuth, admin_guard, refusal
 from robolake.versioning.client import LakeFSClient
 from robolake.versioning.hooks import (
     HANDLED_EVENTS,
@@ -49,6 +51,7 @@ class HooksConfig:
     """How the hooks server runs; `token` is the secret lakeFS must present in the query string."""
 
     token: str = dataclasses.field(repr=False)
+    admin_token: str = dataclasses.field(default="", repr=False)  # asked for by /metrics ("": open)
     host: str = "127.0.0.1"
     port: int = 9020
     work_dir: Path | None = None  # downloads of replay buffers and videos; None: the system temp dir
@@ -132,7 +135,7 @@ def hooks_app(config: HooksConfig, client: LakeFSClient) -> web.Application:
     async def health(_: web.Request) -> web.Response:
         return web.json_response({"lakefs": client.endpoint, "route": ROUTE})
 
-    counted, metrics = _metered(validate)
+    counted, metrics = _metered(validate, admin_guard(config.admin_token))
     app = web.Application(client_max_size=1 << 20)  # an event is a few hundred bytes
     app.router.add_post(ROUTE, counted)
     app.router.add_get("/health", health)
@@ -144,7 +147,7 @@ _OUTCOMES = {200: "ok", 400: "rejected", 401: "refused", 403: "refused", 500: "e
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-def _metered(validate: Handler) -> tuple[Handler, Handler]:
+def _metered(validate: Handler, guard: BasicAuth | None) -> tuple[Handler, Handler]:
     """`validate` counted by outcome and timed, and the /metrics handler that exposes both."""
     registry = CollectorRegistry()
     calls = Counter(
@@ -166,7 +169,9 @@ def _metered(validate: Handler) -> tuple[Handler, Handler]:
         calls.labels(_OUTCOMES.get(answer.status, "error")).inc()
         return answer
 
-    async def metrics(_: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
+        if (refused := refusal(guard, request)) is not None:
+            return refused
         return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return counted, metrics
@@ -204,7 +209,9 @@ def run_hooks_server(
     token = settings.resolve_hooks_token()
     client = LakeFSClient.from_settings(settings, endpoint=lakefs_endpoint)
     host, port = host or settings.host, port or settings.hooks_port
-    config = HooksConfig(token=token, host=host, port=port, work_dir=work_dir, limits=limits)
+    config = HooksConfig(
+        token=token, admin_token=settings.admin_token, host=host, port=port, work_dir=work_dir, limits=limits
+    )
     announce(f"robolake hooks on http://{host}:{port}{ROUTE}?token=..., reading from lakeFS at {client.endpoint}")
     try:
         asyncio.run(serve(config, client))
