@@ -79,11 +79,15 @@ def test_the_plan_runs_lock_free_faults_first_and_covers_every_component() -> No
     for profile in PROFILES.values():
         plan = faults.plan(profile)
         assert {f.component for f in plan} == {"minio-1", "minio-2", "minio-3", "accelerator", "hooks", "lakefs"}
-        assert any(f.how == "stop" for f in plan)
-        locked = [i for i, f in enumerate(plan) if f.upload_via == "accelerator" and f.component.startswith("minio")]
+        assert any(f.how == "stop" for f in plan) and any(f.how == "readonly" for f in plan) == faults.can_mount()
+        locked = [
+            i
+            for i, f in enumerate(plan)
+            if f.how == "kill" and f.upload_via == "accelerator" and f.component.startswith("minio")
+        ]
         assert locked and min(locked) > max(i for i, f in enumerate(plan) if i not in locked)
         assert all(f.upload_via != f.component for f in plan if f.component.startswith("minio"))
-    assert len(faults.plan(PROFILES["small"])) == 7 and PROFILES["full"].objects >= 2000
+    assert len(faults.plan(PROFILES["small"])) == 7 + faults.can_mount() and PROFILES["full"].objects >= 2000
 
 
 def test_the_table_adds_up_and_names_what_went_wrong() -> None:
@@ -130,8 +134,8 @@ def test_load_problems_name_wrong_bytes_errors_and_leaks() -> None:
         base = dict(ops=1000, errors=0, wrong=0, left_open=0)
         base.update(changes)
         return LoadFigures(
-            seconds=10, ops_per_s=100.0, p99_ms=5.0, slow_clients=10, slow_closed_by_server=0, fds_before=20,
-            fds_after=30, **base,
+            threads=8, probes=[(4, 90.0), (8, 100.0)], seconds=10, ops_per_s=100.0, p99_ms=5.0,
+            slow_clients=10, slow_closed_by_server=0, fds_before=20, fds_after=30, **base,
         )  # fmt: skip
 
     assert _problems(figures()) == []

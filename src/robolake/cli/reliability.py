@@ -35,14 +35,13 @@ def reliability(profile: str, seed: int, out: Path, as_json: bool) -> None:
     """Kill and freeze the stack's processes mid-work, send the accelerator hostile input; print the table.
 
     For each fault (kill -9 of each MinIO node, lakeFS, the accelerator and the hooks server;
-    SIGSTOP of a node) an upload of many small objects, a read sweep and a lakeFS commit are
-    in flight. After recovery it checks, straight on MinIO, that every acknowledged write is
-    there byte for byte, that the branch holds no half commit, and that a rerun finishes the
-    upload and the commit. Then it sends the accelerator malformed requests, broken SigV4,
-    hostile ranges, keys and batch bodies, each compared with MinIO's answer to the same bytes;
-    feeds hostile files (zip bombs, '..' entries, symlinks, wrong dtypes and shapes) to `robolake
-    ingest` and to the validation hook; and checks where secrets could leak (the action file, file
-    modes, process lists, logs, --json outputs).
+    SIGSTOP of a node; a node's drive made read-only, as root) an upload of small objects, a
+    read sweep and a lakeFS commit are in flight; after recovery every acknowledged write must
+    be on MinIO byte for byte, no half commit on the branch, and a rerun must finish the work.
+    Then hostile requests to the accelerator (each compared with MinIO's answer), hostile files
+    to `robolake ingest` and the validation hook, the security checks (secrets in the action
+    file, file modes, process lists, logs, --json; auth on every port), and mixed load at the
+    accelerator's measured capacity with 100 slow clients, its memory sampled.
 
     It needs a stack this machine runs (robolake stack up), and brings it back up at the end.
     Exit status 3 when a write was lost, a fault not survived or an input mishandled.

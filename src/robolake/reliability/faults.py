@@ -5,7 +5,8 @@ read sweep reads seeded objects through the accelerator and `put_dataset` commit
 the campaign's branch. The fault is injected from the upload's own progress callback once a
 fifth of the objects are acknowledged (the hooks fault: from the put's callback once its last
 file is sent, so it hits the commit itself), so it always lands mid-work. Then the component is
-brought back (`stack.up()`, or SIGCONT) and the campaign checks, straight on a MinIO node:
+brought back (`stack.up()`, SIGCONT, or the drive made writable again) and the campaign checks,
+straight on a MinIO node:
 
   - every write acknowledged before recovery is there, byte for byte (sha256 of each);
   - a rerun of an interrupted upload finishes it, and then every object is there and intact;
@@ -13,13 +14,21 @@ brought back (`stack.up()`, or SIGCONT) and the campaign checks, straight on a M
     metadata counts, and a rerun of an interrupted put commits the whole folder.
 
 Reads refused during the fault are allowed (counted); a read that returns other bytes is not.
+
+The drive fault makes one drive directory of a running node read-only (a read-only bind mount of
+the directory over itself: every write there fails with EROFS while MinIO keeps running, as when
+a filesystem remounts itself read-only after an error), then unmounts it; MinIO heals the writes
+that drive missed. Mounting needs root (CAP_SYS_ADMIN): without it the fault is not run and the
+table says so.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
+import subprocess
 import time
 import zlib
 from collections.abc import Callable
@@ -42,11 +51,15 @@ Say = Callable[[str], None]
 @dataclasses.dataclass(frozen=True)
 class Fault:
     component: str  # minio-1..3, accelerator, hooks, lakefs
-    how: str = "kill"  # "kill" (SIGKILL, then `stack up`) or "stop" (SIGSTOP, then SIGCONT)
+    # "kill" (SIGKILL, then `stack up`), "stop" (SIGSTOP, then SIGCONT), "readonly" (the node's
+    # first drive mounted read-only, then unmounted)
+    how: str = "kill"
     upload_via: str = "accelerator"  # or the MinIO node the upload goes to directly
 
     @property
     def name(self) -> str:
+        if self.how == "readonly":
+            return f"read-only drive 1 of {self.component}"
         return f"{'kill -9' if self.how == 'kill' else 'SIGSTOP'} {self.component}"
 
     @property
@@ -64,7 +77,42 @@ def plan(profile: Profile) -> list[Fault]:
     # A frozen node holds its locks too: freeze one whose PUTs do not come through the accelerator.
     frozen = Fault("minio-3", how="stop", upload_via="minio-1")
     locked = [Fault(node) for node in nodes if node in profile.lock_faults]
-    return [*quick, *direct, frozen, *locked]
+    drive = [Fault("minio-1", how="readonly")] if can_mount() else []
+    return [*quick, *drive, *direct, frozen, *locked]
+
+
+def can_mount() -> bool:
+    """Whether this process may bind-mount a drive read-only (root, with the mount tool)."""
+    return (
+        os.geteuid() == 0 and subprocess.run(["mount", "--version"], capture_output=True, check=False).returncode == 0
+    )
+
+
+def _mount(args: list[str]) -> None:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=30, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"`{' '.join(args)}` failed: {done.stderr.strip()}")
+
+
+def set_read_only(drive: Path, read_only: bool) -> None:
+    """Make `drive` read-only (a read-only bind mount over itself) or writable again (unmount it)."""
+    if read_only:
+        _mount(["mount", "--bind", str(drive), str(drive)])
+        _mount(["mount", "-o", "remount,bind,ro", str(drive)])
+    else:
+        while is_mount_point(drive):  # os.path.ismount misses a bind mount within one filesystem
+            _mount(["umount", str(drive)])
+
+
+def is_mount_point(path: Path) -> bool:
+    """Whether `path` is a mount point of this process's mount namespace (/proc/self/mountinfo)."""
+    want = os.path.realpath(path)
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        for line in fh:
+            point = line.split()[4]  # octal escapes for space, tab, newline and backslash
+            if re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), point) == want:
+                return True
+    return False
 
 
 @dataclasses.dataclass
@@ -91,6 +139,17 @@ class Campaign:
         return self.settings.minio_endpoints[int(via.rsplit("-", 1)[1]) - 1]
 
 
+def _drive(c: Campaign, fault: Fault) -> Path:
+    return c.stack.state.drive(int(fault.component.rsplit("-", 1)[1]), 1)
+
+
+def _inject(c: Campaign, fault: Fault) -> None:
+    if fault.how == "readonly":
+        set_read_only(_drive(c, fault), True)
+    else:
+        _signal(c.stack, fault.component, signal.SIGSTOP if fault.how == "stop" else signal.SIGKILL)
+
+
 def _signal(stack: NativeStack, component: str, sig: signal.Signals) -> None:
     pid = stack._process(component).pid()
     if pid is None:
@@ -100,10 +159,13 @@ def _signal(stack: NativeStack, component: str, sig: signal.Signals) -> None:
 
 def _recover(c: Campaign, fault: Fault, commit: Worker) -> float:
     """Bring the component back; return how long that took."""
-    if fault.how == "stop":
+    if fault.how in ("stop", "readonly"):
         time.sleep(c.profile.stop_s)
         started = time.monotonic()
-        _signal(c.stack, fault.component, signal.SIGCONT)
+        if fault.how == "stop":
+            _signal(c.stack, fault.component, signal.SIGCONT)
+        else:
+            set_read_only(_drive(c, fault), False)
         return time.monotonic() - started
     if fault.component == "hooks":
         commit.join(timeout=120)  # keep it down until the commit met it
@@ -131,7 +193,10 @@ def run_fault(c: Campaign, fault: Fault) -> FaultOutcome:
         if not injected:
             injected.append(time.monotonic())
             out.injected_at = len(acked)
-            _signal(c.stack, fault.component, signal.SIGSTOP if fault.how == "stop" else signal.SIGKILL)
+            try:
+                _inject(c, fault)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                out.problems.append(f"the fault could not be injected: {exc}")
 
     def on_upload(p: TransferProgress) -> None:
         if p.path:
@@ -174,6 +239,16 @@ def run_fault(c: Campaign, fault: Fault) -> FaultOutcome:
 
 def _strike(c: Campaign, fault: Fault, out: FaultOutcome, workers: list[Worker], injected: list[float]) -> None:
     """Start the work, wait for the fault to be injected from a progress callback, recover, let the work end."""
+    try:
+        _strike_and_recover(c, fault, out, workers, injected)
+    finally:
+        if fault.how == "readonly":  # never leave a drive read-only, whatever happened
+            set_read_only(_drive(c, fault), False)
+
+
+def _strike_and_recover(
+    c: Campaign, fault: Fault, out: FaultOutcome, workers: list[Worker], injected: list[float]
+) -> None:
     for w in workers:
         w.start()
     deadline = time.monotonic() + 120

@@ -1,7 +1,10 @@
 """Sustained mixed load through the accelerator while slow clients hold connections open.
 
-`threads` boto3 workers read the seeded objects (checking each body's sha256) and write new
-small ones, 4 reads to 1 write, for `duration_s`; meanwhile `slow_clients` sockets send a
+First the machine's capacity is measured: short probes (PROBE_S each, no slow clients) at 2, 4,
+8, ... worker threads until ops/s stops rising by CAPACITY_GAIN, or MAX_THREADS; the count that
+gave the most ops/s is the capacity. Then that many boto3 workers read the seeded objects
+(checking each body's sha256) and write new small ones, 4 reads to 1 write, for `duration_s`;
+meanwhile `slow_clients` sockets send a
 request head one header line a second (slowloris), reconnecting when the accelerator closes
 them. Reported: ops/s, p99, errors, wrong bodies, the accelerator's open file descriptors
 before and after (pooled upstream connections account for a rise), and the connections it
@@ -29,6 +32,7 @@ from robolake.reliability.wire import host_port
 from robolake.reliability.workload import BUCKET, s3
 
 MAX_ERROR_SHARE = 0.01
+PROBE_S, CAPACITY_GAIN, MAX_THREADS = 3.0, 1.1, 64
 CLOSE_WAIT = "08"  # /proc/net/tcp's state code: the peer closed, this side has not
 
 
@@ -107,6 +111,26 @@ def _work(
     return latencies, errors, wrong
 
 
+def _mixed(client: Any, items: list[tuple[str, str]], prefix: str, seconds: float, threads: int) -> list[Any]:
+    """`threads` workers of mixed load for `seconds`: each one's (latencies, errors, wrong)."""
+    end = time.monotonic() + seconds
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(lambda i: _work(client, items, f"{prefix}/t{threads}", end, i), range(threads)))
+
+
+def capacity(client: Any, items: list[tuple[str, str]], prefix: str) -> list[tuple[int, float]]:
+    """(threads, ops/s) of each probe, doubling the threads until ops/s rises by less than CAPACITY_GAIN."""
+    probes: list[tuple[int, float]] = []
+    threads = 2
+    while threads <= MAX_THREADS:
+        done = _mixed(client, items, f"{prefix}/probe", PROBE_S, threads)
+        probes.append((threads, sum(len(lat) for lat, _, _ in done) / PROBE_S))
+        if len(probes) > 1 and probes[-1][1] < probes[-2][1] * CAPACITY_GAIN:
+            break
+        threads *= 2
+    return probes
+
+
 def run_load(
     settings: Settings,
     accelerator_pid: int | None,
@@ -114,17 +138,16 @@ def run_load(
     prefix: str,
     *,
     duration_s: float,
-    threads: int = 8,
     slow_clients: int = 100,
 ) -> LoadFigures:
+    items = list(objects.items())
+    client = s3(settings, settings.accelerator_endpoint, attempts=1, timeout_s=10.0, pool=MAX_THREADS)
+    probes = capacity(client, items, prefix)
+    threads = max(probes, key=lambda p: p[1])[0]
     fds_before = open_fds(accelerator_pid)
     slow = SlowClients(settings.accelerator_endpoint, slow_clients)
     slow.start()
-    client = s3(settings, settings.accelerator_endpoint, attempts=1, timeout_s=10.0)
-    end = time.monotonic() + duration_s
-    items = list(objects.items())
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        done = list(pool.map(lambda i: _work(client, items, prefix, end, i), range(threads)))
+    done = _mixed(client, items, prefix, duration_s, threads)
     client.close()
     slow.stop.set()
     slow.join(timeout=10)
@@ -133,6 +156,8 @@ def run_load(
     ops = len(latencies)
     p99 = latencies[min(ops - 1, int(ops * 0.99))] * 1000 if ops else 0.0
     figures = LoadFigures(
+        threads=threads,
+        probes=probes,
         seconds=duration_s,
         ops=ops,
         ops_per_s=ops / duration_s,

@@ -116,6 +116,8 @@ class MemoryFigures:
 class LoadFigures:
     """Sustained mixed load through the accelerator with slow clients holding connections."""
 
+    threads: int  # the measured capacity: the probe's thread count with the most ops/s
+    probes: list[tuple[int, float]]  # (threads, ops/s) of each capacity probe
     seconds: float
     ops: int
     ops_per_s: float
@@ -185,7 +187,8 @@ def _memory_cell(memory: MemoryFigures | None) -> str:
 def _load_cell(load: LoadFigures | None) -> str:
     if load is None:
         return "not run"
-    return f"{load.ops_per_s:.0f} ops/s, p99 {load.p99_ms:.0f} ms" + ("" if not load.problems else " (problems)")
+    held = f"{load.ops_per_s:.0f} ops/s at {load.threads} threads (capacity), p99 {load.p99_ms:.0f} ms"
+    return held + ("" if not load.problems else " (problems)")
 
 
 def _load_section(lo: LoadFigures | None) -> list[str]:
@@ -196,8 +199,13 @@ def _load_section(lo: LoadFigures | None) -> list[str]:
         "",
         "## Load",
         "",
+        "Capacity probes (threads: ops/s): "
+        + ", ".join(f"{t}: {ops:.0f}" for t, ops in lo.probes)
+        + f"; held at {lo.threads} threads.",
+        "",
         *_table(
             [
+                "threads",
                 "seconds",
                 "ops",
                 "errors",
@@ -209,6 +217,7 @@ def _load_section(lo: LoadFigures | None) -> list[str]:
             ],
             [
                 [
+                    lo.threads,
                     f"{lo.seconds:.0f}",
                     lo.ops,
                     lo.errors,

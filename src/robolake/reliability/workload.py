@@ -40,12 +40,14 @@ def make_tree(root: Path, count: int, seed: int) -> dict[str, str]:
     return hashes
 
 
-def s3(settings: Settings, endpoint: str, *, attempts: int = 2, timeout_s: float = 10.0) -> Any:
+def s3(
+    settings: Settings, endpoint: str, *, attempts: int = 2, timeout_s: float = 10.0, pool: int = VERIFY_WORKERS
+) -> Any:
     """A boto3 client as the stack's root user, with short timeouts: a refusal is counted, not waited out."""
     target = S3Target.from_settings(settings, endpoint)
     return boto3_client(
         target,
-        max_pool_connections=VERIFY_WORKERS,
+        max_pool_connections=pool,
         max_attempts=attempts,
         connect_timeout_s=3.0,
         read_timeout_s=timeout_s,
