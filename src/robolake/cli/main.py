@@ -15,6 +15,7 @@ from robolake.cli.data import generate, ingest, upload
 from robolake.cli.export import export
 from robolake.cli.hooks import hooks
 from robolake.cli.ml import runs
+from robolake.cli.process import bench_process, process
 from robolake.cli.reliability import reliability
 from robolake.cli.stack import buckets, stack
 from robolake.cli.users import users
@@ -45,13 +46,14 @@ cli.add_command(hooks)
 cli.add_command(bench)
 bench.add_command(bench_small_files)
 bench.add_command(bench_upload)
-for command in (large_file_streaming, mixed_workload, dataloader, warp_check, compare):
+for command in (large_file_streaming, mixed_workload, dataloader, warp_check, compare, bench_process):
     bench.add_command(command)
 cli.add_command(generate)
 cli.add_command(upload)
 cli.add_command(ingest)
 cli.add_command(runs)
 cli.add_command(export)
+cli.add_command(process)
 cli.add_command(users)
 cli.add_command(console)
 cli.add_command(reliability)

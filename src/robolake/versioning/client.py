@@ -179,15 +179,20 @@ class LakeFSClient(ObjectCalls):
         message: str = "",
         metadata: Metadata | None = None,
         strategy: str | None = None,
+        squash: bool = False,
     ) -> str:
         """Merge ref `source` into branch `dest`; return the merge commit id.
 
-        Raises ConflictError with `.paths` when both sides changed the same paths.
+        With `squash`, the merge commit has `dest` as its only parent (lakeFS's ``squash_merge``):
+        `dest` gains exactly one commit. Raises ConflictError with `.paths` when both sides changed
+        the same paths.
         """
         call = Call(f"merge {source!r} into {dest!r}", repo, (("ref", source), ("branch", dest)))
         body: dict[str, Any] = {"message": message or f"Merge {source!r} into {dest!r}", "metadata": str_map(metadata)}
         if strategy:
             body["strategy"] = strategy
+        if squash:
+            body["squash_merge"] = True
         try:
             response = self._request(
                 "POST",

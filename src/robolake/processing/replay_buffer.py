@@ -1,0 +1,232 @@
+"""`process replay-buffer`: raw episodes at a ref -> UMI's ``dataset.zarr.zip``, committed once.
+
+    result = run_replay_buffer(settings, "main", "datasets/cup", to_branch="cup-processed")
+
+1. Resolve the ref to a commit; find the raw episodes under the dataset path (inputs.py); check
+   the target branch exists and holds no uncommitted changes, before any work.
+2. One task per episode (frames.py): decode, crop, resize, mask, JPEG XL; its result staged in
+   ``umi-processed`` under a key made of the episode's content and the parameters. Episodes
+   already staged under their key (an earlier run, interrupted or not) are not redone.
+3. The driver assembles the staged episodes in index order into one replay buffer
+   (robolake.umi.ReplayBufferWriter: UMI's bytes, what UMI's loader opens), checks it, and
+   commits it as one squash-merged commit (commit.py). When the branch already holds the output of
+   this same job (same inputs, parameters, output path), nothing is run or committed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from robolake.config import Settings
+from robolake.errors import ConfigError
+from robolake.keys import check_prefix
+from robolake.ml.lerobot_export import require_clean_branch
+from robolake.processing.commit import Committed, already_committed, commit_outputs
+from robolake.processing.engine import Engine, EngineOptions, open_engine
+from robolake.processing.frames import (
+    EpisodeResult,
+    EpisodeTask,
+    ReplayBufferParams,
+    get_staged,
+    process_episode,
+    staged_key,
+    staged_keys,
+)
+from robolake.processing.inputs import (
+    RawEpisode,
+    Source,
+    list_raw_episodes,
+    params_hash,
+    resolve_source,
+    target_branch,
+)
+from robolake.processing.jobs import (
+    JobResult,
+    ProgressFn,
+    StatusFn,
+    Ticker,
+    _noop,
+    commit_metadata,
+    describe,
+    work_dir,
+)
+from robolake.storage.s3 import S3Target
+from robolake.umi.replay_buffer import ReplayBufferWriter, validate_replay_buffer
+from robolake.versioning import LakeFSClient
+from robolake.versioning.dataset import hash_file, normalize_prefix
+
+JOB = "replay-buffer"
+DEFAULT_OUTPUT = "processed/replay_buffer/dataset.zarr.zip"
+
+
+def default_output(dataset: str) -> str:
+    """``<dataset>/processed/replay_buffer/dataset.zarr.zip``: beside the raw files, never over them."""
+    return normalize_prefix(dataset) + DEFAULT_OUTPUT
+
+
+def check_output(path: str) -> str:
+    checked = check_prefix(path, "--out-path").strip("/")
+    if not checked.endswith(".zarr.zip"):
+        raise ConfigError(f"--out-path {path!r} must name a *.zarr.zip file (UMI's loader opens only those)")
+    return checked
+
+
+def job_key(episodes: list[RawEpisode], digest: str, output: str) -> str:
+    """The job's identity: its inputs' contents, its parameters and where it writes."""
+    text = json.dumps({"job": JOB, "params": digest, "output": output, "inputs": [e.identity for e in episodes]})
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """A job decided before any work: source, target branch, episodes, parameters and identity."""
+
+    source: Source
+    dataset: str
+    branch: str
+    output: str
+    params: ReplayBufferParams
+    episodes: list[RawEpisode]
+    digest: str
+    key: str
+
+    def result(self, **fields: Any) -> JobResult:
+        return JobResult(
+            job=JOB,
+            repo=self.source.repo,
+            ref=self.source.ref,
+            source_commit=self.source.commit_id,
+            source_path=self.dataset,
+            branch=self.branch,
+            output_path=self.output,
+            **fields,
+        )
+
+
+def _plan(
+    client: LakeFSClient,
+    repo: str,
+    ref: str,
+    dataset: str,
+    to_branch: str | None,
+    output: str,
+    params: ReplayBufferParams,
+) -> _Plan:
+    source = resolve_source(client, repo, ref)
+    branch = target_branch(client, repo, ref, to_branch)
+    require_clean_branch(client, repo, branch, "processing")
+    episodes = list_raw_episodes(client, source, dataset)
+    digest = params_hash(params.as_dict())
+    return _Plan(source, dataset, branch, output, params, episodes, digest, job_key(episodes, digest, output))
+
+
+def run_replay_buffer(
+    settings: Settings,
+    ref: str,
+    dataset: str,
+    *,
+    to_branch: str | None = None,
+    out_path: str | None = None,
+    params: ReplayBufferParams | None = None,
+    engine: EngineOptions | None = None,
+    repo: str | None = None,
+    reuse: bool = True,
+    progress: ProgressFn = _noop,
+    status: StatusFn = _noop,
+) -> JobResult:
+    """Raw episodes under `dataset` at `ref` as a UMI replay buffer on a branch, in one commit.
+
+    `reuse=False` processes every episode again, replacing what is staged (the same bytes, unless
+    the software changed); the commit is still skipped when the branch holds this job's output.
+    """
+    started = time.monotonic()
+    engine = engine or EngineOptions()
+    engine.check()
+    output = check_output(out_path) if out_path else default_output(dataset)
+    with LakeFSClient.from_settings(settings) as client:
+        params = params or ReplayBufferParams()
+        plan = _plan(client, repo or settings.lakefs_repo, ref, dataset, to_branch, output, params)
+        if already_committed(client, plan.source.repo, plan.branch, {output: plan.key}):
+            status(f"{output} on {plan.branch!r} already holds this job's output (job {plan.key[:12]}): nothing to do")
+            n = len(plan.episodes)
+            return plan.result(
+                commit_id=client.get_commit(plan.source.repo, plan.branch).id, up_to_date=True, tasks_total=n,
+                tasks_run=0, tasks_reused=n, frames=0, frames_processed=0, task_seconds=0.0,
+                seconds=round(time.monotonic() - started, 3), engine="none (up to date)", dashboard=None,
+            )  # fmt: skip
+        target = S3Target.from_settings(settings)
+        tasks = [EpisodeTask(e, plan.params, target, staged_key(plan.digest, e)) for e in plan.episodes]
+        staged = staged_keys(target, plan.digest) if reuse else set()
+        todo = [t for t in tasks if t.staged_key not in staged]
+        status(f"{len(tasks)} episodes at {plan.source.where} (ref {ref!r}); {len(tasks) - len(todo)} already staged")
+        ticker = Ticker(len(todo), progress)
+        engine_text, dashboard = _execute(engine, todo, ticker, status)
+        done, frames, sha = _assemble_and_commit(settings, client, plan, tasks, status)
+    return plan.result(
+        commit_id=done.commit_id, up_to_date=done.up_to_date, tasks_total=len(tasks), tasks_run=len(todo),
+        tasks_reused=len(tasks) - len(todo), frames=frames, frames_processed=ticker.frames,
+        task_seconds=round(ticker.elapsed_s, 3) if todo else 0.0, seconds=round(time.monotonic() - started, 3),
+        engine=engine_text, dashboard=dashboard, output_sha256=sha,
+    )  # fmt: skip
+
+
+def _execute(
+    engine: EngineOptions, todo: list[EpisodeTask], ticker: Ticker, status: StatusFn
+) -> tuple[str, str | None]:
+    """Run the tasks still to do; the engine's description and dashboard link."""
+    if not todo:
+        return describe(None)
+    with open_engine(engine) as used:
+        status(f"running {len(todo)} tasks on {used.description}")
+        if used.dashboard:
+            status(f"Dask dashboard: {used.dashboard}")
+        _run_tasks(used, todo, ticker)
+        return describe(used)
+
+
+def _assemble_and_commit(
+    settings: Settings, client: LakeFSClient, plan: _Plan, tasks: list[EpisodeTask], status: StatusFn
+) -> tuple[Committed, int, str]:
+    target = tasks[0].target
+    with tempfile.TemporaryDirectory(prefix="replay-buffer-", dir=work_dir(settings)) as tmp:
+        status(f"assembling {len(tasks)} episodes into {plan.output}")
+        zip_path, frames = _assemble(target, tasks, Path(tmp) / "dataset.zarr.zip")
+        sha = hash_file(zip_path)[1]
+        meta = {
+            **commit_metadata(JOB, plan.source, plan.dataset, plan.params.as_dict()),
+            "output_path": plan.output, "episodes": len(tasks), "frames": frames, "params_hash": plan.digest,
+        }  # fmt: skip
+        status(f"committing {plan.output} to {plan.branch!r}")
+        message = f"process replay-buffer: {len(tasks)} episodes of {plan.dataset!r} at {plan.source.commit_id[:12]}"
+        done = commit_outputs(
+            client, plan.source.repo, plan.branch, {plan.output: zip_path}, job_key=plan.key, message=message,
+            metadata=meta,
+        )  # fmt: skip
+    return done, frames, sha
+
+
+def _run_tasks(engine: Engine, todo: list[EpisodeTask], ticker: Ticker) -> None:
+    token = uuid.uuid4().hex[:8]  # task keys unique per run: a scheduler may still hold an older run's
+    ticker.start()
+    result: EpisodeResult
+    for _task, result in engine.map(process_episode, todo, lambda t: f"{JOB}-{t.episode.index:05d}-{token}"):
+        ticker.tick(result.frames)
+
+
+def _assemble(target: S3Target, tasks: list[EpisodeTask], path: Path) -> tuple[Path, int]:
+    """The staged episodes, in index order, as one replay buffer file; checked as UMI's rules say."""
+    size = tasks[0].params.image_size
+    with ReplayBufferWriter(path, image_size=(size, size)) as writer:
+        for task in tasks:
+            lowdim, chunks = get_staged(target, task.staged_key)
+            writer.add_episode(lowdim, {"camera0_rgb": chunks})
+        frames = writer.n_steps
+    validate_replay_buffer(path)
+    return path, frames
