@@ -30,7 +30,9 @@ NO_DIR = "/nonexistent/robolake-input"
 
 def leaf_commands(group: click.Group = cli, path: tuple[str, ...] = ()) -> set[str]:
     names: set[str] = set()
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):  # the top group loads its commands when asked
+        command = group.get_command(ctx, name)
         if isinstance(command, click.Group):
             names |= leaf_commands(command, (*path, name))
         else:

@@ -41,11 +41,37 @@ frame 0.14-0.43x at ~5x. With 1 / 4 / 16 MiB blocks the cold epoch cost 0.88x / 
 again.
 """
 
-from robolake.ml.dataset import LakeDataset, Located, to_policy
-from robolake.ml.loader import LakeLoader, MissingExtraError, make_loader
-from robolake.ml.order import BatchOrder, EpochOrder
-from robolake.ml.runs import RunRecord, list_runs, write_run_record
-from robolake.ml.windows import KeyWindow, SamplerConfig, build_indices, val_mask
+from typing import TYPE_CHECKING
+
+from robolake.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from robolake.ml.dataset import LakeDataset, Located, to_policy
+    from robolake.ml.loader import LakeLoader, MissingExtraError, make_loader
+    from robolake.ml.order import BatchOrder, EpochOrder
+    from robolake.ml.runs import RunRecord, list_runs, write_run_record
+    from robolake.ml.windows import KeyWindow, SamplerConfig, build_indices, val_mask
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "LakeDataset": "dataset",
+        "Located": "dataset",
+        "to_policy": "dataset",
+        "LakeLoader": "loader",
+        "MissingExtraError": "loader",
+        "make_loader": "loader",
+        "BatchOrder": "order",
+        "EpochOrder": "order",
+        "RunRecord": "runs",
+        "list_runs": "runs",
+        "write_run_record": "runs",
+        "KeyWindow": "windows",
+        "SamplerConfig": "windows",
+        "build_indices": "windows",
+        "val_mask": "windows",
+    },
+)
 
 __all__ = [
     "BatchOrder",

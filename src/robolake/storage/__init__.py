@@ -48,28 +48,62 @@ content types, metadata), ``uploader``, ``multipart``, ``download``, ``aio`` (ev
 budget), ``progress`` (TransferProgress and rich bars), ``errors`` (the tree and the one table).
 """
 
-from robolake.storage.download import fetch_url
-from robolake.storage.errors import (
-    DownloadError,
-    IntegrityError,
-    LocalFileChangedError,
-    NoSuchBucketError,
-    S3Error,
-    StorageError,
-    UploadIncompleteError,
-)
-from robolake.storage.progress import TransferProgress
-from robolake.storage.retry import RetryPolicy, is_retryable
-from robolake.storage.s3 import AsyncS3, ObjectInfo, S3Target, normalise_endpoint
-from robolake.storage.uploader import (
-    UploadFailure,
-    UploadItem,
-    UploadOptions,
-    UploadSummary,
-    collect_tree,
-    upload_items,
-    upload_items_async,
-    upload_tree,
+from typing import TYPE_CHECKING
+
+from robolake.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from robolake.storage.download import fetch_url
+    from robolake.storage.errors import (
+        DownloadError,
+        IntegrityError,
+        LocalFileChangedError,
+        NoSuchBucketError,
+        S3Error,
+        StorageError,
+        UploadIncompleteError,
+    )
+    from robolake.storage.progress import TransferProgress
+    from robolake.storage.retry import RetryPolicy, is_retryable
+    from robolake.storage.s3 import AsyncS3, ObjectInfo, S3Target, normalise_endpoint
+    from robolake.storage.uploader import (
+        UploadFailure,
+        UploadItem,
+        UploadOptions,
+        UploadSummary,
+        collect_tree,
+        upload_items,
+        upload_items_async,
+        upload_tree,
+    )
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "fetch_url": "download",
+        "DownloadError": "errors",
+        "IntegrityError": "errors",
+        "LocalFileChangedError": "errors",
+        "NoSuchBucketError": "errors",
+        "S3Error": "errors",
+        "StorageError": "errors",
+        "UploadIncompleteError": "errors",
+        "TransferProgress": "progress",
+        "RetryPolicy": "retry",
+        "is_retryable": "retry",
+        "AsyncS3": "s3",
+        "ObjectInfo": "s3",
+        "S3Target": "s3",
+        "normalise_endpoint": "s3",
+        "UploadFailure": "uploader",
+        "UploadItem": "uploader",
+        "UploadOptions": "uploader",
+        "UploadSummary": "uploader",
+        "collect_tree": "uploader",
+        "upload_items": "uploader",
+        "upload_items_async": "uploader",
+        "upload_tree": "uploader",
+    },
 )
 
 __all__ = [

@@ -10,18 +10,42 @@ MP4), ``replay_buffer`` (UMI's zarr v2 zip: writer, and UMI's rules for the vali
 names, for every layer), ``generator`` (the layout).
 """
 
-from robolake.umi.errors import DatasetFormatError
-from robolake.umi.generator import (
-    PROFILES,
-    Manifest,
-    ManifestEntry,
-    Profile,
-    default_dataset_dir,
-    generate_dataset,
-    synthetic_name,
+from typing import TYPE_CHECKING
+
+from robolake.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from robolake.umi.errors import DatasetFormatError
+    from robolake.umi.generator import (
+        PROFILES,
+        Manifest,
+        ManifestEntry,
+        Profile,
+        default_dataset_dir,
+        generate_dataset,
+        synthetic_name,
+    )
+    from robolake.umi.replay_buffer import ReplayBufferInfo, open_replay_buffer, validate_replay_buffer
+    from robolake.umi.video import VideoInfo, probe_mp4
+
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "DatasetFormatError": "errors",
+        "PROFILES": "generator",
+        "Manifest": "generator",
+        "ManifestEntry": "generator",
+        "Profile": "generator",
+        "default_dataset_dir": "generator",
+        "generate_dataset": "generator",
+        "synthetic_name": "generator",
+        "ReplayBufferInfo": "replay_buffer",
+        "open_replay_buffer": "replay_buffer",
+        "validate_replay_buffer": "replay_buffer",
+        "VideoInfo": "video",
+        "probe_mp4": "video",
+    },
 )
-from robolake.umi.replay_buffer import ReplayBufferInfo, open_replay_buffer, validate_replay_buffer
-from robolake.umi.video import VideoInfo, probe_mp4
 
 __all__ = [
     "PROFILES",
