@@ -30,7 +30,7 @@ from typing import Protocol
 from urllib.parse import parse_qsl
 
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from robolake.accelerator import replay, s3xml
 from robolake.accelerator.access import Gatekeeper
@@ -59,6 +59,13 @@ CACHE_PAYLOAD_HASH = re.compile(r"[0-9a-f]{64}|UNSIGNED-PAYLOAD")
 # Headers the cache reads: sent twice, Go reads the first and signs them joined, so MinIO decides.
 READ_ONCE = ("authorization", "host", "range", "if-match", "if-none-match", "x-amz-checksum-mode", "x-amz-date")
 PRESIGN_QUERY = ("X-Amz-Signature", "X-Amz-Credential", "X-Amz-Algorithm")
+# MinIO refuses (400) every request whose headers, counted its way (name + first value, per
+# name), pass 8 KiB, whose x-amz-meta-/x-minio-meta- headers pass 2 KiB, or that names a reserved
+# X-Minio-Internal- header (setRequestLimitMiddleware). Such a request is MinIO's to answer; the
+# budgets keep a margin below MinIO's limits, as Go leaves some headers (Host) out of its count.
+HEADER_BUDGET, USER_METADATA_BUDGET = 7 * 1024, 1536
+USER_METADATA = ("x-amz-meta-", "x-minio-meta-")
+RESERVED_HEADER = "x-minio-internal-"
 
 
 class ReadListener(Protocol):
@@ -219,8 +226,9 @@ def _cacheable(request: web.Request, target: Target) -> bool:
 
     Subresources (?acl, ?tagging, ?versionId, ?partNumber ...) and response-header overrides go to
     MinIO; presign parameters are allowed, each once (Go reads the first of two, the verifier
-    would not). MinIO refuses a query value that is a `.`/`..` path segment, and a request that
-    is both presigned and signed in a header (hasMultipleAuth); an absolute-form target is passed on.
+    would not). MinIO refuses a query value that is a `.`/`..` path segment, a request that is
+    both presigned and signed in a header (hasMultipleAuth), and headers too large or reserved
+    (minio_refuses_headers); an absolute-form target is passed on.
     """
     if target.authority:
         return False
@@ -233,4 +241,16 @@ def _cacheable(request: web.Request, target: Target) -> bool:
     headers = request.headers
     if "authorization" in headers and any(name in names for name in PRESIGN_QUERY):
         return False
-    return all(len(headers.getall(name, ())) <= 1 for name in READ_ONCE)
+    return all(len(headers.getall(name, ())) <= 1 for name in READ_ONCE) and not minio_refuses_headers(headers)
+
+
+def minio_refuses_headers(headers: CIMultiDictProxy[str]) -> bool:
+    """Whether MinIO may refuse these request headers outright (too large, or reserved names)."""
+    total = user = 0
+    for name in {name.lower() for name in headers}:
+        if name.startswith(RESERVED_HEADER):
+            return True
+        length = len(name) + len(headers.getone(name))
+        total += length
+        user += length if name.startswith(USER_METADATA) else 0
+    return total > HEADER_BUDGET or user > USER_METADATA_BUDGET

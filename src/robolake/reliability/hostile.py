@@ -193,6 +193,19 @@ def request_line_cases(bucket: str, key: str) -> Iterator[Case]:
     )
 
 
+def header_size_cases(bucket: str, key: str) -> Iterator[Case]:
+    """Headers MinIO refuses outright on any request (too large, reserved names): never a cache answer."""
+    g = "request line and headers"
+    path = f"/{bucket}/{quote(key)}"
+    yield Case(g, "8 KiB Content-Type on a GET", signed("GET", path, unsigned_headers={"Content-Type": "a" * 8192}))
+    yield Case(g, "4 KiB of x-amz-meta- on a GET", signed("GET", path, unsigned_headers={"X-Amz-Meta-A": "b" * 4096}))
+    yield Case(
+        g, "X-Minio-Internal- header on a GET", signed("GET", path, unsigned_headers={"X-Minio-Internal-x": "1"})
+    )
+    many = {f"X-Pad-{i}": "p" * 100 for i in range(90)}  # ~9.5 KiB in 90 headers, none large
+    yield Case(g, "90 headers of 100 bytes on a GET", signed("GET", path, unsigned_headers=many))
+
+
 def sigv4_cases(bucket: str, key: str) -> Iterator[Case]:
     g = "SigV4"
     path = f"/{bucket}/{quote(key)}"
@@ -299,6 +312,7 @@ def batch_cases(bucket: str, key: str) -> Iterator[Case]:
 def listed_cases(bucket: str, key: str) -> list[Case]:
     return [
         *request_line_cases(bucket, key),
+        *header_size_cases(bucket, key),
         *sigv4_cases(bucket, key),
         *range_cases(bucket, key),
         *key_cases(bucket, key),
