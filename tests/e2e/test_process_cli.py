@@ -58,7 +58,9 @@ def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.mark.parametrize(
     "args", [["process", "replay-buffer", *a] for a in SWEEP["process replay-buffer"]]
-    + [["process", "stats", *a] for a in SWEEP["process stats"]],
+    + [["process", "stats", *a] for a in SWEEP["process stats"]]
+    + [["process", "lerobot", *a] for a in SWEEP["process lerobot"]]
+    + [["process", "transcode", *a] for a in SWEEP["process transcode"]],
 )  # fmt: skip
 def test_bad_input_is_one_line_never_a_traceback(env: dict[str, str], args: list[str]) -> None:
     _one_error_line(_run(env, *args))

@@ -129,3 +129,32 @@ def test_the_inline_engine_runs_tasks_in_order() -> None:
     with open_engine(EngineOptions(inline=True)) as engine:
         assert engine.client is None and engine.dashboard is None
         assert list(engine.map(lambda x: x * 2, [1, 2, 3], str)) == [(1, 2), (2, 4), (3, 6)]
+
+
+def test_videos_are_read_through_the_accelerator_or_from_the_nodes_in_turn(tmp_path: Path) -> None:
+    from robolake.config import Settings
+    from robolake.processing.replay_buffer import video_targets
+
+    settings = Settings.load(environ={}, env_file=Path("/nonexistent"), state_dir=tmp_path, cache_dir=tmp_path)
+    assert video_targets(settings, "accelerator") == [None]  # None: the task's own target, the accelerator
+    nodes = video_targets(settings, "nodes")
+    assert [t.endpoint for t in nodes if t] == settings.minio_endpoints and len(nodes) == 3
+    with pytest.raises(ConfigError, match="--read-from 'disk'"):
+        video_targets(settings, "disk")
+
+
+def test_auto_reads_a_video_over_one_mib_from_a_node_and_a_smaller_one_through_the_accelerator(
+    tmp_path: Path,
+) -> None:
+    from robolake.config import Settings
+    from robolake.processing.replay_buffer import NODES_ABOVE_BYTES, video_target, video_targets
+
+    settings = Settings.load(environ={}, env_file=Path("/nonexistent"), state_dir=tmp_path, cache_dir=tmp_path)
+    nodes = video_targets(settings, "auto")
+
+    def episode(size: int) -> RawEpisode:
+        return RawEpisode(0, _obj("p"), _obj("g"), InputObject("v", "s3://b/v", size, "sha256:ab", "ab"))
+
+    assert video_target(episode(NODES_ABOVE_BYTES), nodes, "auto", 0) is None
+    assert video_target(episode(NODES_ABOVE_BYTES + 1), nodes, "auto", 4) == nodes[1]
+    assert video_target(episode(10), nodes, "nodes", 2) == nodes[2]

@@ -1,4 +1,4 @@
-"""`robolake process replay-buffer | stats`: jobs on Dask, each ending in one lakeFS commit."""
+"""`robolake process replay-buffer | stats | lerobot | transcode`: jobs on Dask, each ending in one lakeFS commit."""
 
 from __future__ import annotations
 
@@ -88,6 +88,14 @@ def _common(func: F) -> F:
 @click.option("--image-size", type=click.IntRange(16, 1024), default=224, show_default=True, help="Square side, px.")
 @click.option("--no-mask", is_flag=True, help="Keep the gripper mount in the frames (UMI masks it black).")
 @click.option("--no-reuse", is_flag=True, help="Process every episode again, even those staged by an earlier run.")
+@click.option(
+    "--read-from",
+    type=click.Choice(["auto", "accelerator", "nodes"]),
+    default="auto",
+    show_default=True,
+    help="Where tasks read the videos: auto = from a MinIO node when over 1 MiB (faster, measured), "
+    "else through the accelerator (it caches them).",
+)
 def replay_buffer(**args: Any) -> None:
     """Raw episodes at REF -> UMI's replay buffer (dataset.zarr.zip), committed once.
 
@@ -118,6 +126,7 @@ def replay_buffer(**args: Any) -> None:
             engine=engine,
             repo=args["repo"],
             reuse=not args["no_reuse"],
+            read_from=args["read_from"],
             progress=progress,
             status=_status(args["as_json"]),
         )
@@ -160,6 +169,113 @@ def stats(**args: Any) -> None:
             out_path=args["out_path"],
             out_file=args["out_file"],
             commit=not args["no_commit"],
+            engine=engine,
+            repo=args["repo"],
+            progress=progress,
+            status=_status(args["as_json"]),
+        )
+    _show(result, args["as_json"])
+
+
+@process.command("lerobot")
+@_common
+@click.option(
+    "--dataset",
+    required=True,
+    metavar="PATH",
+    help="The replay buffer in the repository: a *.zarr.zip, or a folder holding exactly one.",
+)
+@click.option(
+    "--out-path",
+    default=None,
+    metavar="PATH",
+    help="Folder for the LeRobot dataset [default: beside the buffer's folder, .../processed/lerobot/].",
+)
+@click.option("--fps", type=click.IntRange(1, 1000), default=60, show_default=True, help="Output frame rate.")
+@click.option(
+    "--action",
+    type=click.Choice(["same", "next"]),
+    default="same",
+    show_default=True,
+    help="same: action[t] = state[t] (UMI); next: the next frame's state.",
+)
+@click.option("--codec", type=click.Choice(["h264", "av1"]), default="h264", show_default=True, help="Video codec.")
+@click.option("--task", default=None, help="Task text [default: the buffer's file name].")
+@click.option("--no-reuse", is_flag=True, help="Encode every episode again, even those staged by an earlier run.")
+def lerobot(**args: Any) -> None:
+    """A replay buffer at REF -> a LeRobot v3.0 dataset in the lake, one task per episode, committed once.
+
+    \b
+    The same dataset `robolake export lerobot` writes (same parquet, meta/ and stats): per
+    episode, one task decodes its frames and encodes its video segment; the driver writes the
+    rows and meta/, appends the segments to lerobot's video files, and commits once.
+
+    \b
+    Examples:
+      robolake process lerobot --ref cup-processed --dataset datasets/cup/processed/ --fps 20
+      robolake process lerobot --ref v1.0 --dataset replay_buffer/ --to-branch lerobot --workers 4
+    """
+    from robolake.processing import EngineOptions, LeRobotParams, run_lerobot
+
+    engine = EngineOptions(scheduler=args["scheduler"], workers=args["workers"], inline=args["inline"])
+    engine.check()
+    params = LeRobotParams(fps=args["fps"], action=args["action"], codec=args["codec"], task=args["task"])
+    params.check()
+    with _task_bar(enabled=not args["as_json"]) as progress:
+        result = run_lerobot(
+            load_settings(),
+            args["ref"],
+            args["dataset"],
+            to_branch=args["to_branch"],
+            out_path=args["out_path"],
+            params=params,
+            engine=engine,
+            repo=args["repo"],
+            reuse=not args["no_reuse"],
+            progress=progress,
+            status=_status(args["as_json"]),
+        )
+    _show(result, args["as_json"])
+
+
+@process.command("transcode")
+@_common
+@click.option(
+    "--dataset",
+    required=True,
+    metavar="PATH",
+    help="Folder in the repository holding the raw videos: video/episode_XXXXX.mp4.",
+)
+@click.option("--codec", required=True, metavar="h264|av1", help="Target codec.")
+@click.option("--size", required=True, metavar="WxH", help="Target frame size in pixels, both even, e.g. 320x240.")
+def transcode(**args: Any) -> None:
+    """Every episode video of a raw dataset -> another codec and size, beside the raw ones, committed once.
+
+    \b
+    One task per video: decode, scale to WxH, encode (h264: libx264; av1: libsvtav1 or
+    libaom-av1, whichever this PyAV has). Written to PATH/transcoded/<codec>-<W>x<H>/video/;
+    the raw videos stay as they are. Frame count and times are the source's.
+
+    \b
+    Examples:
+      robolake process transcode --ref main --dataset datasets/cup --codec av1 --size 320x240
+      robolake process transcode --ref v1.0 --dataset datasets/cup --codec h264 --size 224x224 --to-branch web
+    """
+    from robolake.processing import EngineOptions
+    from robolake.processing.transcode import TranscodeParams, parse_size, run_transcode
+
+    engine = EngineOptions(scheduler=args["scheduler"], workers=args["workers"], inline=args["inline"])
+    engine.check()
+    width, height = parse_size(args["size"])
+    params = TranscodeParams(codec=args["codec"], width=width, height=height)
+    params.check()
+    with _task_bar(enabled=not args["as_json"]) as progress:
+        result = run_transcode(
+            load_settings(),
+            args["ref"],
+            args["dataset"],
+            params,
+            to_branch=args["to_branch"],
             engine=engine,
             repo=args["repo"],
             progress=progress,
@@ -226,8 +342,15 @@ def _show(result: Any, as_json: bool) -> None:
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Generator seed.")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="Dask worker processes.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("benchmarks"), show_default=True)
+@click.option(
+    "--compare-read-from",
+    is_flag=True,
+    help="A third run on Dask with videos read straight from the MinIO nodes instead of the accelerator.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results document as JSON.")
-def bench_process(profile: str, episodes: int, seed: int, workers: int, out: Path, as_json: bool) -> None:
+def bench_process(
+    profile: str, episodes: int, seed: int, workers: int, out: Path, compare_read_from: bool, as_json: bool
+) -> None:
     """Replay-buffer throughput (frames/s) on Dask vs a single process: the same job, in the same run.
 
     \b
@@ -238,7 +361,9 @@ def bench_process(profile: str, episodes: int, seed: int, workers: int, out: Pat
     """
     from robolake.processing.bench import ProcessBenchParams, markdown, run, save
 
-    params = ProcessBenchParams(profile=profile, episodes=episodes, seed=seed, workers=workers)
+    params = ProcessBenchParams(
+        profile=profile, episodes=episodes, seed=seed, workers=workers, compare_read_from=compare_read_from
+    )
     params.check()
     doc = run(load_settings(), params, _status(as_json))
     where = save(doc, out)

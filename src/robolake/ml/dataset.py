@@ -36,6 +36,7 @@ ahead (prefetch.py), so fetching overlaps decoding; ``__getitems__`` reads a bat
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +47,7 @@ import numpy.typing as npt
 from robolake.config import Settings
 from robolake.errors import ConfigError
 from robolake.ml.blocks import BLOCK_BYTES, BlockCache
+from robolake.ml.normalizer import Mode, Normalizer
 from robolake.ml.prefetch import Prefetcher
 from robolake.ml.remote import RangeSource, RemoteZip, array_info, decode, read_array
 from robolake.ml.windows import SamplerConfig, action_steps, build_indices, check_fits, lowdim_steps, rgb_steps
@@ -136,8 +138,13 @@ class LakeDataset:
     PREFETCH_AHEAD = 64
     PREFETCH_THREADS = 2
 
-    def __init__(self, found: Located, zf: RemoteZip, config: SamplerConfig, output: Output) -> None:
+    def __init__(
+        self, found: Located, zf: RemoteZip, config: SamplerConfig, output: Output, normalizer: Normalizer | None = None
+    ) -> None:
         self.found, self.zip, self.config, self.output = found, zf, config, output
+        self.normalizer = normalizer
+        if normalizer is not None:
+            normalizer.require([*config.lowdim, "action"])
         self._ahead: Prefetcher[int] | None = None
         # What was read, fixed for the dataset's life: the ref as given and the commit it resolved to.
         self.repo, self.ref, self.commit_id, self.path = found.repo, found.ref, found.commit_id, found.path
@@ -167,6 +174,8 @@ class LakeDataset:
         client: LakeFSClient | None = None,
         cache_dir: Path | None = None,
         block_bytes: int = BLOCK_BYTES,
+        normalize: Mode | Normalizer | None = None,
+        stats_path: str | None = None,
     ) -> LakeDataset:
         """Resolve `ref` once, find the buffer, check it against `config`, load episode ends and low-dim arrays.
 
@@ -175,6 +184,9 @@ class LakeDataset:
         `cache_dir`, the zip is read in aligned blocks of `block_bytes`, each fetched once and kept
         there for later epochs and every other process (keyed by repository, commit and path; it
         needs about the zip's size of free disk). Without it, each read is a ranged GET.
+        `normalize` ("limits": [-1, 1] by min/max, "gaussian": zero mean, unit std; see normalizer.py)
+        maps the low-dim keys and the action by the statistics in `stats_path` (default: the
+        ``stats.json`` beside the buffer, as ``robolake process stats`` writes it) at the same commit.
         """
         config = config or SamplerConfig.umi()
         config.check()
@@ -184,6 +196,7 @@ class LakeDataset:
         lakefs = client or LakeFSClient.from_settings(settings)
         try:
             found = resolve(lakefs, repo, ref, path)
+            normalizer = load_normalizer(lakefs, found, normalize, stats_path, config)
         finally:
             if client is None:
                 lakefs.close()
@@ -191,7 +204,7 @@ class LakeDataset:
         blocks = BlockCache(cache_dir, found.where, size, block_bytes=block_bytes) if cache_dir is not None else None
         zf = RemoteZip(range_source(settings, found, via), size, found.where, blocks=blocks)
         check_arrays(zf, config, found.where)
-        return cls(found, zf, config, output)
+        return cls(found, zf, config, output, normalizer)
 
     # ---- what was read ------------------------------------------------------------------
 
@@ -210,6 +223,7 @@ class LakeDataset:
             "n_episodes": len(self.episode_ends),
             "n_samples": len(self),
             "sampler": self.config.as_dict(),
+            "normalize": self.normalizer.as_dict() if self.normalizer else None,
         }
 
     # ---- samples ------------------------------------------------------------------------
@@ -281,6 +295,8 @@ class LakeDataset:
         for key, w in self.config.lowdim.items():
             window[key] = self.lowdim[key][lowdim_steps(current, start, end, w)]
         window["action"] = self.action_array[action_steps(current, end, self.config.action, self.config.action_padding)]
+        if self.normalizer is not None:
+            window = self.normalizer.apply(window, [*self.config.lowdim, "action"])
         return window if self.output == "window" else to_policy(window, self.config)
 
     def _decode(self, name: str, raw: bytes) -> npt.NDArray[np.uint8]:
@@ -322,6 +338,34 @@ class LakeDataset:
             raise DatasetFormatError(
                 self.found.where, f"data/{key} has {steps} steps but episode_ends[-1] = {self.n_steps}"
             )
+
+
+def load_normalizer(
+    client: LakeFSClient,
+    found: Located,
+    normalize: Mode | Normalizer | None,
+    stats_path: str | None,
+    config: SamplerConfig,
+) -> Normalizer | None:
+    """The normalizer `normalize` asks for: as given, or fitted from a stats.json at the buffer's commit."""
+    if normalize is None or isinstance(normalize, Normalizer):
+        return normalize
+    folder = found.path.rpartition("/")[0]
+    path = stats_path or (f"{folder}/stats.json" if folder else "stats.json")
+    where = f"lakefs://{found.repo}/{found.commit_id}/{path}"
+    try:
+        doc = json.loads(client.get_object(found.repo, found.commit_id, path))
+    except NotFoundError:
+        raise NotFoundError(
+            f"no statistics at {where} for normalize={normalize!r}; write them with `robolake process stats` "
+            "(at a commit holding this buffer), or give stats_path",
+            status=404,
+        ) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetFormatError(where, f"is not JSON ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise DatasetFormatError(where, "is not a JSON object of features")
+    return Normalizer.from_stats(doc, normalize, action_sources=config.action_sources(), source=where)
 
 
 def to_policy(window: dict[str, Any], config: SamplerConfig) -> dict[str, Any]:

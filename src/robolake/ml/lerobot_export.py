@@ -162,7 +162,7 @@ class ExportResult:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Source:
+class BufferSource:
     zf: RemoteZip
     ends: npt.NDArray[np.int64]
     robots: list[str]
@@ -171,7 +171,7 @@ class _Source:
     names: list[str]
 
 
-def _open_source(zf: RemoteZip, where: str) -> _Source:
+def open_source(zf: RemoteZip, where: str) -> BufferSource:
     arrays = sorted(n[len("data/") : -len("/.zarray")] for n in zf.infos if re.fullmatch(r"data/[^/]+/\.zarray", n))
     robots = sorted({n.split("_", 1)[0] for n in arrays if re.fullmatch(r"robot\d+_eef_pos", n)})
     needed = [f"{r}_{part}" for r in robots for part, _ in STATE_PARTS]
@@ -192,7 +192,7 @@ def _open_source(zf: RemoteZip, where: str) -> _Source:
             parts.append(values.astype(np.float32))
             names += [f"{r}_{part}_{a}" if a else f"{r}_{part}" for a in axes]
     cameras = {c: _camera(zf, c, int(ends[-1]), where) for c in arrays if re.fullmatch(r"camera\d+_rgb", c)}
-    return _Source(zf, ends, robots, cameras, np.concatenate(parts, axis=1), names)
+    return BufferSource(zf, ends, robots, cameras, np.concatenate(parts, axis=1), names)
 
 
 def _camera(zf: RemoteZip, key: str, steps: int, where: str) -> ArrayInfo:
@@ -209,22 +209,28 @@ def _camera(zf: RemoteZip, key: str, steps: int, where: str) -> ArrayInfo:
     return info
 
 
-def _frames(src: _Source, key: str, steps: npt.NDArray[np.int64], tick: Callable[[], None]) -> Iterator[Any]:
-    info = src.cameras[key]
+def _frames(src: BufferSource, key: str, steps: npt.NDArray[np.int64], tick: Callable[[], None]) -> Iterator[Any]:
+    return camera_frames(src.zf, key, src.cameras[key], steps, tick)
+
+
+def camera_frames(
+    zf: RemoteZip, key: str, info: ArrayInfo, steps: npt.NDArray[np.int64], tick: Callable[[], None] = _noop
+) -> Iterator[npt.NDArray[np.uint8]]:
+    """The decoded frames of camera `key` at `steps` (buffer rows), in order; each distinct step decoded once."""
     for at in range(0, len(steps), _FRAME_BATCH):
         part = steps[at : at + _FRAME_BATCH]
         names = {int(s): f"data/{key}/{int(s)}.0.0.0" for s in np.unique(part)}
-        raw = src.zf.read_entries(names.values())
-        decoded = {s: decode(src.zf, f"data/{key}", info, None, raw[n]) for s, n in names.items()}
+        raw = zf.read_entries(names.values())
+        decoded = {s: decode(zf, f"data/{key}", info, None, raw[n]) for s, n in names.items()}
         for s in part.tolist():
             frame = decoded[s]
             if frame.shape != info.shape[1:] or frame.dtype != np.uint8:
-                raise DatasetFormatError(src.zf.where, f"frame {s} of {key} decodes to {frame.dtype} {frame.shape}")
+                raise DatasetFormatError(zf.where, f"frame {s} of {key} decodes to {frame.dtype} {frame.shape}")
             yield frame
             tick()
 
 
-def _features(src: _Source) -> list[Feature]:
+def buffer_features(src: BufferSource) -> list[Feature]:
     width = len(src.names)
     features = [
         Feature("observation.state", "float32", (width,), list(src.names)),
@@ -269,7 +275,7 @@ def export_lerobot(
             lakefs.close()
     status(f"reading {found.where}")
     zf = RemoteZip(dataset_range_source(settings, found, options.via), found.stat.size_bytes, found.where)
-    src = _open_source(zf, found.where)
+    src = open_source(zf, found.where)
     starts = np.concatenate([[0], src.ends[:-1]])
     plans = [resample_steps(int(e - s), options.fps) for s, e in zip(starts, src.ends, strict=True)]
     task = options.task or Path(found.path).name.removesuffix(".zarr.zip")
@@ -291,7 +297,7 @@ def export_lerobot(
 
 def _write(
     root: Path,
-    src: _Source,
+    src: BufferSource,
     plans: list[npt.NDArray[np.int64]],
     options: ExportOptions,
     task: str,
@@ -299,7 +305,7 @@ def _write(
 ) -> None:
     """Every episode through a LeRobotWriter: state and action rows, and each camera's frames."""
     writer = LeRobotWriter(
-        root, fps=options.fps, features=_features(src), video=VideoCodec.named(options.codec, options.crf)
+        root, fps=options.fps, features=buffer_features(src), video=VideoCodec.named(options.codec, options.crf)
     )
     total, done = sum(len(p) for p in plans), 0
 
@@ -310,18 +316,26 @@ def _write(
 
     starts = np.concatenate([[0], src.ends[:-1]]).tolist()
     for start, steps in zip(starts, plans, strict=True):
-        state = src.state[start + steps]
-        action = state if options.action == "same" else np.concatenate([state[1:], state[-1:]])
+        columns = episode_columns(src, start, steps, options.action)
         ticks = iter([tick] + [_noop] * len(src.cameras))  # progress counts the first camera's frames
         frames = {
             f"observation.images.{c.removesuffix('_rgb')}": _frames(src, c, start + steps, next(ticks))
             for c in src.cameras
         }
-        writer.add_episode({"observation.state": state, "action": action}, frames, task)
+        writer.add_episode(columns, frames, task)
         if not src.cameras:
             done += len(steps)
             progress(done, total)
     writer.finish(options.robot_type)
+
+
+def episode_columns(
+    src: BufferSource, start: int, steps: npt.NDArray[np.int64], action: str
+) -> dict[str, npt.NDArray[np.float32]]:
+    """One episode's observation.state and action rows: the state of the steps it takes (see "Action")."""
+    state = src.state[start + steps]
+    moved = state if action == "same" else np.concatenate([state[1:], state[-1:]])
+    return {"observation.state": state, "action": moved}
 
 
 def _result(
@@ -329,7 +343,7 @@ def _result(
     found: Located,
     options: ExportOptions,
     task: str,
-    src: _Source,
+    src: BufferSource,
     plans: list[npt.NDArray[np.int64]],
     seconds: float,
 ) -> ExportResult:

@@ -29,6 +29,7 @@ from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError
 from robolake.processing.engine import EngineOptions, dask_versions, require_dask
 from robolake.processing.jobs import JobResult, StatusFn, _noop, work_dir
+from robolake.processing.read_bench import read_paths
 from robolake.processing.replay_buffer import run_replay_buffer
 from robolake.umi import PROFILES, generate_dataset
 from robolake.versioning import LakeFSClient, NotFoundError, put_dataset
@@ -42,6 +43,7 @@ class ProcessBenchParams:
     episodes: int = 4
     seed: int = 0
     workers: int = 2
+    compare_read_from: bool = False  # a third run: Dask with videos read straight from the MinIO nodes
 
     def check(self) -> None:
         if self.profile not in PROFILES:
@@ -63,7 +65,15 @@ def _summary(result: JobResult) -> dict[str, Any]:
         "frames_per_s": round(result.frames_per_s, 2),
         "frames_per_s_end_to_end": round(frames_s_total, 2),
         "output_sha256": result.output_sha256,
+        "read_from": result.details.get("read_from", "accelerator"),
+        "video_read_s": result.details.get("video_read_s", 0.0),
+        "video_read_mb_per_s": _mb_per_s(result.details),
     }
+
+
+def _mb_per_s(details: dict[str, Any]) -> float:
+    seconds = details.get("video_read_s", 0.0)
+    return round(details.get("video_bytes", 0) / seconds / 1e6, 2) if seconds else 0.0
 
 
 def run(settings: Settings, params: ProcessBenchParams, status: StatusFn = _noop) -> dict[str, Any]:
@@ -83,31 +93,45 @@ def run(settings: Settings, params: ProcessBenchParams, status: StatusFn = _noop
         try:
             put_dataset(client, repo, branch, raw, PREFIX, {"bench": "process"})
             runs = {}
-            for name, engine in (
-                ("single_process", EngineOptions(inline=True)),
-                ("dask", EngineOptions(workers=params.workers)),
-            ):
-                status(f"run {name}: {engine}")
+            plan = [
+                ("single_process", EngineOptions(inline=True), "accelerator"),
+                ("dask", EngineOptions(workers=params.workers), "accelerator"),
+            ]
+            if params.compare_read_from:
+                plan.append(("dask_nodes", EngineOptions(workers=params.workers), "nodes"))
+            for name, engine, read_from in plan:
+                status(f"run {name}: {engine}, videos read from {read_from}")
                 result = run_replay_buffer(
                     settings, branch, PREFIX, out_path=f"{PREFIX}/out-{name}/dataset.zarr.zip", engine=engine,
-                    reuse=False, status=status,
+                    reuse=False, read_from=read_from, status=status,
                 )  # fmt: skip
                 runs[name] = _summary(result)
+            reads = None
+            if params.compare_read_from:
+                status("timing video reads: through the accelerator vs from the MinIO nodes")
+                reads = read_paths(settings, client, repo, branch, PREFIX)
         finally:
             with contextlib.suppress(NotFoundError):
                 client.delete_branch(repo, branch)
-    return _document(params, runs)
+    doc = _document(params, runs)
+    return {**doc, "read_paths": reads} if reads else doc
 
 
 def _document(params: ProcessBenchParams, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     base, dask = runs["single_process"], runs["dask"]
-    if base["output_sha256"] != dask["output_sha256"]:
-        raise RobolakeError("the Dask run's replay buffer differs from the single-process run's; report it")
+    if any(r["output_sha256"] != base["output_sha256"] for r in runs.values()):
+        raise RobolakeError("the runs' replay buffers differ (Dask, single process, read from nodes); report it")
 
-    def ratio(key: str) -> float:
-        return round(dask[key] / base[key], 3) if base[key] else 0.0
+    def ratio(key: str, over: dict[str, Any] = base, run: dict[str, Any] = dask) -> float:
+        return round(run[key] / over[key], 3) if over[key] else 0.0
 
+    nodes = runs.get("dask_nodes")
+    extra = {
+        "ratio_nodes_task_phase": ratio("frames_per_s", dask, nodes),
+        "ratio_nodes_video_read": ratio("video_read_mb_per_s", dask, nodes),
+    } if nodes else {}  # fmt: skip
     return {
+        **extra,
         "benchmark": "process replay-buffer",
         "created": f"{dt.datetime.now(dt.UTC):%Y-%m-%dT%H:%M:%SZ}",
         "params": dataclasses.asdict(params),
@@ -139,6 +163,21 @@ def markdown(doc: dict[str, Any]) -> str:
         f"Dask / single process: **{doc['ratio_task_phase']:.2f}x** over the task phase, "
         f"{doc['ratio_end_to_end']:.2f}x end to end; outputs byte-identical.",
     ]
+    for label, r in (doc.get("read_paths") or {}).items():
+        if isinstance(r, dict):
+            lines.append(
+                f"\nReading {label} ({r['objects']} of {r['mean_bytes'] / 1e6:.2f} MB, median of "
+                f"{doc['read_paths']['repeats']}): accelerator {r['accelerator_mb_per_s']:.1f} MB/s, MinIO nodes "
+                f"{r['nodes_mb_per_s']:.1f} MB/s ({r['ratio_nodes']:.2f}x)."
+            )
+    if "ratio_nodes_task_phase" in doc:
+        reads = ", ".join(f"{n} {r['video_read_mb_per_s']:.1f} MB/s" for n, r in doc["runs"].items())
+        lines += [
+            "",
+            f"Videos read straight from the MinIO nodes / through the accelerator (both on Dask): "
+            f"{doc['ratio_nodes_task_phase']:.2f}x over the task phase, {doc['ratio_nodes_video_read']:.2f}x in "
+            f"video read throughput per task ({reads}).",
+        ]
     return "\n".join(lines) + "\n"
 
 

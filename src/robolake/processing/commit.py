@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from robolake.ml.lerobot_export import require_clean_branch
@@ -60,8 +60,9 @@ def commit_outputs(
     job_key: str,
     message: str,
     metadata: Mapping[str, object],
+    remove: Iterable[str] = (),
 ) -> Committed:
-    """Put `files` (lake path -> local file) on `branch` as one squash-merged commit."""
+    """Put `files` (lake path -> local file) on `branch` as one squash-merged commit; `remove`: paths deleted in it."""
     require_clean_branch(client, repo, branch, "processing")
     if already_committed(client, repo, branch, dict.fromkeys(files, job_key)):
         head = client.get_commit(repo, branch)
@@ -83,6 +84,9 @@ def commit_outputs(
                     metadata={"sha256": sha, JOB_KEY_OBJECT_META: job_key},
                     content_type=content_type_for(path),
                 )
+        stale = [p for p in remove if p not in files]
+        if stale:
+            client.delete_objects(repo, work, stale)  # what an older output had and this one has not
         meta = {**metadata, JOB_KEY_META: job_key}
         client.commit(repo, work, message, meta)
         commit_id = client.merge(repo, work, branch, message=message, metadata=meta, squash=True)

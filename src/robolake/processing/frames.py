@@ -80,6 +80,7 @@ class EpisodeTask:
     params: ReplayBufferParams
     target: S3Target  # the accelerator: inputs are read and results staged through it
     staged_key: str
+    video_target: S3Target | None = None  # where the video is read instead (a MinIO node), or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +90,7 @@ class EpisodeResult:
     staged_key: str
     staged_bytes: int
     seconds: float
+    video_read_s: float = 0.0  # reading the video (GET, sha256, temp file)
 
 
 def staged_key(params_digest: str, episode: RawEpisode) -> str:
@@ -213,7 +215,9 @@ def process_episode(task: EpisodeTask) -> EpisodeResult:
         lowdim = lowdim_arrays(pose, gripper, episode)
         with tempfile.TemporaryDirectory(prefix="robolake-episode-") as tmp:
             video = Path(tmp) / "video.mp4"
-            read_input(task.target, episode.video, video)
+            read_started = time.monotonic()
+            read_input(task.video_target or task.target, episode.video, video)
+            read_s = time.monotonic() - read_started
             chunks = encode_video(video, task.params, episode.video.path)
         rows = len(lowdim["robot0_eef_pos"])
         if len(chunks) != rows:
@@ -224,7 +228,8 @@ def process_episode(task: EpisodeTask) -> EpisodeResult:
         put_staged(task.target, task.staged_key, body)
     except RobolakeError as exc:
         raise TaskFailedError(f"episode {episode.index}: {exc}", exc.exit_code) from None
-    return EpisodeResult(episode.index, len(chunks), task.staged_key, len(body), time.monotonic() - started)
+    seconds = time.monotonic() - started
+    return EpisodeResult(episode.index, len(chunks), task.staged_key, len(body), seconds, read_s)
 
 
 def put_staged(target: S3Target, key: str, body: bytes) -> None:
@@ -236,20 +241,25 @@ def put_staged(target: S3Target, key: str, body: bytes) -> None:
 
 def get_staged(target: S3Target, key: str) -> tuple[dict[str, npt.NDArray[Any]], list[bytes]]:
     """A staged episode, checked against the sha256 it was written with."""
+    return unpack(get_staged_bytes(target, key), f"s3://{STAGING_BUCKET}/{key}")
+
+
+def get_staged_bytes(target: S3Target, key: str) -> bytes:
+    """A staged object's bytes, checked against the sha256 it was written with."""
     client = boto3_client(target, max_pool_connections=2, read_timeout_s=300.0)
-    with boto_errors("GET", STAGING_BUCKET, key, target, hint="run the job again to redo the episode"):
+    with boto_errors("GET", STAGING_BUCKET, key, target, hint="run the job again to redo the task"):
         answer = client.get_object(Bucket=STAGING_BUCKET, Key=key)
         raw: bytes = answer["Body"].read()
     want = answer.get("Metadata", {}).get("sha256")
     if want != hashlib.sha256(raw).hexdigest():
         raise DatasetFormatError(f"s3://{STAGING_BUCKET}/{key}", "does not match its sha256", "run the job again")
-    return unpack(raw, f"s3://{STAGING_BUCKET}/{key}")
+    return raw
 
 
-def staged_keys(target: S3Target, params_digest: str) -> set[str]:
-    """Keys of the episodes already staged with these parameters (one LIST per 1000)."""
+def staged_keys(target: S3Target, params_digest: str, job_prefix: str = STAGING_PREFIX) -> set[str]:
+    """Keys of the results already staged under `job_prefix` with these parameters (one LIST per 1000)."""
     client = boto3_client(target, max_pool_connections=2)
-    prefix = f"{STAGING_PREFIX}/{params_digest}/"
+    prefix = f"{job_prefix}/{params_digest}/"
     found: set[str] = set()
     with boto_errors("LIST", STAGING_BUCKET, prefix, target, hint="staged results go to the umi-processed bucket"):
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=STAGING_BUCKET, Prefix=prefix):

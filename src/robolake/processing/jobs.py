@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from robolake import __version__
 from robolake.config import Settings
-from robolake.processing.engine import Engine, dask_versions
+from robolake.processing.engine import Engine, EngineOptions, dask_versions, open_engine
 from robolake.processing.inputs import Source
 
 
@@ -97,16 +98,19 @@ class Ticker:
 
     def __init__(self, total: int, progress: ProgressFn) -> None:
         self.total, self.progress = total, progress
-        self.done = self.frames = 0
+        self.done = self.frames = self.read_bytes = 0
+        self.read_s = 0.0  # summed over tasks: time spent reading the inputs measured (videos)
         self.started = time.monotonic()
 
     def start(self) -> None:
         self.started = time.monotonic()
         self.progress(TaskProgress(0, self.total, 0, 0.0))
 
-    def tick(self, frames: int) -> None:
+    def tick(self, frames: int, read_s: float = 0.0, read_bytes: int = 0) -> None:
         self.done += 1
         self.frames += frames
+        self.read_s += read_s
+        self.read_bytes += read_bytes
         self.progress(TaskProgress(self.done, self.total, self.frames, self.elapsed_s))
 
     @property
@@ -116,3 +120,32 @@ class Ticker:
 
 def describe(engine: Engine | None) -> tuple[str, str | None]:
     return (engine.description, engine.dashboard) if engine is not None else ("none (nothing to run)", None)
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def run_tasks(
+    engine: EngineOptions,
+    job: str,
+    func: Callable[[T], R],
+    todo: list[T],
+    *,
+    index: Callable[[T], int],
+    tick: Callable[[T, R], None],
+    ticker: Ticker,
+    status: StatusFn,
+) -> tuple[str, str | None]:
+    """Run `func` over the tasks still to do; the engine's description and dashboard link."""
+    if not todo:
+        return describe(None)
+    with open_engine(engine) as used:
+        status(f"running {len(todo)} tasks on {used.description}")
+        if used.dashboard:
+            status(f"Dask dashboard: {used.dashboard}")
+        token = uuid.uuid4().hex[:8]  # task keys unique per run: a scheduler may still hold an older run's
+        ticker.start()
+        for task, result in used.map(func, todo, lambda t: f"{job}-{index(t):05d}-{token}"):
+            tick(task, result)
+        return describe(used)

@@ -20,7 +20,6 @@ import hashlib
 import json
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +28,8 @@ from robolake.errors import ConfigError
 from robolake.keys import check_prefix
 from robolake.ml.lerobot_export import require_clean_branch
 from robolake.processing.commit import Committed, already_committed, commit_outputs
-from robolake.processing.engine import Engine, EngineOptions, open_engine
+from robolake.processing.engine import EngineOptions
 from robolake.processing.frames import (
-    EpisodeResult,
     EpisodeTask,
     ReplayBufferParams,
     get_staged,
@@ -54,7 +52,7 @@ from robolake.processing.jobs import (
     Ticker,
     _noop,
     commit_metadata,
-    describe,
+    run_tasks,
     work_dir,
 )
 from robolake.storage.s3 import S3Target
@@ -64,6 +62,27 @@ from robolake.versioning.dataset import hash_file, normalize_prefix
 
 JOB = "replay-buffer"
 DEFAULT_OUTPUT = "processed/replay_buffer/dataset.zarr.zip"
+READ_FROM = ("auto", "accelerator", "nodes")
+# "auto": a video above this size is read from a node. The accelerator caches objects up to 1 MiB
+# (its default max_object_bytes) and passes larger ones through, one hop more than a node: measured
+# with `bench process --compare-read-from`, see the package docstring.
+NODES_ABOVE_BYTES = 1 << 20
+
+
+def video_targets(settings: Settings, read_from: str) -> list[S3Target | None]:
+    """The MinIO nodes' targets (tasks take them in turn), or [None] (the accelerator) for "accelerator"."""
+    if read_from not in READ_FROM:
+        raise ConfigError(f"--read-from {read_from!r} is not one of {list(READ_FROM)}")
+    if read_from == "accelerator":
+        return [None]
+    return [S3Target.from_settings(settings, endpoint) for endpoint in settings.minio_endpoints]
+
+
+def video_target(episode: RawEpisode, nodes: list[S3Target | None], read_from: str, turn: int) -> S3Target | None:
+    """Where one task reads its video: None is the accelerator (the task's own target)."""
+    if read_from == "auto" and episode.video.size_bytes <= NODES_ABOVE_BYTES:
+        return None
+    return nodes[turn % len(nodes)]
 
 
 def default_output(dataset: str) -> str:
@@ -138,10 +157,15 @@ def run_replay_buffer(
     engine: EngineOptions | None = None,
     repo: str | None = None,
     reuse: bool = True,
+    read_from: str = "auto",
     progress: ProgressFn = _noop,
     status: StatusFn = _noop,
 ) -> JobResult:
     """Raw episodes under `dataset` at `ref` as a UMI replay buffer on a branch, in one commit.
+
+    `read_from`: where tasks read the videos ("accelerator"; "nodes": straight from the MinIO
+    nodes, episode i from node i mod 3; "auto", the default: from a node when the video is over
+    1 MiB, else through the accelerator, which caches it). The output is the same.
 
     `reuse=False` processes every episode again, replacing what is staged (the same bytes, unless
     the software changed); the commit is still skipped when the branch holds this job's output.
@@ -149,46 +173,46 @@ def run_replay_buffer(
     started = time.monotonic()
     engine = engine or EngineOptions()
     engine.check()
+    videos = video_targets(settings, read_from)
     output = check_output(out_path) if out_path else default_output(dataset)
     with LakeFSClient.from_settings(settings) as client:
-        params = params or ReplayBufferParams()
-        plan = _plan(client, repo or settings.lakefs_repo, ref, dataset, to_branch, output, params)
+        plan = _plan(
+            client, repo or settings.lakefs_repo, ref, dataset, to_branch, output, params or ReplayBufferParams()
+        )
         if already_committed(client, plan.source.repo, plan.branch, {output: plan.key}):
             status(f"{output} on {plan.branch!r} already holds this job's output (job {plan.key[:12]}): nothing to do")
-            n = len(plan.episodes)
-            return plan.result(
-                commit_id=client.get_commit(plan.source.repo, plan.branch).id, up_to_date=True, tasks_total=n,
-                tasks_run=0, tasks_reused=n, frames=0, frames_processed=0, task_seconds=0.0,
-                seconds=round(time.monotonic() - started, 3), engine="none (up to date)", dashboard=None,
-            )  # fmt: skip
+            return _up_to_date(client, plan, started)
         target = S3Target.from_settings(settings)
-        tasks = [EpisodeTask(e, plan.params, target, staged_key(plan.digest, e)) for e in plan.episodes]
+        tasks = [
+            EpisodeTask(e, plan.params, target, staged_key(plan.digest, e), video_target(e, videos, read_from, i))
+            for i, e in enumerate(plan.episodes)
+        ]
         staged = staged_keys(target, plan.digest) if reuse else set()
         todo = [t for t in tasks if t.staged_key not in staged]
         status(f"{len(tasks)} episodes at {plan.source.where} (ref {ref!r}); {len(tasks) - len(todo)} already staged")
         ticker = Ticker(len(todo), progress)
-        engine_text, dashboard = _execute(engine, todo, ticker, status)
+        engine_text, dashboard = run_tasks(
+            engine, JOB, process_episode, todo, index=lambda t: t.episode.index, ticker=ticker, status=status,
+            tick=lambda t, r: ticker.tick(r.frames, r.video_read_s, t.episode.video.size_bytes),
+        )  # fmt: skip
         done, frames, sha = _assemble_and_commit(settings, client, plan, tasks, status)
     return plan.result(
         commit_id=done.commit_id, up_to_date=done.up_to_date, tasks_total=len(tasks), tasks_run=len(todo),
         tasks_reused=len(tasks) - len(todo), frames=frames, frames_processed=ticker.frames,
         task_seconds=round(ticker.elapsed_s, 3) if todo else 0.0, seconds=round(time.monotonic() - started, 3),
         engine=engine_text, dashboard=dashboard, output_sha256=sha,
+        details={"read_from": read_from, "video_read_s": round(ticker.read_s, 4), "video_bytes": ticker.read_bytes},
     )  # fmt: skip
 
 
-def _execute(
-    engine: EngineOptions, todo: list[EpisodeTask], ticker: Ticker, status: StatusFn
-) -> tuple[str, str | None]:
-    """Run the tasks still to do; the engine's description and dashboard link."""
-    if not todo:
-        return describe(None)
-    with open_engine(engine) as used:
-        status(f"running {len(todo)} tasks on {used.description}")
-        if used.dashboard:
-            status(f"Dask dashboard: {used.dashboard}")
-        _run_tasks(used, todo, ticker)
-        return describe(used)
+def _up_to_date(client: LakeFSClient, plan: _Plan, started: float) -> JobResult:
+    """The result of a run that found the branch already holding its output."""
+    n = len(plan.episodes)
+    return plan.result(
+        commit_id=client.get_commit(plan.source.repo, plan.branch).id, up_to_date=True, tasks_total=n,
+        tasks_run=0, tasks_reused=n, frames=0, frames_processed=0, task_seconds=0.0,
+        seconds=round(time.monotonic() - started, 3), engine="none (up to date)", dashboard=None,
+    )  # fmt: skip
 
 
 def _assemble_and_commit(
@@ -210,14 +234,6 @@ def _assemble_and_commit(
             metadata=meta,
         )  # fmt: skip
     return done, frames, sha
-
-
-def _run_tasks(engine: Engine, todo: list[EpisodeTask], ticker: Ticker) -> None:
-    token = uuid.uuid4().hex[:8]  # task keys unique per run: a scheduler may still hold an older run's
-    ticker.start()
-    result: EpisodeResult
-    for _task, result in engine.map(process_episode, todo, lambda t: f"{JOB}-{t.episode.index:05d}-{token}"):
-        ticker.tick(result.frames)
 
 
 def _assemble(target: S3Target, tasks: list[EpisodeTask], path: Path) -> tuple[Path, int]:
