@@ -26,7 +26,7 @@ class FindingsError(RobolakeError):
     default="small",
     show_default=True,
     help="small: CI size, under 5 minutes; full: 2,000 objects per fault, every node killed under "
-    "accelerator PUTs, a node frozen for 130 s (about 20 minutes).",
+    "accelerator PUTs, a node frozen for 130 s (15-20 minutes).",
 )
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of files and generated cases.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("reliability"), show_default=True)
