@@ -130,6 +130,14 @@ def _notified(clients: dict[str, Any]) -> int:
     return int(doc["events"].get("notification_records", 0))
 
 
+def _invalidations(clients: dict[str, Any]) -> dict[str, int]:
+    """Copies dropped so far after writes through the accelerator, and after news from MinIO."""
+    events = read_stats(clients["settings"])["events"]
+    dropped = {k: v for k, v in events.items() if k.startswith("invalidation_")}
+    writes = sum(v for k, v in dropped.items() if k.endswith("_write"))
+    return {"write": writes, "news": sum(dropped.values()) - writes}  # news: notifications, revalidation
+
+
 def stats(stack: NativeStack) -> dict[str, Any]:
     doc: dict[str, Any] = read_stats(stack.settings)
     return doc
@@ -173,11 +181,18 @@ def test_unauthenticated_writes_do_not_wipe_the_cache(stack: NativeStack, client
         ("DELETE", f"/{BUCKET}", b"", {}),
         ("POST", f"/{BUCKET}?delete", listing, {"Content-MD5": md5}),
     ):
+        before = _invalidations(clients)
         through = requests.request(method, s.accelerator_endpoint + path, data=body, headers=headers, timeout=10)
         direct = requests.request(method, s.minio_endpoints[0] + path, data=body, headers=headers, timeout=10)
         assert through.status_code == direct.status_code, (method, path)
-        assert read(clients["accelerator"], key) == (b"kept", "hit-memory"), (method, path)
-        assert read(clients["accelerator"], other) == (b"kept too", "hit-memory"), (method, path)
+        got = [read(clients["accelerator"], k) for k in (key, other)]
+        after = _invalidations(clients)
+        assert after["write"] == before["write"], (method, path, before, after)  # the refusal dropped nothing
+        # A copy may still go because MinIO delivered a notification of a PUT late or twice (at
+        # least once, from its queue): only then is a miss fair.
+        explained = after["news"] > before["news"]
+        for (body_, cached), want in zip(got, (b"kept", b"kept too"), strict=True):
+            assert body_ == want and (cached == "hit-memory" or explained), (method, path, got)
     # A signed write that succeeds still invalidates at once.
     clients["accelerator"].delete_object(Bucket=BUCKET, Key=key)
     with pytest.raises(clients["accelerator"].exceptions.NoSuchKey):
