@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from robolake.cli.bench_suite import OUTPUT_OPTIONS, finish, names, say, with_options
-from robolake.cli.common import err_console, load_settings
+from robolake.cli.bench_suite import OUTPUT_OPTIONS, finish, names, say
+from robolake.cli.common import err_console, load_settings, with_options
 
 SMALL_FILES_OPTIONS = [
     click.option(

@@ -16,21 +16,10 @@ from typing import Any, TypeVar
 
 import click
 
-from robolake.cli.common import err_console, load_settings, out_console
+from robolake.cli.common import err_console, load_settings, out_console, with_options
 from robolake.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def with_options(options: list[Callable[[F], F]]) -> Callable[[F], F]:
-    """Apply a list of click options, in the order they are listed (the first shows first in --help)."""
-
-    def decorate(fn: F) -> F:
-        for option in reversed(options):
-            fn = option(fn)
-        return fn
-
-    return decorate
 
 
 # --out and --json as the data benchmarks and warp-check take them

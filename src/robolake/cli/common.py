@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -11,6 +13,8 @@ from rich.text import Text
 from robolake.config import Settings
 from robolake.errors import RobolakeError
 from robolake.keys import check_prefix
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 # Not a terminal (a pipe, a log file, CI): rich would assume 80 columns and cut URLs in tables.
 _WIDTH = None if sys.stdout.isatty() else 160
@@ -48,3 +52,14 @@ def run_cli(group: click.Group) -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+
+
+def with_options(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    """One decorator applying click `options` in the order listed (the first shows first in --help)."""
+
+    def apply(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply

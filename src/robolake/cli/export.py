@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from robolake.cli.common import err_console, load_settings, out_console
+from robolake.cli.common import err_console, load_settings, out_console, with_options
 from robolake.errors import ConfigError
 
 
@@ -64,10 +64,7 @@ _LEROBOT_OPTIONS = [
 ]
 
 
-def _with_options(func: F) -> F:
-    for option in reversed(_LEROBOT_OPTIONS):
-        func = option(func)
-    return func
+_with_options = with_options(_LEROBOT_OPTIONS)
 
 
 @export.command("lerobot")

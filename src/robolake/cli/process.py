@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from robolake.cli.common import err_console, load_settings, out_console
+from robolake.cli.common import err_console, load_settings, out_console, with_options
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -65,10 +65,7 @@ _COMMON = [
 ]
 
 
-def _common(func: F) -> F:
-    for option in reversed(_COMMON):
-        func = option(func)
-    return func
+_common = with_options(_COMMON)
 
 
 @process.command("replay-buffer")
