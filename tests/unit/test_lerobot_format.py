@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -284,3 +287,43 @@ def test_what_60_and_20_fps_keep() -> None:
 def test_export_options_are_checked(options: ExportOptions, problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         options.check()
+
+
+# SVT-AV1 run as root makes its threads and the one that opens it SCHED_FIFO 99: the encoder then
+# starves the machine, and everything the process starts later inherits it (found when MinIO
+# nodes started after an AV1 export spun at real-time priority and froze a 2-core machine).
+_SCHEDULING_AFTER_AV1 = r"""
+import os, sys
+from pathlib import Path
+import numpy as np
+from robolake.ingest.lerobot_write import VideoCodec, _VideoFile
+from robolake.processing.transcode import TranscodeParams, transcode_file
+out = Path(sys.argv[1])
+video = _VideoFile(out / "a.mp4", 10, 64, 48, VideoCodec.av1())
+for i in range(3):
+    video.add(np.full((48, 64, 3), 40 * i, np.uint8))
+during = {int(t): os.sched_getscheduler(int(t)) for t in os.listdir("/proc/self/task")}
+video.close()
+transcode_file(out / "a.mp4", out / "b.mp4", TranscodeParams(codec="av1", width=32, height=24), "a.mp4")
+after = os.sched_getscheduler(0)
+print(sorted(set(during.values())), after)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="scheduling policies are Linux's")
+def test_av1_encoding_leaves_no_thread_real_time(tmp_path: Path) -> None:
+    import av
+
+    if "libsvtav1" not in av.codecs_available:
+        pytest.skip("this PyAV build has no libsvtav1 encoder")
+    if os.geteuid() != 0:
+        pytest.skip("SVT-AV1 changes scheduling only when run as root")
+    done = subprocess.run(
+        [sys.executable, "-c", _SCHEDULING_AFTER_AV1, str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[0] == f"[{os.SCHED_OTHER}] {os.SCHED_OTHER}", done.stdout

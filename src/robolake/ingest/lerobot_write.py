@@ -60,6 +60,7 @@ from robolake.ingest.lerobot import (
     VIDEO_PATH,
     Feature,
 )
+from robolake.umi.video import open_encoder
 
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 Stats = dict[str, npt.NDArray[Any]]
@@ -201,6 +202,7 @@ class _VideoFile:
         self.stream.time_base = Fraction(1, fps)
         self.stream.codec_context.thread_count = 1
         self.stream.codec_context.flags |= av.codec.context.Flags.bitexact
+        open_encoder(self.stream)
 
     def add(self, image: npt.NDArray[np.uint8]) -> None:
         if image.shape != self.shape or image.dtype != np.uint8:

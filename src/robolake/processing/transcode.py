@@ -57,6 +57,7 @@ from robolake.processing.jobs import (
 from robolake.storage.s3 import S3Target
 from robolake.umi.errors import DatasetFormatError
 from robolake.umi.naming import split_episode_file
+from robolake.umi.video import open_encoder
 from robolake.versioning import LakeFSClient, NotFoundError
 from robolake.versioning.dataset import normalize_prefix
 
@@ -175,6 +176,7 @@ def transcode_file(src: Path, dest: Path, params: TranscodeParams, shown_as: str
                     raise RobolakeError(f"{encoder} is not a video encoder")
                 enc.width, enc.height, enc.pix_fmt, enc.time_base = params.width, params.height, "yuv420p", 1 / rate
                 enc.codec_context.flags |= av.codec.context.Flags.bitexact
+                open_encoder(enc)
                 for frame in inp.decode(stream):
                     scaled = frame.reformat(params.width, params.height, "yuv420p", interpolation=_SCALE)
                     scaled.pts, scaled.time_base = count, 1 / rate

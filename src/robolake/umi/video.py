@@ -16,6 +16,7 @@ header, and ``timecode`` into a ``tmcd`` track that FFmpeg's MP4 muxer adds for 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -222,3 +223,25 @@ def check_video(path: Path, shown_as: str = "") -> VideoInfo:
             raise DatasetFormatError(shown_as, exc.problem) from exc
         raise
     return info
+
+
+def open_encoder(stream: av.video.stream.VideoStream) -> None:
+    """Open `stream`'s encoder now (its size and flags set first), keeping this process's scheduling.
+
+    SVT-AV1 (libsvtav1), run as root, makes the thread that opens it and the encoder's own threads
+    real-time (SCHED_FIFO, priority 99): a busy encoder then starves every other process on the
+    machine, MinIO's nodes among them, and every process started afterwards (a Dask worker, a
+    server) inherits the policy. Threads it made real-time get the opening thread's policy back;
+    a process started real-time on purpose is left as it is.
+    """
+    if not hasattr(os, "sched_getscheduler"):  # not Linux
+        stream.codec_context.open(strict=False)
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    stream.codec_context.open(strict=False)
+    if policy in (os.SCHED_FIFO, os.SCHED_RR):
+        return
+    for tid in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):  # a thread may have ended meanwhile
+            if os.sched_getscheduler(int(tid)) in (os.SCHED_FIFO, os.SCHED_RR):
+                os.sched_setscheduler(int(tid), policy, param)
