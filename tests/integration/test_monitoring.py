@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,8 +21,23 @@ from robolake.stack.monitoring import SCRAPE_INTERVAL_S
 from robolake.stack.native import NativeStack
 from robolake.versioning import LakeFSClient
 from tests.conftest import s3_client
+from tests.stackutil import isolated_settings
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeStack]:
+    """A stack of this module's own: the panels' 5-minute rates must see only its traffic (another
+    module's cold reads in the same minutes would move the hit ratio), and a frozen node here
+    disturbs no other test."""
+    native = NativeStack(isolated_settings(tmp_path_factory.mktemp("monitoring") / "state"))
+    try:
+        native.up()
+        yield native
+    finally:
+        native.down(volumes=True)
+
 
 JOBS = ("minio-cluster", "minio-node", "minio-bucket", "lakefs", "accelerator", "hooks", "prometheus")
 # Each job must yield series of its server's own metrics (names as the server exposes them).
