@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
 import re
 import subprocess
@@ -361,3 +362,49 @@ def test_bad_input_gets_a_clear_answer_never_a_traceback(lake: Lake, path: str, 
     assert answer.status_code == status, answer.text[:500]
     text = answer.json()["error"] if "json" in answer.headers["Content-Type"] else answer.text
     assert says in html.unescape(text) and "Traceback" not in answer.text
+
+
+def test_the_jobs_page_shows_a_finished_job_a_running_one_and_one_that_stopped_reporting(
+    stack: NativeStack, lake: Lake, watched: Watched, shots: Path
+) -> None:
+    from robolake.processing.board import JobBoard, lake_writer
+    from robolake.processing.jobs import TaskProgress
+
+    # A real job, run as a user runs it: its record ends "done", with its commit.
+    out = f"{lake.branch}-jobs"
+    with LakeFSClient.from_settings(stack.settings) as client:
+        client.create_branch(REPO, out, lake.branch)
+    job = [str(ROOT / ".venv/bin/robolake"), "process", "transcode", "--ref", lake.branch, "--dataset", lake.dataset,
+           "--to-branch", out, "--codec", "h264", "--size", "64x48", "--single-process", "--json"]  # fmt: skip
+    done = subprocess.run(
+        job, env=settings_env(stack.settings), capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    commit = json.loads(done.stdout)["commit_id"]
+    # A job still running here, and one whose driver stopped reporting a minute ago.
+    writer = lake_writer(stack.settings)
+    running = JobBoard(
+        "stats", {"repo": REPO, "ref": lake.tag, "dataset": "rb/"}, writer, status=print, min_interval_s=0
+    )
+    running.start()
+    running.progress(TaskProgress(1, 4, 30, 2.0))
+    gone = JobBoard("lerobot", {"repo": REPO, "ref": "main", "dataset": "x/"}, writer, status=print,
+                    clock=lambda: time.time() - 60)  # fmt: skip
+    writer(gone.key, json.dumps(gone.record).encode())  # its last report, a minute old, says running
+    try:
+        page = watched.open(f"{lake.base}/jobs")
+        rows = {row.split("\t")[0]: row for row in page.locator("table.jobs tbody tr").all_inner_texts()}
+        finished = next(r for r in rows.values() if commit[:12] in r)
+        assert "transcode" in finished and "done" in finished and "2 / 2" in finished
+        assert page.locator(f"table.jobs a[href*='{commit}']").count() == 1  # to the versions page
+        assert any("stats" in r and "1 / 4" in r and "running" in r for r in rows.values()), rows
+        assert any("lerobot" in r and "no report for" in r and "driver stopped" in r for r in rows.values()), rows
+        assert page.locator("#refreshing").count() == 1  # the page follows the running job
+        page.screenshot(path=str(shots / "jobs.png"), full_page=True)
+        doc = lake.get(f"{lake.base}/api/jobs", timeout=30).json()
+        assert {j["id"] for j in doc["jobs"]} >= {running.record["id"], gone.record["id"]}
+        assert watched.errors == []
+    finally:
+        running.fail("interrupted", "the test ended")
+        with LakeFSClient.from_settings(stack.settings) as client:
+            client.delete_branch(REPO, out)

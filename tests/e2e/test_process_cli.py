@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from robolake.stack.native import NativeStack
 from robolake.umi import generate_dataset
@@ -100,6 +101,13 @@ def test_the_job_runs_with_progress_then_a_rerun_is_a_no_op(
     assert done.returncode == 0, done.stderr
     assert "an embedded Dask cluster (1 worker processes" in done.stderr and "frames/s" in done.stderr
     assert done.stdout.startswith("committed ") and "1 tasks run, 0 reused" in done.stdout
+    # The console's Jobs page shows the run: done, its tasks, the commit it made.
+    shown = requests.get(
+        f"{stack.settings.console_endpoint}/api/jobs", auth=stack.settings.resolve_lakefs_keys(), timeout=30
+    )
+    record = next(j for j in shown.json()["jobs"] if j["job"] == "replay-buffer" and j["source"]["ref"] == source)
+    assert record["state"] == "done" and record["tasks_done"] == record["tasks_total"] == 1, record
+    assert record["commit_id"] and record["commit_id"][:12] in done.stdout and record["engine"], record
     again = _run(env, *args, "--json")
     assert again.returncode == 0, again.stderr
     doc: dict[str, Any] = json.loads(again.stdout)

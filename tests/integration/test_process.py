@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from robolake.processing import EngineOptions, JobResult, ReplayBufferParams, run_replay_buffer, run_stats
+from robolake.processing.board import is_stale, read_board
 from robolake.processing.frames import STAGING_BUCKET, STAGING_PREFIX
 from robolake.processing.inputs import params_hash
 from robolake.stack.native import NativeStack
@@ -289,6 +290,12 @@ def test_killing_the_driver_leaves_the_branch_unchanged_and_a_rerun_commits_once
         staged = _staged(stack, clients, params)
         assert 1 <= staged < EPISODES, "killed midway: some episodes staged, not all"
         assert lakefs.get_commit(REPO, target).id == before and list(lakefs.uncommitted(REPO, target)) == []
+        # Its record on the job board says running, and stops changing: the console calls it stale.
+        left = [p.record for p in read_board(stack.settings) if p.record["source"].get("to_branch") == target]
+        assert len(left) == 1 and left[0]["state"] == "running" and left[0]["pid"] == driver.pid, left
+        time.sleep(left[0]["heartbeat_s"] + 1)
+        again = [p.record for p in read_board(stack.settings) if p.record["id"] == left[0]["id"]]
+        assert again == left and is_stale(left[0], left[0]["updated_at"] + 3 * left[0]["heartbeat_s"] + 1)
         result = run_replay_buffer(
             stack.settings, raw["branch"], DATASET, to_branch=target, params=params,
             engine=EngineOptions(scheduler=cluster["address"]),

@@ -296,10 +296,10 @@ _SCHEDULING_AFTER_AV1 = r"""
 import os, sys
 from pathlib import Path
 import numpy as np
-from robolake.ingest.lerobot_write import VideoCodec, _VideoFile
+from robolake.ingest.lerobot_write import VideoCodec, VideoFile
 from robolake.processing.transcode import TranscodeParams, transcode_file
 out = Path(sys.argv[1])
-video = _VideoFile(out / "a.mp4", 10, 64, 48, VideoCodec.av1())
+video = VideoFile(out / "a.mp4", 10, 64, 48, VideoCodec.av1())
 for i in range(3):
     video.add(np.full((48, 64, 3), 40 * i, np.uint8))
 during = {int(t): os.sched_getscheduler(int(t)) for t in os.listdir("/proc/self/task")}

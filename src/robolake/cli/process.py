@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from robolake.cli.common import err_console, load_settings, out_console, with_options
 
 F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 
 @click.group()
@@ -25,7 +26,8 @@ def process() -> None:
     input on Dask workers, stages the tasks' results in s3://umi-processed/staging/, and ends
     in ONE commit on the target branch. A job that fails or is killed leaves the branch as it
     was; run it again, and the inputs already processed (same content, same parameters) are
-    not processed again.
+    not processed again. Progress: a bar here, and the console's Jobs page (each run keeps
+    a record in s3://umi-experiments/jobs/, so it shows wherever the driver runs).
 
     \b
     Where tasks run:
@@ -107,27 +109,17 @@ def replay_buffer(**args: Any) -> None:
       robolake process replay-buffer --ref v1.0 --dataset datasets/cup --to-branch processed \\
           --scheduler tcp://10.0.0.5:8786
     """
-    from robolake.processing import EngineOptions, ReplayBufferParams, run_replay_buffer
+    from robolake.processing import ReplayBufferParams, run_replay_buffer
 
-    engine = EngineOptions(scheduler=args["scheduler"], workers=args["workers"], inline=args["inline"])
-    engine.check()
     params = ReplayBufferParams(image_size=args["image_size"], mask_gripper=not args["no_mask"])
-    with _task_bar(enabled=not args["as_json"]) as progress:
-        result = run_replay_buffer(
-            load_settings(),
-            args["ref"],
-            args["dataset"],
-            to_branch=args["to_branch"],
-            out_path=args["out_path"],
-            params=params,
-            engine=engine,
-            repo=args["repo"],
-            reuse=not args["no_reuse"],
-            read_from=args["read_from"],
-            progress=progress,
-            status=_status(args["as_json"]),
-        )
-    _show(result, args["as_json"])
+    _run(
+        args,
+        run_replay_buffer,
+        out_path=args["out_path"],
+        params=params,
+        reuse=not args["no_reuse"],
+        read_from=args["read_from"],
+    )
 
 
 @process.command("stats")
@@ -153,25 +145,15 @@ def stats(**args: Any) -> None:
       robolake process stats --ref cup-processed --dataset datasets/cup/processed/replay_buffer/
       robolake process stats --ref v1.0 --dataset replay_buffer/ --no-commit --out stats.json
     """
-    from robolake.processing import EngineOptions, run_stats
+    from robolake.processing import run_stats
 
-    engine = EngineOptions(scheduler=args["scheduler"], workers=args["workers"], inline=args["inline"])
-    engine.check()
-    with _task_bar(enabled=not args["as_json"]) as progress:
-        result = run_stats(
-            load_settings(),
-            args["ref"],
-            args["dataset"],
-            to_branch=args["to_branch"],
-            out_path=args["out_path"],
-            out_file=args["out_file"],
-            commit=not args["no_commit"],
-            engine=engine,
-            repo=args["repo"],
-            progress=progress,
-            status=_status(args["as_json"]),
-        )
-    _show(result, args["as_json"])
+    _run(
+        args,
+        run_stats,
+        out_path=args["out_path"],
+        out_file=args["out_file"],
+        commit=not args["no_commit"],
+    )
 
 
 @process.command("lerobot")
@@ -212,27 +194,17 @@ def lerobot(**args: Any) -> None:
       robolake process lerobot --ref cup-processed --dataset datasets/cup/processed/ --fps 20
       robolake process lerobot --ref v1.0 --dataset replay_buffer/ --to-branch lerobot --workers 4
     """
-    from robolake.processing import EngineOptions, LeRobotParams, run_lerobot
+    from robolake.processing import LeRobotParams, run_lerobot
 
-    engine = EngineOptions(scheduler=args["scheduler"], workers=args["workers"], inline=args["inline"])
-    engine.check()
     params = LeRobotParams(fps=args["fps"], action=args["action"], codec=args["codec"], task=args["task"])
     params.check()
-    with _task_bar(enabled=not args["as_json"]) as progress:
-        result = run_lerobot(
-            load_settings(),
-            args["ref"],
-            args["dataset"],
-            to_branch=args["to_branch"],
-            out_path=args["out_path"],
-            params=params,
-            engine=engine,
-            repo=args["repo"],
-            reuse=not args["no_reuse"],
-            progress=progress,
-            status=_status(args["as_json"]),
-        )
-    _show(result, args["as_json"])
+    _run(
+        args,
+        run_lerobot,
+        out_path=args["out_path"],
+        params=params,
+        reuse=not args["no_reuse"],
+    )
 
 
 @process.command("transcode")
@@ -258,27 +230,52 @@ def transcode(**args: Any) -> None:
       robolake process transcode --ref main --dataset datasets/cup --codec av1 --size 320x240
       robolake process transcode --ref v1.0 --dataset datasets/cup --codec h264 --size 224x224 --to-branch web
     """
-    from robolake.processing import EngineOptions
     from robolake.processing.transcode import TranscodeParams, parse_size, run_transcode
 
-    engine = EngineOptions(scheduler=args["scheduler"], workers=args["workers"], inline=args["inline"])
-    engine.check()
     width, height = parse_size(args["size"])
     params = TranscodeParams(codec=args["codec"], width=width, height=height)
     params.check()
-    with _task_bar(enabled=not args["as_json"]) as progress:
-        result = run_transcode(
-            load_settings(),
+    _run(
+        args,
+        run_transcode,
+        params=params,
+    )
+
+
+def _run(args: dict[str, Any], run_job: Callable[..., Any], **options: Any) -> None:
+    """Run a job on the engine the options name: its bar in the terminal, its record on the job
+    board (the console's Jobs page), its result on stdout."""
+    from robolake.processing import EngineOptions
+    from robolake.processing.board import lake_writer, posted
+
+    engine = EngineOptions(scheduler=args["scheduler"], workers=args["workers"], inline=args["inline"])
+    engine.check()
+    job = click.get_current_context().command.name or "process"
+    settings = load_settings()
+    say = _status(args["as_json"])
+    source = {"repo": args["repo"], "ref": args["ref"], "dataset": args["dataset"], "to_branch": args["to_branch"]}
+    with _task_bar(enabled=not args["as_json"]) as bar, posted(job, source, lake_writer(settings), status=say) as board:
+        result = run_job(
+            settings,
             args["ref"],
             args["dataset"],
-            params,
             to_branch=args["to_branch"],
             engine=engine,
             repo=args["repo"],
-            progress=progress,
-            status=_status(args["as_json"]),
+            progress=_both(bar, board.progress),
+            status=_both(say, board.note),
+            **options,
         )
+        board.finish(result)
     _show(result, args["as_json"])
+
+
+def _both(first: Callable[[T], None], second: Callable[[T], None]) -> Callable[[T], None]:
+    def call(value: T) -> None:
+        first(value)
+        second(value)
+
+    return call
 
 
 def _status(quiet: bool) -> Callable[[str], None]:

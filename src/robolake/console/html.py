@@ -15,7 +15,12 @@ from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
-NAV = (("/", "stack", "Stack"), ("/versions", "versions", "Versions"), ("/metrics", "metrics", "Metrics"))
+NAV = (
+    ("/", "stack", "Stack"),
+    ("/versions", "versions", "Versions"),
+    ("/metrics", "metrics", "Metrics"),
+    ("/jobs", "jobs", "Jobs"),
+)
 NAV_EPISODES = ("/episodes", "episodes", "Episodes")
 
 

@@ -1,4 +1,4 @@
-"""The console's five pages, each rendered from the data its ``/api/...`` route answers with."""
+"""The console's six pages, each rendered from the data its ``/api/...`` route answers with."""
 
 from __future__ import annotations
 
@@ -230,3 +230,55 @@ def episode_page(ref: str, commit: str, dataset: str, ep: dict[str, Any]) -> str
 def _every(ep: dict[str, Any]) -> str:
     strip = ep["strip"]
     return f"~{max(1, round(ep['frames'] / len(strip)))}th" if strip else "-"
+
+
+def jobs_page(v: dict[str, Any]) -> str:
+    """The job board: one row per run of a processing job, with its tasks done of total."""
+    if not v["jobs"]:
+        empty = '<p class="muted">no processing jobs yet: run <code>robolake process ...</code></p>'
+        return page("Jobs", "jobs", section(f"Processing jobs ({v['board']})", empty))
+    rows = []
+    for j in v["jobs"]:
+        done, total = j.get("tasks_done") or 0, j.get("tasks_total")
+        count = f"{e(done)} / {e(total if total is not None else '?')}"
+        bar = f'<progress value="{e(done)}" max="{e(total or 1)}"></progress> {count}'
+        source = j.get("source") or {}
+        rate = f"{j.get('frames') or 0:,} frames, {float(j.get('frames_per_s') or 0):.1f}/s"
+        out = e(j.get("branch") or "-")
+        if j.get("commit_id"):
+            link = url("/versions", repo=source.get("repo"), ref=j["commit_id"])
+            out += f' <a href="{e(link)}">{short(j["commit_id"])}</a>'
+        dashboard = f' <a href="{e(j["dashboard"])}">dashboard</a>' if j.get("dashboard") else ""
+        rows.append(
+            [
+                f"<code>{e(j.get('job'))}</code>",
+                _job_state(j),
+                bar,
+                e(rate),
+                f"<code>{e(source.get('ref'))}</code>:<code>{e(source.get('dataset'))}</code>",
+                out,
+                e(when(float(j.get("started_at") or 0))),
+                e(j.get("engine") or "-") + dashboard,
+            ]
+        )
+    jobs = table(["job", "state", "tasks", "throughput", "source", "output", "started", "engine"], rows, cls="jobs")
+    note = '<p class="muted" id="refreshing">refreshed every 3 s while a job runs</p>' if v["running"] else ""
+    return page(
+        "Jobs",
+        "jobs",
+        section(f"Processing jobs ({v['board']})", jobs + note),
+        data={"refresh_s": 3 if v["running"] else 0},
+    )
+
+
+def _job_state(j: dict[str, Any]) -> str:
+    state = str(j.get("state"))
+    if state == "running" and j.get("stale"):
+        return (
+            f'<span class="badge bad">no report for {e(int(j.get("age_s") or 0))} s</span> '
+            '<span class="muted">its driver stopped (killed, or its machine is gone); run the job again: '
+            "the tasks done are reused</span>"
+        )
+    if state in ("failed", "interrupted"):
+        return f'{badge(False, no=state)} <span class="error">{e(j.get("error") or "")}</span>'
+    return badge(True, yes="up to date" if j.get("up_to_date") else state)

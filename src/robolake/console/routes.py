@@ -3,6 +3,7 @@
     GET /                      stack page              GET /api/stack
     GET /versions              versions (+ diff)       GET /api/versions?repo&ref   /api/diff?repo&left&right
     GET /metrics               charts, bench runs      GET /api/metrics?minutes     /api/bench
+    GET /jobs                  processing jobs         GET /api/jobs
     GET /episodes              ref, dataset picker     GET /api/datasets?ref        /api/episodes?ref&dataset
     GET /episode?ref&dataset&n the episode player      GET /api/episode?ref&dataset&n
     GET /media/video/{commit}/{n}?dataset      the MP4, with Range (206, Content-Range, Accept-Ranges)
@@ -33,6 +34,7 @@ from robolake.console.views import (
     bench_file,
     bench_runs,
     diff_view,
+    jobs_view,
     metric_panels,
     metrics_view,
     stack_view,
@@ -113,6 +115,11 @@ async def diff(request: web.Request) -> web.Response:
     repo = request.query.get("repo") or lake.settings.lakefs_repo
     view = await blocking(diff_view, lake, repo, _text(request, "left"), _text(request, "right"))
     return web.json_response(view)
+
+
+async def jobs(request: web.Request) -> web.Response:
+    view = await blocking(jobs_view, request.app[LAKE])
+    return web.json_response(view) if request.path.startswith("/api/") else _html(pages.jobs_page(view))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -225,6 +232,8 @@ def add_routes(app: web.Application) -> None:
         ("/metrics", metrics),
         ("/api/metrics", metrics),
         ("/api/bench", bench),
+        ("/jobs", jobs),
+        ("/api/jobs", jobs),
         ("/bench/{run}/{name}", bench_artifact),
         ("/episodes", episodes),
         ("/api/episodes", episodes),

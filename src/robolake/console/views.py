@@ -8,6 +8,7 @@ All are blocking (requests, boto3): the server runs them in its thread pool.
     diff_view(lake, repo, left, right)   a diff summarized per episode (versioning.diff_summary)
     metrics_view(lake, minutes)          a few dashboard panels over time (Prometheus query_range)
     bench_runs(lake)                     benchmark runs in s3://umi-experiments/benchmarks/
+    jobs_view(lake)                      processing jobs on the job board (s3://umi-experiments/jobs/)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from robolake.bench.results import RESULTS_BUCKET, results_target
 from robolake.config import Settings
 from robolake.errors import ConfigError, RobolakeError, ServiceUnavailableError
 from robolake.httpauth import admin_auth
+from robolake.processing.board import JOBS_BUCKET, JOBS_PREFIX, read_board
 from robolake.stack import health
 from robolake.stack.dashboards import PANELS, Panel
 from robolake.stack.native import NativeStack
@@ -279,3 +281,20 @@ def bench_file(lake: Lake, run: str, name: str) -> bytes:
     with boto_errors("GET", RESULTS_BUCKET, key, target, hint="list the runs on the metrics page"):
         body: bytes = client.get_object(Bucket=RESULTS_BUCKET, Key=key)["Body"].read()
     return body
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def jobs_view(lake: Lake, limit: int = 20) -> dict[str, Any]:
+    """The newest processing jobs from the job board (robolake.processing.board), newest first."""
+    now = time.time()
+    jobs = [
+        {**p.record, "stale": p.stale, "age_s": round(now - float(p.record.get("updated_at") or now), 1)}
+        for p in read_board(lake.settings, limit)
+    ]
+    return {
+        "jobs": jobs,
+        "board": f"s3://{JOBS_BUCKET}/{JOBS_PREFIX}",
+        "running": any(j["state"] == "running" and not j["stale"] for j in jobs),
+    }

@@ -180,7 +180,7 @@ class VideoCodec:
         raise ConfigError(f"video codec {name!r} is not 'h264' or 'av1'")
 
 
-class _VideoFile:
+class VideoFile:
     """One MP4 being written: frames at pts 0, 1, 2 ... in a 1/fps time base."""
 
     def __init__(self, path: Path, fps: int, width: int, height: int, codec: VideoCodec) -> None:
@@ -221,7 +221,7 @@ class _VideoFile:
         self.container.close()
 
 
-class _Rotation:
+class FileRotation:
     """(chunk, file) indices of a series of files that roll over at a size limit, as lerobot numbers them."""
 
     def __init__(self, limit_bytes: int, chunks_size: int) -> None:
@@ -270,11 +270,11 @@ class LeRobotWriter:
         self.episode_rows: list[dict[str, Any]] = []
         self.episode_stats: list[dict[str, Stats]] = []
         self.file_mb = file_mb
-        self._data = _Rotation(int(file_mb[0] * 1024 * 1024), chunks_size)
+        self._data = FileRotation(int(file_mb[0] * 1024 * 1024), chunks_size)
         self._data_bytes = 0
         self._data_writer: Any = None
-        self._videos: dict[str, _VideoFile] = {}
-        self._video_rotation = {k: _Rotation(int(file_mb[1] * 1024 * 1024), chunks_size) for k in self.video_keys}
+        self._videos: dict[str, VideoFile] = {}
+        self._video_rotation = {k: FileRotation(int(file_mb[1] * 1024 * 1024), chunks_size) for k in self.video_keys}
         hf_features = {f.name: _hf_feature(f) for f in self.columns}  # what `datasets` reads the columns as
         self._schema = pa.schema(
             [pa.field(f.name, _arrow_type(f)) for f in self.columns],
@@ -351,7 +351,7 @@ class LeRobotWriter:
         height, width, _ = self.features[key].shape
         if current is None:
             path = self.root / VIDEO_PATH.format(video_key=key, chunk_index=rotation.chunk, file_index=rotation.file)
-            current = self._videos[key] = _VideoFile(path, self.fps, width, height, self.video)
+            current = self._videos[key] = VideoFile(path, self.fps, width, height, self.video)
         first, picks, kept = current.frames, set(sampled_frames(length).tolist()), []
         for i, image in enumerate(frames):
             current.add(image)

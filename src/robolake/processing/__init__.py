@@ -11,7 +11,8 @@ Modules: ``engine`` (Dask: embedded LocalCluster, a running scheduler, or inline
 task: decode, crop, resize, mask, JPEG XL; staged results), ``replay_buffer`` and ``stats`` (the
 jobs), ``lerobot_parts`` and ``lerobot`` (the LeRobot export: per-episode video segments, then
 one folder), ``transcode`` (videos to another codec and size), ``commit`` (one squash-merged
-commit from a work branch), ``jobs`` (results, progress).
+commit from a work branch), ``jobs`` (results, progress), ``board`` (each run's record in the
+lake, which the console's Jobs page shows).
 
 Scaling on a cluster (one task per episode; N workers, one core each). Measured here: the
 figures marked so; the rest is arithmetic on them, not a measurement:

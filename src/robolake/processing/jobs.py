@@ -32,6 +32,7 @@ class TaskProgress:
 
 ProgressFn = Callable[[TaskProgress], None]
 StatusFn = Callable[[str], None]
+RUNNING_ON_SAYS, DASHBOARD_SAYS = " tasks on ", "Dask dashboard: "  # what run_tasks says (the job board reads it)
 
 
 def _noop(*_: Any) -> None:
@@ -141,9 +142,9 @@ def run_tasks(
     if not todo:
         return describe(None)
     with open_engine(engine) as used:
-        status(f"running {len(todo)} tasks on {used.description}")
+        status(f"running {len(todo)}{RUNNING_ON_SAYS}{used.description}")
         if used.dashboard:
-            status(f"Dask dashboard: {used.dashboard}")
+            status(f"{DASHBOARD_SAYS}{used.dashboard}")
         token = uuid.uuid4().hex[:8]  # task keys unique per run: a scheduler may still hold an older run's
         ticker.start()
         for task, result in used.map(func, todo, lambda t: f"{job}-{index(t):05d}-{token}"):

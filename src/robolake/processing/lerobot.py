@@ -46,7 +46,7 @@ import numpy.typing as npt
 from robolake.config import Settings
 from robolake.errors import ConfigError
 from robolake.ingest.lerobot import INFO_PATH, VIDEO_PATH, check_folder
-from robolake.ingest.lerobot_write import LeRobotWriter, Stats, _Rotation
+from robolake.ingest.lerobot_write import FileRotation, LeRobotWriter, Stats
 from robolake.keys import check_prefix
 from robolake.ml.dataset import Located, range_source, resolve
 from robolake.ml.lerobot_export import (
@@ -171,7 +171,7 @@ class SegmentWriter(LeRobotWriter):
         return super().finish(robot_type)
 
 
-def _video_row(key: str, rotation: _Rotation, first: int, length: int, fps: int) -> dict[str, Any]:
+def _video_row(key: str, rotation: FileRotation, first: int, length: int, fps: int) -> dict[str, Any]:
     return {
         f"videos/{key}/chunk_index": rotation.chunk,
         f"videos/{key}/file_index": rotation.file,

@@ -35,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from robolake.errors import ConfigError, RobolakeError
-from robolake.ingest.lerobot_write import Stats, VideoCodec, _VideoFile, image_stats, sampled_frames
+from robolake.ingest.lerobot_write import Stats, VideoCodec, VideoFile, image_stats, sampled_frames
 from robolake.ml.lerobot_export import ACTIONS, ExportOptions, camera_frames
 from robolake.ml.remote import RangeSource, RemoteZip
 from robolake.processing.errors import TaskFailedError
@@ -164,7 +164,7 @@ class _EntriesZip(RemoteZip):
 def encode_segment(frames: Any, length: int, path: Path, fps: int, codec: VideoCodec, shape: tuple[int, ...]) -> Stats:
     """Encode `length` frames into the MP4 at `path`; the image stats of the frames lerobot samples."""
     height, width, _ = shape
-    video = _VideoFile(path, fps, width, height, codec)
+    video = VideoFile(path, fps, width, height, codec)
     picks, kept = set(sampled_frames(length).tolist()), []
     for i, image in enumerate(frames):
         video.add(image)

@@ -146,4 +146,6 @@
 
   if (data && data.api === "/api/metrics") { metricsPage(); }
   if (data && data.pose) { episodePage(); }
+  // The jobs page while a job runs: the server renders the board again every few seconds.
+  if (data && data.refresh_s) { window.setTimeout(function () { window.location.reload(); }, data.refresh_s * 1000); }
 })();
