@@ -494,6 +494,34 @@ def test_old_copies_are_checked_by_a_listing_per_folder_not_a_request_per_key(tm
     scenario(tmp_path, body, revalidate_after_s=0.0)
 
 
+def test_a_copy_read_while_its_folder_is_listed_is_judged_by_the_page_that_covered_it(tmp_path: Path) -> None:
+    # 16 clients reading a working set of old copies keep gathering keys while the pages are
+    # listed; relisting the pages behind for them went back and forth for as long as the reads went on.
+    keys = [f"f/{n:04d}" for n in range(1200)]  # two pages
+
+    async def body(accel: Accelerator, minio: FakeMinio, client: Client) -> None:
+        for key in keys:
+            minio.objects[BUCKET, key] = key.encode()
+            await client.get(key)
+        minio.calls.clear()
+        first = minio.hold("GET", f"/{BUCKET}?")
+        await client.get("f/0000")  # old: its folder is listed, one key on each page
+        await client.get("f/1100")
+        await first.arrived.wait()
+        second = minio.hold("GET", f"/{BUCKET}?")
+        first.release.set()
+        await second.arrived.wait()  # page 1 judged; page 2 in flight
+        minio.objects[BUCKET, "f/0010"] = b"changed after page 1 was listed"
+        await client.get("f/0010")  # gathered now, behind the page in flight
+        second.release.set()
+        counters = accel.metrics.counters
+        await until(lambda: counters["revalidated_unchanged"] + counters["revalidated_changed"] == 3)
+        assert len([c for c in minio.calls if "list-type=2" in c.target]) == 2  # not a third time from f/0010
+        assert counters["revalidated_unchanged"] == 3  # f/0010 as page 1 saw it; its notification drops it
+
+    scenario(tmp_path, body, revalidate_after_s=0.0)
+
+
 def test_shutdown_cancels_and_awaits_background_work_before_closing_minio(tmp_path: Path) -> None:
     async def main() -> None:
         minio = FakeMinio()

@@ -86,20 +86,29 @@ class Revalidator:
         self._tasks.spawn(self._check_folder(folder))
 
     async def _check_folder(self, folder: Folder) -> None:
-        """List `folder` until every copy gathered for it (also while listing) has its verdict."""
+        """List `folder` until every copy gathered for it (also while listing) has its verdict.
+
+        A copy gathered while the pages were listed, whose key a page already covered, is judged
+        by that page (it was current, or not, when the page was listed, seconds ago at most):
+        only copies behind every page covered make the folder be listed again from them.
+        """
         try:
             await asyncio.sleep(GATHER_S)
             group = self._pending[folder]
             after = min(group)[:-1]
+            seen: dict[str, str] = {}  # every key the pages listed, with its ETag then
+            covered: list[tuple[str, str | None]] = []  # (after, last] of each page; None: to the end
             while group:
                 listed = await self._list(folder, start_after=after)
                 if listed is None:  # no verdict: the next read of each gathers it again
                     self._metrics.inc("revalidation_failed", len(group))
                     return
                 current, last = listed
-                for name in [n for n in group if n > after and (last is None or n <= last)]:
+                seen.update(current)
+                covered.append((after, last))
+                for name in [n for n in group if any(lo < n and (hi is None or n <= hi) for lo, hi in covered)]:
                     obj, epoch = group.pop(name)
-                    self._decide((folder[0], name), obj, epoch, current.get(name))
+                    self._decide((folder[0], name), obj, epoch, seen.get(name))
                 # On to the next page; at the folder's end, back for copies gathered behind the pages.
                 after = last if last is not None else min(group, default="x")[:-1]
         finally:
