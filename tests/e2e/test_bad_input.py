@@ -173,6 +173,12 @@ SWEEP: dict[str, list[list[str]]] = {
         ["--ref", "main", "--dataset", "x", "--scheduler", "not-an-address"],
         ["--ref", "main", "--dataset", "x", "--out-path", "../up"],
     ],
+    "process clean-staging": [
+        ["--older-than", "soon"],
+        ["--older-than", "-1d"],
+        ["--job", "stats"],
+        ["--bogus-flag"],
+    ],
     "process transcode": [
         [],
         ["--ref", "main", "--dataset", "x"],

@@ -224,3 +224,28 @@ def test_process_transcode_writes_the_size_asked_beside_the_raw_videos_once(
         assert doc["frames"] == sum(len(_decoded(got / f"episode_{k:05d}.mp4")[0]) for k in range(EPISODES))
         again = _run(env, *args)
         assert again["up_to_date"] and again["tasks_run"] == 0 and client.get_commit(REPO, branch).id == head.id
+
+
+def test_clean_staging_deletes_only_old_results_and_a_rerun_makes_the_same_output(
+    stack: NativeStack, env: dict[str, str], source: dict[str, Any]
+) -> None:
+    # After the transcode tests above: their staged videos are in staging/transcode/.
+    recent = _run(env, "process", "clean-staging", "--job", "transcode", "--older-than", "1h", "--dry-run")
+    assert recent["deleted"] == 0 and recent["kept"] >= 2 * EPISODES, recent
+    counted = _run(env, "process", "clean-staging", "--job", "transcode", "--older-than", "0s", "--dry-run")
+    assert counted["deleted"] == recent["kept"] and counted["kept"] == 0 and counted["deleted_bytes"] > 0
+    done = _run(env, "process", "clean-staging", "--job", "transcode", "--older-than", "0s")
+    assert done["deleted"] == counted["deleted"] and not done["dry_run"]
+    left = _run(env, "process", "clean-staging", "--job", "transcode", "--older-than", "0s", "--dry-run")
+    assert left["deleted"] == left["kept"] == 0
+    # Nothing committed was touched, and a run after the cleaning recomputes the same bytes.
+    branch = f"{source['branch']}-h264-again"
+    out = f"{DATASET}/transcoded/h264-96x64/video/"
+    with LakeFSClient.from_settings(stack.settings) as client:
+        client.create_branch(REPO, branch, source["branch"])
+        doc = _run(env, "process", "transcode", "--ref", branch, "--dataset", DATASET, "--codec", "h264",
+                   "--size", "96x64", "--workers", "2")  # fmt: skip
+        assert doc["tasks_run"] == EPISODES and doc["tasks_reused"] == 0
+        first = {o.path: o.checksum for o in client.list_objects(REPO, f"{source['branch']}-h264", out)}
+        again = {o.path: o.checksum for o in client.list_objects(REPO, branch, out)}
+        assert len(first) == EPISODES and again == first

@@ -26,8 +26,9 @@ def process() -> None:
     input on Dask workers, stages the tasks' results in s3://umi-processed/staging/, and ends
     in ONE commit on the target branch. A job that fails or is killed leaves the branch as it
     was; run it again, and the inputs already processed (same content, same parameters) are
-    not processed again. Progress: a bar here, and the console's Jobs page (each run keeps
-    a record in s3://umi-experiments/jobs/, so it shows wherever the driver runs).
+    not processed again (`process clean-staging` deletes old staged results). Progress: a bar
+    here, and the console's Jobs page (each run keeps a record in s3://umi-experiments/jobs/,
+    so it shows wherever the driver runs).
 
     \b
     Where tasks run:
@@ -239,6 +240,46 @@ def transcode(**args: Any) -> None:
         args,
         run_transcode,
         params=params,
+    )
+
+
+@process.command("clean-staging")
+@click.option(
+    "--older-than",
+    default="7d",
+    show_default=True,
+    metavar="AGE",
+    help="Delete what was staged longer ago than this: a number and s, m, h or d (0s: everything).",
+)
+@click.option(
+    "--job", type=click.Choice(["replay-buffer", "lerobot", "transcode"]), default=None, help="Only this job's."
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+def clean_staging(older_than: str, job: str | None, dry_run: bool, as_json: bool) -> None:
+    """Delete old task results from s3://umi-processed/staging/ (never part of a commit).
+
+    \b
+    Staged results only make re-runs cheap: a job run after the cleaning processes again the
+    inputs whose results it no longer finds, with the same output. Keep --older-than above the
+    run time of any job still running: it needs what it staged until it commits.
+
+    \b
+    Examples:
+      robolake process clean-staging --dry-run
+      robolake process clean-staging --older-than 12h --job replay-buffer
+    """
+    from robolake.processing.staging import clean_staging as clean
+    from robolake.processing.staging import parse_age
+
+    done = clean(load_settings(), older_than_s=parse_age(older_than), job=job, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(done.as_dict(), indent=2))
+        return
+    verb = "would delete" if dry_run else "deleted"
+    out_console.print(
+        f"{verb} {done.deleted:,} staged objects ({done.deleted_bytes / 2**20:,.1f} MiB) older than {older_than} "
+        f"in {done.prefix}; kept {done.kept:,}"
     )
 
 

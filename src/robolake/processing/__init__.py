@@ -12,7 +12,7 @@ task: decode, crop, resize, mask, JPEG XL; staged results), ``replay_buffer`` an
 jobs), ``lerobot_parts`` and ``lerobot`` (the LeRobot export: per-episode video segments, then
 one folder), ``transcode`` (videos to another codec and size), ``commit`` (one squash-merged
 commit from a work branch), ``jobs`` (results, progress), ``board`` (each run's record in the
-lake, which the console's Jobs page shows).
+lake, which the console's Jobs page shows), ``staging`` (cleaning old staged results).
 
 Scaling on a cluster (one task per episode; N workers, one core each). Measured here: the
 figures marked so; the rest is arithmetic on them, not a measurement:
