@@ -20,6 +20,7 @@ import contextlib
 import datetime as dt
 import math
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,6 +34,22 @@ from robolake.errors import RobolakeError
 from robolake.umi.errors import DatasetFormatError
 
 GOPRO_RATE = Fraction(60000, 1001)
+
+
+def _x264_params() -> str:
+    """x264's AVX-512 code made bytes that depend on the calling thread (seen on a Xeon with
+    AVX-512 FP16: the same frames encoded differently in the main thread and in a pool thread);
+    where the CPU has AVX-512, x264 is capped at AVX2, which gives the same bytes in any thread."""
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+    match = re.search(r"^flags\s*:(.*)$", info, re.MULTILINE)
+    return "asm=AVX2" if match and {"avx2", "avx512f"} <= set(match[1].split()) else ""
+
+
+_X264_PARAMS = _x264_params()
+
 _TIMECODE_RATE = 60  # GoPro/QuickTime non-drop timecode counts 59.94 Hz video at a nominal 60
 
 
@@ -129,6 +146,7 @@ def write_mp4(
                 "preset": settings.preset,
                 "threads": "1",
                 "g": str(settings.gop_frames),
+                **({"x264-params": _X264_PARAMS} if _X264_PARAMS else {}),
             }
             stream = container.add_stream("libx264", rate=GOPRO_RATE, options=codec_options)
             stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
