@@ -37,7 +37,7 @@ from robolake.versioning.hooks import (
     validate_event,
     validation_hook_url,
 )
-from robolake.versioning.hooks_server import HooksConfig, _is_loopback, hooks_app
+from robolake.versioning.hooks_server import HooksConfig, _is_allowed, hooks_app, parse_allowed
 
 
 @pytest.fixture(scope="module")
@@ -373,9 +373,16 @@ def test_explain_hook_failure_adds_the_hooks_answer() -> None:
 # ---- the HTTP app ----------------------------------------------------------------------------------
 
 
-def test_loopback_only() -> None:
-    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("::ffff:127.0.0.1")
-    assert not _is_loopback("10.0.0.5") and not _is_loopback(None) and not _is_loopback("unix")
+def test_loopback_only_unless_networks_are_allowed() -> None:
+    assert _is_allowed("127.0.0.1") and _is_allowed("::1") and _is_allowed("::ffff:127.0.0.1")
+    assert not _is_allowed("10.0.0.5") and not _is_allowed(None) and not _is_allowed("unix")
+    private = parse_allowed(("private",))
+    assert _is_allowed("172.18.0.5", private) and _is_allowed("10.0.0.5", private) and _is_allowed("fd00::1", private)
+    assert not _is_allowed("8.8.8.8", private) and not _is_allowed("172.32.0.1", private)
+    one = parse_allowed(("172.18.0.0/16",))
+    assert _is_allowed("172.18.3.4", one) and not _is_allowed("172.19.0.1", one)
+    with pytest.raises(ConfigError, match=r"'172\.18\.0\.300/16' is not a network"):
+        parse_allowed(("172.18.0.300/16",))
 
 
 def test_app_answers_one_line_and_demands_the_token(episode: dict[str, Any]) -> None:

@@ -46,6 +46,13 @@ def hooks() -> None:
     show_default=True,
     help="Give up (and refuse the operation) after this long; keep it below the action's timeout.",
 )
+@click.option(
+    "--allow-from",
+    multiple=True,
+    metavar="CIDR|private",
+    help="Also accept calls from this network (repeatable; `private`: 10/8, 172.16/12, 192.168/16, fc00::/7), "
+    "for a lakeFS in a container network. Loopback is always accepted; the token is asked for either way.",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -53,14 +60,15 @@ def serve(
     work_dir: Path | None,
     max_object_mb: int,
     time_budget_s: float,
+    allow_from: tuple[str, ...],
 ) -> None:
     """Run the hooks server in the foreground (Ctrl-C stops it).
 
-    It accepts calls from loopback only, with `Authorization: Bearer <ROBOLAKE_HOOKS_TOKEN>` (or
-    ?token= in the URL; default: the token in the stack's state directory). The stack's lakeFS has
-    the token as LAKEFSACTION_ROBOLAKE_HOOKS_TOKEN, which the action file names instead of holding it.
-    It reads objects from lakeFS with the stack's keys, or with
-    ROBOLAKE_LAKEFS_ACCESS_KEY_ID / ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY.
+    It accepts calls from loopback (and --allow-from networks) only, with `Authorization: Bearer
+    <ROBOLAKE_HOOKS_TOKEN>` (or ?token= in the URL; default: the token in the stack's state
+    directory). The stack's lakeFS has the token as LAKEFSACTION_ROBOLAKE_HOOKS_TOKEN, which the
+    action file names instead of holding it. It reads objects from lakeFS with the stack's keys,
+    or with ROBOLAKE_LAKEFS_ACCESS_KEY_ID / ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY.
 
     Example: robolake hooks serve --port 9020
     """
@@ -70,7 +78,9 @@ def serve(
     limits = ValidationLimits(max_object_bytes=max_object_mb << 20, time_budget_s=time_budget_s)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     announce = functools.partial(err_console.print, markup=False)
-    run_hooks_server(load_settings(), limits, host, port, lakefs_endpoint, work_dir, announce=announce)
+    run_hooks_server(
+        load_settings(), limits, host, port, lakefs_endpoint, work_dir, allow_from=allow_from, announce=announce
+    )
 
 
 def main() -> None:

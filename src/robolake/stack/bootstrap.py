@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -18,7 +19,9 @@ from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from robolake.errors import AuthError, ConfigError, RobolakeError, ServiceUnavailableError
-from robolake.versioning.errors import Call, translate_errors
+from robolake.versioning.client import LakeFSClient
+from robolake.versioning.errors import Call, LakeFSError, translate_errors
+from robolake.versioning.hooks import HookInstallError, install_validation_hook, validation_hook_url
 
 # Buckets and the "folders" a user expects to see in them (zero-byte `prefix/` markers).
 BUCKET_LAYOUT: dict[str, tuple[str, ...]] = {
@@ -142,3 +145,31 @@ class LakeFSAdmin:
     def repository_exists(self, name: str) -> bool:
         call = Call(f"read repository {name!r}", name)
         return self._call("GET", f"/repositories/{quote(name, safe='')}", call, accept=(404,)).status_code == 200
+
+
+def install_main_hook(
+    client: LakeFSClient, repo: str, hooks_endpoint: str, report: Callable[[str], object], attempts: int = 4
+) -> None:
+    """Guard `repo`'s main with the UMI validation hook at `hooks_endpoint` (idempotent).
+
+    The action file names the token by lakeFS's environment (LAKEFSACTION_ROBOLAKE_HOOKS_TOKEN);
+    it never holds it.
+    """
+    url = validation_hook_url(hooks_endpoint)
+    for attempt in range(1, attempts + 1):
+        try:
+            if install_validation_hook(client, repo, "main", url) is not None:
+                report(f"installed the UMI validation hook on {repo}/main")
+            return
+        except HookInstallError as exc:
+            # Someone's staged work on main must not be committed by setup; the stack still runs.
+            report(f"warning: {exc}")
+            return
+        except LakeFSError as exc:
+            # Right after a fresh start a MinIO node can answer NoSuchKey for an object just
+            # written (its connections to the peers' drives are still coming up); lakeFS
+            # reports that as 410 when it loads the action file. It passes within seconds.
+            if exc.status != 410 or attempt == attempts:
+                raise
+            report(f"lakeFS could not read back the hook's action file yet (attempt {attempt}); retrying")
+            time.sleep(attempt)

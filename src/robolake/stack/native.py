@@ -30,7 +30,7 @@ from robolake.binaries import BinaryBuilder
 from robolake.config import Settings
 from robolake.errors import AuthError, RobolakeError, StateError
 from robolake.stack import health
-from robolake.stack.bootstrap import LakeFSAdmin, ensure_buckets, ensure_notifications
+from robolake.stack.bootstrap import LakeFSAdmin, ensure_buckets, ensure_notifications, install_main_hook
 from robolake.stack.process import ManagedProcess, ProcessSpec, check_ports_free
 from robolake.stack.specs import (
     LAKEFS_ADMIN_USER,
@@ -41,8 +41,6 @@ from robolake.stack.specs import (
 )
 from robolake.state import Credentials
 from robolake.versioning.client import LakeFSClient
-from robolake.versioning.errors import LakeFSError
-from robolake.versioning.hooks import HookInstallError, install_validation_hook, validation_hook_url
 
 __all__ = [
     "LAKEFS_ADMIN_USER",
@@ -370,28 +368,10 @@ class NativeStack(NativeSpecs):
             report(f"created lakeFS repository {s.lakefs_repo!r} (branch main)")
         self._install_hook(creds, report)
 
-    def _install_hook(self, creds: Credentials, report: Reporter, attempts: int = 4) -> None:
-        """Guard the repository's main with the UMI validation hook (idempotent)."""
+    def _install_hook(self, creds: Credentials, report: Reporter) -> None:
         s = self.settings
-        url = validation_hook_url(s.hooks_endpoint)  # the token reaches lakeFS by its environment
         with LakeFSClient(s.lakefs_endpoint, creds.lakefs_access_key_id, creds.lakefs_secret_access_key) as client:
-            for attempt in range(1, attempts + 1):
-                try:
-                    if install_validation_hook(client, s.lakefs_repo, "main", url) is not None:
-                        report(f"installed the UMI validation hook on {s.lakefs_repo}/main")
-                    return
-                except HookInstallError as exc:
-                    # Someone's staged work on main must not be committed by `up`; the stack still runs.
-                    report(f"warning: {exc}")
-                    return
-                except LakeFSError as exc:
-                    # Right after a fresh start a MinIO node can answer NoSuchKey for an object just
-                    # written (its connections to the peers' drives are still coming up); lakeFS
-                    # reports that as 410 when it loads the action file. It passes within seconds.
-                    if exc.status != 410 or attempt == attempts:
-                        raise
-                    report(f"lakeFS could not read back the hook's action file yet (attempt {attempt}); retrying")
-                    time.sleep(attempt)
+            install_main_hook(client, s.lakefs_repo, s.hooks_endpoint, report)
 
     # ---- inspection -----------------------------------------------------------------------
 

@@ -57,9 +57,29 @@ class HooksConfig:
     work_dir: Path | None = None  # downloads of replay buffers and videos; None: the system temp dir
     limits: ValidationLimits = dataclasses.field(default_factory=ValidationLimits)
     max_concurrent: int = 2
+    # Where calls may come from besides loopback (a container network's lakeFS): see parse_allowed.
+    allow_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
-def _is_loopback(remote: str | None) -> bool:
+# `--allow-from private`: the ranges container engines give their networks (RFC 1918, ULA).
+PRIVATE_NETWORKS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+
+
+def parse_allowed(values: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """CIDRs (or the word `private`) from --allow-from; a bad one is a ConfigError naming it."""
+    networks = []
+    for value in values:
+        for item in PRIVATE_NETWORKS if value == "private" else (value,):
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"--allow-from {value!r} is not a network: give a CIDR like 172.16.0.0/12, or private"
+                ) from None
+    return tuple(networks)
+
+
+def _is_allowed(remote: str | None, allowed: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()) -> bool:
     if not remote:
         return False
     try:
@@ -68,7 +88,7 @@ def _is_loopback(remote: str | None) -> bool:
         return False
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
-    return address.is_loopback
+    return address.is_loopback or any(address in network for network in allowed)
 
 
 def _answer(status: int, line: str) -> web.Response:
@@ -89,9 +109,10 @@ def hooks_app(config: HooksConfig, client: LakeFSClient) -> web.Application:
     slots = asyncio.Semaphore(config.max_concurrent)
 
     async def validate(request: web.Request) -> web.Response:
-        if not _is_loopback(request.remote):
-            log.warning("refused a call from %s: not loopback", request.remote)
-            return _answer(403, f"calls are accepted from loopback only, not from {request.remote}")
+        if not _is_allowed(request.remote, config.allow_from):
+            log.warning("refused a call from %s: not loopback or an allowed network", request.remote)
+            allowed = "loopback (and --allow-from networks)"
+            return _answer(403, f"calls are accepted from {allowed} only, not from {request.remote}")
         if not hmac.compare_digest(_presented_token(request).encode(), config.token.encode()):
             log.warning("refused a call with a missing or wrong token")
             return _answer(
@@ -199,6 +220,7 @@ def run_hooks_server(
     lakefs_endpoint: str | None = None,
     work_dir: Path | None = None,
     *,
+    allow_from: tuple[str, ...] = (),
     announce: Callable[[str], object] = log.info,
 ) -> None:
     """Run the hooks server of the stack `settings` describe in the foreground, until interrupted.
@@ -210,7 +232,13 @@ def run_hooks_server(
     client = LakeFSClient.from_settings(settings, endpoint=lakefs_endpoint)
     host, port = host or settings.host, port or settings.hooks_port
     config = HooksConfig(
-        token=token, admin_token=settings.admin_token, host=host, port=port, work_dir=work_dir, limits=limits
+        token=token,
+        admin_token=settings.admin_token,
+        host=host,
+        port=port,
+        work_dir=work_dir,
+        limits=limits,
+        allow_from=parse_allowed(allow_from),
     )
     announce(f"robolake hooks on http://{host}:{port}{ROUTE}?token=..., reading from lakeFS at {client.endpoint}")
     try:
