@@ -52,6 +52,26 @@ esac
 ensure_venv
 robolake=.venv/bin/robolake
 
+# The main job, on either runtime: a sample dataset uploaded verified and committed, then the
+# small-file benchmark (the first run's table is shown again on later runs).
+main_job() {
+  local dir="${ROBOLAKE_SAMPLE_DIR:-umi_data/sample}" report
+  echo "== main job: sample dataset in $dir -> umi-raw, lakeFS robotics-data/main/datasets/sample"
+  .venv/bin/python download_umi_data.py --generate --upload --experiments --profile tiny --episodes 4 \
+    --seed 7 --out "$dir" --name sample
+  "$robolake" version put "$dir" --branch main --prefix datasets/sample --name sample --if-changed \
+    --meta generator_seed=7 --meta profile=tiny --meta episodes=4
+  report="$dir.small-file-benchmark.txt"
+  if [ -s "$report" ]; then
+    echo "== small-file benchmark (first run; rerun: .venv/bin/python download_umi_data.py --benchmark small_file_performance)"
+    cat "$report"
+  else
+    echo "== small-file benchmark (smoke size)"
+    .venv/bin/python download_umi_data.py --benchmark small_file_performance --smoke | tee "$report.partial"
+    mv "$report.partial" "$report"
+  fi
+}
+
 if [ "$runtime" = docker ]; then
   command -v docker >/dev/null 2>&1 && timeout 10 docker info >/dev/null 2>&1 \
     || die "--runtime docker: no Docker engine answers 'docker info'; start it, or use --runtime native"
@@ -64,19 +84,52 @@ if [ "$runtime" = docker ]; then
   fi
   echo "using ${compose[*]} $("${compose[@]}" version --short 2>/dev/null)" >&2  # stderr: keeps 'env' eval-able
   compose+=(-f docker-compose.local.yml)
+  # The native runtime's port settings move the published ports too (the compose file takes one
+  # variable per port).
+  IFS=, read -r ROBOLAKE_MINIO1_PORT ROBOLAKE_MINIO2_PORT ROBOLAKE_MINIO3_PORT <<<"${ROBOLAKE_MINIO_PORTS:-9001,9002,9003}"
+  IFS=, read -r ROBOLAKE_MINIO1_CONSOLE_PORT ROBOLAKE_MINIO2_CONSOLE_PORT ROBOLAKE_MINIO3_CONSOLE_PORT \
+    <<<"${ROBOLAKE_MINIO_CONSOLE_PORTS:-9091,9092,9093}"
+  export ROBOLAKE_MINIO1_PORT ROBOLAKE_MINIO2_PORT ROBOLAKE_MINIO3_PORT
+  export ROBOLAKE_MINIO1_CONSOLE_PORT ROBOLAKE_MINIO2_CONSOLE_PORT ROBOLAKE_MINIO3_CONSOLE_PORT
+  stack_env() { "$robolake" stack env --compose docker-compose.local.yml; }
   case "$command" in
-    up) "${compose[@]}" up -d --build; "${compose[@]}" ps ;;
+    up)
+      ensure_go  # the images take this machine's builds of MinIO, lakeFS and Prometheus
+      "$robolake" stack images
+      "${compose[@]}" up -d
+      # The one-shot setup container: buckets, notifications, lakeFS admin and repository, the hook.
+      setup_id=$("${compose[@]}" ps -q setup)
+      [ -n "$setup_id" ] || die "Compose started no setup container; see: ${compose[*]} ps"
+      code=$(docker wait "$setup_id")
+      if [ "$code" != 0 ]; then
+        "${compose[@]}" logs --tail 40 setup >&2
+        die "the setup container exited with $code (its log is above); fix that and run ./deploy-local.sh --runtime docker again"
+      fi
+      "${compose[@]}" ps
+      eval "$(stack_env)"
+      if [ -n "$sample" ]; then main_job; fi
+      cat <<'NEXT'
+
+Next steps:
+  ./deploy-local.sh status --runtime docker                   # health of every component
+  eval "$(./deploy-local.sh env --runtime docker)"            # point aws-cli, mc, boto3, lakectl and robolake at it
+  ./deploy-local.sh down --runtime docker                     # stop it (data is kept; --volumes deletes it)
+NEXT
+      ;;
     down) "${compose[@]}" down $volumes ;;
     # The native state directory knows nothing of the containers: ask Compose, then probe the
-    # published endpoints (the ports are fixed in docker-compose.local.yml).
+    # published endpoints.
     status)
       "${compose[@]}" ps
+      eval "$(stack_env)"
       exec .venv/bin/python -c '
 import sys
+from robolake.config import Settings
 from robolake.stack import health
-probes = [(f"minio{i}", f"http://127.0.0.1:900{i}", health.minio_cluster_ok) for i in (1, 2, 3)]
-probes += [("accelerator", "http://127.0.0.1:9010", health.accelerator_healthy),
-           ("lakefs", "http://127.0.0.1:8000", health.lakefs_healthy)]
+s = Settings.load()
+probes = [(f"minio{i}", url, health.minio_cluster_ok) for i, url in enumerate(s.minio_endpoints, start=1)]
+probes += [("accelerator", s.accelerator_admin_endpoint, health.accelerator_healthy),
+           ("lakefs", s.lakefs_endpoint, health.lakefs_healthy)]
 healthy = True
 for name, url, probe in probes:
     ok = probe(url)
@@ -86,53 +139,18 @@ for name, url, probe in probes:
 sys.exit(0 if healthy else 1)' ;;
     logs) exec "${compose[@]}" logs --tail 100 ;;
     # The credentials Compose substitutes: the shell environment, else ./.env, else the
-    # ${NAME:-default} in docker-compose.local.yml (the values of the last `up` if unchanged since).
-    env)
-      exec .venv/bin/python -c '
-import os, re, shlex
-from pathlib import Path
-from robolake.config import read_env_file
-defaults = dict(re.findall(r"\$\{(\w+):-([^}]*)\}", Path("docker-compose.local.yml").read_text()))
-dotenv = read_env_file(Path(".env"))
-def get(name):
-    return os.environ.get(name, dotenv.get(name)) or defaults[name]
-user, password = get("MINIO_ROOT_USER"), get("MINIO_ROOT_PASSWORD")
-values = {
-    "MINIO_ROOT_USER": user, "MINIO_ROOT_PASSWORD": password,
-    "AWS_ACCESS_KEY_ID": user, "AWS_SECRET_ACCESS_KEY": password,
-    "AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
-    "MC_HOST_robolake": f"http://{user}:{password}@127.0.0.1:9000",
-    "LAKECTL_SERVER_ENDPOINT_URL": "http://127.0.0.1:8000",
-    "LAKECTL_CREDENTIALS_ACCESS_KEY_ID": get("ROBOLAKE_LAKEFS_ACCESS_KEY_ID"),
-    "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY": get("ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"),
-}
-print("\n".join(f"export {k}={shlex.quote(v)}" for k, v in values.items()))' ;;
+    # ${NAME:-default} in docker-compose.local.yml.
+    env) stack_env ;;
   esac
   exit 0
 fi
 
-ensure_go  # the native runtime builds MinIO and lakeFS; Docker users need no Go
+ensure_go  # the native runtime builds MinIO and lakeFS
 
 case "$command" in
   up)
     "$robolake" stack up
-    if [ -n "$sample" ]; then
-      dir="${ROBOLAKE_SAMPLE_DIR:-umi_data/sample}"
-      echo "== main job: sample dataset in $dir -> umi-raw, lakeFS robotics-data/main/datasets/sample"
-      .venv/bin/python download_umi_data.py --generate --upload --experiments --profile tiny --episodes 4 \
-        --seed 7 --out "$dir" --name sample
-      "$robolake" version put "$dir" --branch main --prefix datasets/sample --name sample --if-changed \
-        --meta generator_seed=7 --meta profile=tiny --meta episodes=4
-      report="$dir.small-file-benchmark.txt"
-      if [ -s "$report" ]; then
-        echo "== small-file benchmark (first run; rerun: .venv/bin/python download_umi_data.py --benchmark small_file_performance)"
-        cat "$report"
-      else
-        echo "== small-file benchmark (smoke size)"
-        .venv/bin/python download_umi_data.py --benchmark small_file_performance --smoke | tee "$report.partial"
-        mv "$report.partial" "$report"
-      fi
-    fi
+    if [ -n "$sample" ]; then main_job; fi
     cat <<'NEXT'
 
 Next steps:

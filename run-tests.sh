@@ -24,17 +24,25 @@ side_log="${XDG_CACHE_HOME:-$HOME/.cache}/robolake/venvs/lerobot-build.log"
 mkdir -p "$(dirname "$side_log")"
 .venv/bin/python -c 'from tests.sidevenv import lerobot_python; lerobot_python()' > "$side_log" 2>&1 &
 ensure_go
-# Debian's chromium runs the console's browser tests (tests/e2e/test_console.py, driven by the
-# playwright package of the dev extra; no browser download). Installed once, when missing, as root.
-if [ ! -x /usr/bin/chromium ]; then
+# Debian packages some tests drive, installed once when missing (as root, with apt-get); without
+# them those tests are skipped with the reason. Usage: apt_ensure PROGRAM "what for" PACKAGE...
+apt_ensure() {
+  local program="$1" why="$2"; shift 2
+  command -v "$program" >/dev/null 2>&1 || [ -x "$program" ] && return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian's chromium for the console's browser tests (apt-get, first run only)" >&2
-    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >&2 \
-      || echo "warning: apt-get could not install chromium; tests/e2e/test_console.py will be skipped" >&2
+    echo "installing Debian's $* for $why (apt-get, first run only)" >&2
+    { [ -n "${apt_updated:-}" ] || apt-get update -qq; } >&2 && apt_updated=1
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 \
+      || echo "warning: apt-get could not install $*; $why will be skipped" >&2
   else
-    echo "warning: /usr/bin/chromium is missing (install it: sudo apt-get install chromium); tests/e2e/test_console.py will be skipped" >&2
+    echo "warning: $program is missing (install it: sudo apt-get install $*); $why will be skipped" >&2
   fi
-fi
+}
+# chromium: the console's browser tests (tests/e2e/test_console.py, driven by the playwright
+# package of the dev extra; no browser download). docker.io, docker-compose and debootstrap: the
+# Compose runtime's test (tests/e2e/test_compose_runtime.py starts its own dockerd).
+apt_ensure /usr/bin/chromium "the console's browser tests" chromium
+apt_ensure dockerd "the Compose runtime's test" docker.io docker-compose debootstrap
 .venv/bin/robolake stack build --all
 echo "== ruff"; .venv/bin/ruff check src tests; .venv/bin/ruff format --check --quiet src tests download_umi_data.py aistor
 echo "== mypy"; .venv/bin/mypy

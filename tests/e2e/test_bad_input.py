@@ -56,7 +56,8 @@ SWEEP: dict[str, list[list[str]]] = {
     "stack down": [["--bogus-flag"]],
     "stack build": [["--bogus-flag"]],
     "stack status": [["--bogus-flag"]],
-    "stack env": [["extra-argument"]],
+    "stack env": [["extra-argument"], ["--compose", "{tmp}/no-such-compose.yml"], ["--compose", "{file}"]],
+    "stack images": [["--base", "alpine"], ["--bogus-flag"]],
     "stack logs": [["no-such-component"], ["lakefs", "--lines", "many"]],
     "stack bootstrap": [
         [],
@@ -104,7 +105,7 @@ SWEEP: dict[str, list[list[str]]] = {
     ],
     "accelerator serve": [["--port", "99999"], ["--upstream", "not-a-host-port"]],
     "accelerator stats": [["--admin-url", f"http://{CLOSED}"], ["--admin-url", "nonsense"]],
-    "hooks serve": [["--port", "-1"], ["--port", "99999"]],
+    "hooks serve": [["--port", "-1"], ["--port", "99999"], ["--allow-from", "10.0.0.300/8"]],
     "console": [["--port", "-1"], ["--port", "99999"], [], ["--host", "256.0.0.1"]],  # []: the stack's console has it
     "bench accelerator": [
         ["--concurrency", "0"],

@@ -22,8 +22,10 @@ from robolake.errors import ConfigError, ToolchainError
 from robolake.stack import bootstrap, health
 from robolake.stack.compose import (
     compose_command,
+    compose_exports,
     compose_topology,
     docker_engine_available,
+    interpolate,
     load_compose,
     native_topology,
 )
@@ -217,8 +219,10 @@ def test_load_compose_reports_bad_files(tmp_path: Path) -> None:
 
 def test_local_services_ports_and_volumes(local: dict[str, Any]) -> None:
     services = local["services"]
-    assert set(services) == {*ALL_SERVERS, "setup", "prometheus"}
-    assert services["accelerator"]["ports"] == ["127.0.0.1:9000:9000", "127.0.0.1:9010:9010"]
+    assert set(services) == {*ALL_SERVERS, "hooks", "setup", "prometheus"}
+    assert interpolate(services["accelerator"]["ports"], {}) == ["127.0.0.1:9000:9000", "127.0.0.1:9010:9010"]
+    moved = {"ROBOLAKE_ACCELERATOR_PORT": "19000", "ROBOLAKE_ACCELERATOR_ADMIN_PORT": "19010"}
+    assert interpolate(services["accelerator"]["ports"], moved) == ["127.0.0.1:19000:9000", "127.0.0.1:19010:9010"]
     for name, service in services.items():
         for mapping in service.get("ports", []):
             assert mapping.startswith("127.0.0.1:"), f"{name} publishes {mapping} beyond this machine"
@@ -230,7 +234,7 @@ def test_local_services_ports_and_volumes(local: dict[str, Any]) -> None:
             "server --address :9000 --console-address :9090 http://minio{1...3}:9000/data{1...2}"
         )
         assert node["hostname"] == name
-        assert node["ports"] == [f"127.0.0.1:900{index}:9000", f"127.0.0.1:909{index}:9090"]
+        assert interpolate(node["ports"], {}) == [f"127.0.0.1:900{index}:9000", f"127.0.0.1:909{index}:9090"]
         assert node["volumes"] == [f"{name}-data1:/data1", f"{name}-data2:/data2", f"{name}-queue:/queue"]
         drive_volumes += [v.split(":")[0] for v in node["volumes"][:2]]
         env = env_of(node)
@@ -242,7 +246,7 @@ def test_local_services_ports_and_volumes(local: dict[str, Any]) -> None:
     assert len(set(drive_volumes)) == 6, "every drive needs a volume of its own"
     queues = [f"{name}-queue" for name in MINIO_NODES]
     assert {*drive_volumes, *queues, "accelerator-cache", "lakefs-data", "prometheus-data"} == declared
-    assert services["lakefs"]["ports"] == ["127.0.0.1:8000:8000"]
+    assert interpolate(services["lakefs"]["ports"], {}) == ["127.0.0.1:8000:8000"]
     assert services["lakefs"]["volumes"] == ["lakefs-data:/home/lakefs"]
 
 
@@ -270,12 +274,13 @@ def test_local_start_order(local: dict[str, Any]) -> None:
     healthy = {"condition": "service_healthy"}
     assert services["accelerator"]["depends_on"] == dict.fromkeys(MINIO_NODES, healthy)
     # lakeFS's blockstore is the accelerator; MinIO may start first, its events wait in /queue.
-    assert services["lakefs"]["depends_on"] == {"accelerator": healthy}
+    # ... and it calls the hooks server before commits to main.
+    assert services["lakefs"]["depends_on"] == {"accelerator": healthy, "hooks": healthy}
     for name in MINIO_NODES:
         assert "depends_on" not in services[name]
     assert services["setup"]["depends_on"] == dict.fromkeys(ALL_SERVERS, healthy)
     assert services["setup"]["restart"] == "no"
-    for name in ALL_SERVERS:
+    for name in (*ALL_SERVERS, "hooks"):
         assert "healthcheck" in services[name], f"{name} is waited on, so it needs a healthcheck"
 
 
@@ -462,42 +467,83 @@ def test_bootstrap_subscribes_the_buckets(monkeypatch: pytest.MonkeyPatch) -> No
 # ---- pinned versions and images -------------------------------------------------------------------
 
 
+def _dockerfile(name: str) -> str:
+    return (ROOT / "deploy" / "docker" / f"{name}.Dockerfile").read_text()
+
+
+def _copies_exist(text: str) -> None:
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.MULTILINE):
+        for part in source.split():
+            assert (ROOT / part).exists(), f"the Dockerfile copies {part}, which is not in the repository"
+
+
 @pytest.mark.parametrize("path", [LOCAL, CLOUD], ids=["local", "cloud"])
-def test_lakefs_image_is_the_pinned_version(path: Path, versions: Versions) -> None:
-    image = load_compose(path)["services"]["lakefs"]["image"]
-    assert image == f"treeverse/lakefs:{versions.lakefs.removeprefix('v')}"
+def test_lakefs_image_is_built_from_the_pinned_wrapper_module(path: Path, versions: Versions) -> None:
+    service = load_compose(path)["services"]["lakefs"]
+    assert service["image"] == "robolake/lakefs:local"
+    assert service["build"]["dockerfile"] == "deploy/docker/lakefs.Dockerfile"
+    text = _dockerfile("lakefs")
+    assert "COPY tools/lakefs-build/ /src/" in text and "github.com/treeverse/lakefs/cmd/lakefs" in text
+    assert f"github.com/treeverse/lakefs {versions.lakefs}" in (ROOT / "tools/lakefs-build/go.mod").read_text()
+    _copies_exist(text)
 
 
 @pytest.mark.parametrize("path", [LOCAL, CLOUD], ids=["local", "cloud"])
 def test_prometheus_image_is_the_pinned_version_with_the_generated_config(path: Path, versions: Versions) -> None:
     service = load_compose(path)["services"]["prometheus"]
-    minor, patch = versions.prometheus.removeprefix("v0.").split(".")  # module v0.3yy.z is release 3.yy.z
-    assert service["image"] == f"prom/prometheus:v{int(minor) // 100}.{int(minor) % 100}.{patch}"
+    assert service["image"] == "robolake/prometheus:local"
+    assert service["build"]["dockerfile"] == "deploy/docker/prometheus.Dockerfile"
+    match = re.search(r"^ARG PROMETHEUS_VERSION=(\S+)$", _dockerfile("prometheus"), re.MULTILINE)
+    assert match and match[1] == versions.prometheus, "keep the ARG default equal to tools/versions.env"
     assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in service["volumes"]
     assert "./deploy/prometheus-rules.yml:/etc/prometheus/rules.yml:ro" in service["volumes"]
 
 
-def test_minio_dockerfile_builds_the_pinned_version(versions: Versions) -> None:
-    text = (ROOT / "deploy" / "docker" / "minio.Dockerfile").read_text()
-    match = re.search(r"^ARG MINIO_VERSION=(\S+)$", text, re.MULTILINE)
-    assert match and match[1] == versions.minio, "keep the ARG default equal to tools/versions.env"
-    assert 'go install -trimpath "github.com/minio/minio@${MINIO_VERSION}"' in text
-    assert "CGO_ENABLED=0" in text
-    assert re.search(r"^FROM golang:\S+ AS build$", text, re.MULTILINE)
-    assert "COPY --from=build /out/minio /usr/bin/minio" in text
+@pytest.mark.parametrize("name", ["minio", "lakefs", "prometheus"])
+def test_go_server_dockerfiles_take_their_bases_and_a_prebuilt_binary(name: str, versions: Versions) -> None:
+    text = _dockerfile(name)
+    assert re.search(r"^ARG BUILD_IMAGE=golang:\S+$", text, re.MULTILINE)
+    assert re.search(r"^ARG BASE_IMAGE=alpine:\S+$", text, re.MULTILINE)
+    assert re.search(r"^FROM \$\{BUILD_IMAGE\} AS build$", text, re.MULTILINE)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\}$", text, re.MULTILINE)
+    assert f"if [ -x /prebuilt/{name} ]" in text and "CGO_ENABLED=0" in text
+    assert f"COPY --from=build /out/{name} /usr/bin/{name}" in text
+    _copies_exist(text)
+    if name == "minio":
+        match = re.search(r"^ARG MINIO_VERSION=(\S+)$", text, re.MULTILINE)
+        assert match and match[1] == versions.minio, "keep the ARG default equal to tools/versions.env"
+        assert 'go install -trimpath "github.com/minio/minio@${MINIO_VERSION}"' in text
 
 
 def test_robolake_dockerfile_and_context() -> None:
-    text = (ROOT / "deploy" / "docker" / "robolake.Dockerfile").read_text()
-    assert text.count("FROM ") == 1 and "FROM python:3.11-slim" in text
-    for source in re.findall(r"^COPY (.+) \S+$", text, re.MULTILINE):
-        for part in source.split():
-            assert (ROOT / part).exists(), f"the Dockerfile copies {part}, which is not in the repository"
-    assert "pip install --no-cache-dir ." in text
+    text = _dockerfile("robolake")
+    assert "ARG BASE_IMAGE=python:3.11-slim" in text and text.count("FROM ") == 1 and "FROM ${BASE_IMAGE}" in text
+    _copies_exist(text)
+    assert "pip install --no-cache-dir ." in text and "python3 -m venv /opt/robolake" in text
     assert 'ENTRYPOINT ["robolake"]' in text
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
-    assert {".venv", ".git", ".env"} <= ignored
-    assert not ignored & {"src", "tools", "pyproject.toml", "README.md"}
+    # The context is an allow-list: everything out but what the images copy.
+    lines = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip()[:1] not in "#"]
+    assert lines[0] == "*" and {"!src/", "!tools/", "!pyproject.toml", "!README.md", "!deploy/"} <= set(lines)
+
+
+def test_interpolate_follows_compose() -> None:
+    env = {"SET": "v", "EMPTY": ""}
+    assert interpolate("${SET}-${UNSET}-${UNSET:-d}-${EMPTY:-d}-${EMPTY-d}-$$HOME", env) == "v--d-d--$HOME"
+    assert interpolate({"a": ["${SET:?needed}", 3]}, env) == {"a": ["v", 3]}
+    with pytest.raises(ConfigError, match="UNSET is not set: set UNSET"):
+        interpolate("${UNSET:?set UNSET}", env)
+
+
+def test_compose_exports_reach_the_moved_stack() -> None:
+    moved = {"ROBOLAKE_MINIO2_PORT": "19002", "ROBOLAKE_LAKEFS_PORT": "18000", "MINIO_ROOT_USER": "team"}
+    values = compose_exports(load_compose(LOCAL, moved))
+    assert values["ROBOLAKE_MINIO_PORTS"] == "9001,19002,9003" and values["ROBOLAKE_LAKEFS_PORT"] == "18000"
+    assert values["LAKECTL_SERVER_ENDPOINT_URL"] == "http://127.0.0.1:18000"
+    assert values["MINIO_ROOT_USER"] == values["AWS_ACCESS_KEY_ID"] == "team"
+    assert values["ROBOLAKE_LAKEFS_ACCESS_KEY_ID"] == values["LAKECTL_CREDENTIALS_ACCESS_KEY_ID"] != ""
+    settings = Settings.load(environ=values, env_file=Path("/nonexistent"))
+    assert settings.minio_endpoints[1] == "http://127.0.0.1:19002"
+    assert settings.resolve_hooks_token() == values["ROBOLAKE_HOOKS_TOKEN"] != ""
 
 
 # ---- docker-compose.cloud.yml ---------------------------------------------------------------------

@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import click
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -14,6 +15,7 @@ from rich.table import Table
 
 from robolake.binaries import BinaryBuilder
 from robolake.cli.common import err_console, load_settings, out_console
+from robolake.config import Settings
 from robolake.errors import ConfigError
 from robolake.stack.bootstrap import BUCKET_LAYOUT, LakeFSAdmin, ensure_buckets
 from robolake.stack.native import NativeStack, StackStatus
@@ -100,6 +102,47 @@ def build(build_all: bool) -> None:
 
 
 @stack.command()
+@click.option(
+    "--base",
+    type=click.Choice(["auto", "public", "local"]),
+    default="auto",
+    show_default=True,
+    help="public: the Dockerfiles' registry bases; local: a Debian base made here by debootstrap "
+    "(no registry; needs root); auto: local when the registry does not answer.",
+)
+@click.option("--mirror", default=None, help="Debian archive for the local base [default: the one in apt's sources].")
+@click.option(
+    "--from-source", is_flag=True, help="Compile the Go servers inside the builds instead of copying this machine's."
+)
+def images(base: str, mirror: str | None, from_source: bool) -> None:
+    """Build the Compose runtime's images: robolake/{minio,lakefs,prometheus,robolake}:local.
+
+    docker-compose.local.yml and docker-compose.cloud.yml name these tags, so `up` uses them
+    instead of building. The Go servers are the binaries `robolake stack build` caches (built
+    first if missing), so a cached rebuild takes seconds. Example, on a machine no registry
+    answers:  robolake stack images && docker-compose -f docker-compose.local.yml up -d
+    """
+    from robolake.stack.images import build_images
+
+    started = time.monotonic()
+    with _progress() as bar:
+        task = bar.add_task("images", total=None)
+
+        def report(message: str) -> None:
+            bar.console.print(f"  {message}")
+            bar.update(task, description=message)
+
+        def progress(line: str) -> None:
+            bar.update(task, description=line[:100])
+
+        settings = load_settings()
+        built = build_images(settings, base, mirror=mirror, from_source=from_source, report=report, progress=progress)
+    for image in built:
+        err_console.print(f"{image.tag:<28} {image.seconds:6.1f} s  ({image.base} base)")
+    err_console.print(f"images ready in {time.monotonic() - started:.0f} s")
+
+
+@stack.command()
 @click.option("--volumes", is_flag=True, help="Also delete the state directory (all data, credentials).")
 def down(volumes: bool) -> None:
     """Stop every process the stack started; data is kept unless --volumes."""
@@ -173,12 +216,32 @@ def logs(component: str | None, lines: int, follow: bool) -> None:
 
 
 @stack.command()
-def env() -> None:
+@click.option(
+    "--compose",
+    "compose_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="For the stack this compose file runs (ports and credentials as Compose substitutes them "
+    "from the environment and ./.env), with the robolake settings that reach it.",
+)
+def env(compose_file: Path | None) -> None:
     """Print `export` lines for aws-cli, mc, boto3 and lakectl.
 
-    Use as: eval "$(robolake stack env)"
+    Use as: eval "$(robolake stack env)"   or, for Compose:
+    eval "$(robolake stack env --compose docker-compose.local.yml)"
     """
-    click.echo(NativeStack(load_settings()).env_exports())
+    if compose_file is None:
+        click.echo(NativeStack(load_settings()).env_exports())
+        return
+    import os
+    import shlex
+
+    from robolake.config import read_env_file
+    from robolake.stack.compose import compose_exports, load_compose
+
+    environ = {**read_env_file(compose_file.parent / ".env"), **os.environ}
+    values = compose_exports(load_compose(compose_file, environ))
+    click.echo("\n".join(f"export {k}={shlex.quote(v)}" for k, v in values.items()))
 
 
 @stack.command()
@@ -186,6 +249,12 @@ def env() -> None:
 @click.option("--lakefs-endpoint", default=None, help="lakeFS URL; omit to set up buckets only.")
 @click.option("--lakefs-access-key-id", default=None)
 @click.option("--lakefs-secret-access-key", default=None)
+@click.option(
+    "--hooks-endpoint",
+    default=None,
+    help="URL of the hooks server as lakeFS reaches it (e.g. http://hooks:9020): guard main with the "
+    "UMI validation hook; lakeFS must have the token as LAKEFSACTION_ROBOLAKE_HOOKS_TOKEN.",
+)
 @click.option("--wait", "wait_s", default=120.0, show_default=True, help="Seconds to wait for the servers.")
 @click.option(
     "--no-notifications",
@@ -197,6 +266,7 @@ def bootstrap(
     lakefs_endpoint: str | None,
     lakefs_access_key_id: str | None,
     lakefs_secret_access_key: str | None,
+    hooks_endpoint: str | None,
     wait_s: float,
     no_notifications: bool,
 ) -> None:
@@ -204,11 +274,11 @@ def bootstrap(
 
     Creates the buckets and subscribes them to bucket notifications for the accelerator (the
     MinIO nodes must have been started with the ROBOLAKE webhook target); with --lakefs-endpoint
-    also the lakeFS admin and the repository.
+    also the lakeFS admin and the repository, and with --hooks-endpoint the validation hook on main.
     """
     from robolake.stack import health
     from robolake.stack.bootstrap import ensure_notifications
-    from robolake.stack.specs import LAKEFS_ADMIN_USER, LAKEFS_STORAGE_BUCKET, NOTIFIED_BUCKETS, WEBHOOK_ID
+    from robolake.stack.specs import NOTIFIED_BUCKETS, WEBHOOK_ID
 
     # Flags over ROBOLAKE_* over .env, as everywhere; but never the state directory's keys: the
     # admin user is created with exactly this pair, so it must be given.
@@ -232,12 +302,27 @@ def bootstrap(
             "--lakefs-endpoint needs --lakefs-access-key-id and --lakefs-secret-access-key "
             "(or ROBOLAKE_LAKEFS_ACCESS_KEY_ID / ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY)"
         )
+    _bootstrap_lakefs(settings, lakefs_endpoint, hooks_endpoint, wait_s)
+
+
+def _bootstrap_lakefs(settings: Settings, lakefs_endpoint: str, hooks_endpoint: str | None, wait_s: float) -> None:
+    """The lakeFS part of `bootstrap`: admin, repository, and the validation hook when asked."""
+    from robolake.stack import health
+    from robolake.stack.bootstrap import install_main_hook
+    from robolake.stack.specs import LAKEFS_ADMIN_USER, LAKEFS_STORAGE_BUCKET
+    from robolake.versioning.client import LakeFSClient
+
+    key, secret = settings.lakefs_access_key_id, settings.lakefs_secret_access_key
     _wait_for(lambda: health.lakefs_healthy(lakefs_endpoint), wait_s, f"lakeFS at {lakefs_endpoint}")
     admin = LakeFSAdmin(lakefs_endpoint, key, secret)
     if not admin.is_set_up():
         admin.set_up(LAKEFS_ADMIN_USER)
     admin.ensure_repository(settings.lakefs_repo, f"s3://{LAKEFS_STORAGE_BUCKET}/{settings.lakefs_repo}")
     err_console.print(f"lakeFS ready; repository {settings.lakefs_repo!r} exists")
+    if hooks_endpoint is not None:
+        _wait_for(lambda: health.http_ok(f"{hooks_endpoint}/health"), wait_s, f"the hooks server at {hooks_endpoint}")
+        with LakeFSClient(lakefs_endpoint, key, secret) as client:
+            install_main_hook(client, settings.lakefs_repo, hooks_endpoint, err_console.print)
 
 
 def _wait_for(probe: Callable[[], bool], wait_s: float, what: str) -> None:

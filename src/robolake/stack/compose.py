@@ -67,15 +67,83 @@ def compose_command(timeout_s: float = 10.0) -> list[str]:
     )
 
 
-def load_compose(path: Path) -> dict[str, Any]:
-    """Parse a compose file; a missing file, bad YAML or no `services:` is a ConfigError."""
+_VARIABLE = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
+
+
+def interpolate(value: Any, env: Mapping[str, str]) -> Any:
+    """Compose's `${NAME}`, `${NAME:-default}` and `${NAME:?message}` in every string of `value`."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match[1], match[2] or "", match[3] or ""
+        have = env.get(name)
+        if have is None or (op.startswith(":") and not have):
+            if op.endswith("?"):
+                raise ConfigError(f"{name} is not set: {arg or 'the compose file needs it'}")
+            return arg if op.endswith("-") else ""
+        return have
+
+    return _VARIABLE.sub(one, value.replace("$$", "\0")).replace("\0", "$")
+
+
+def load_compose(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Parse a compose file; a missing file, bad YAML or no `services:` is a ConfigError.
+
+    With `env`, variables are substituted as Compose does (`${NAME:-default}`) from it.
+    """
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot load the compose file {str(path)!r}: {exc}") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
         raise ConfigError(f"the compose file {str(path)!r} has no `services:` mapping")
-    return doc
+    return doc if env is None else interpolate(doc, env)
+
+
+def compose_exports(doc: dict[str, Any]) -> dict[str, str]:
+    """What a client on the host needs for the stack a (substituted) compose file runs.
+
+    The robolake settings (ports, MinIO root user, lakeFS keys, hook token) and the variables
+    aws-cli, mc, boto3 and lakectl read, all taken from the file's published ports and the
+    environments it gives its services.
+    """
+    topology = compose_topology(doc)
+    services = doc["services"]
+    minio, setup = _environment(services["minio1"]), _environment(services.get("setup") or {})
+    hooks = _environment(services.get("hooks") or {})
+    user, password = minio["MINIO_ROOT_USER"], minio["MINIO_ROOT_PASSWORD"]
+    endpoint = f"http://127.0.0.1:{topology.accelerator_port}"
+    lakefs = f"http://127.0.0.1:{topology.lakefs_port}"
+    key, secret = setup.get("ROBOLAKE_LAKEFS_ACCESS_KEY_ID", ""), setup.get("ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY", "")
+    values = {
+        "ROBOLAKE_MINIO_PORTS": ",".join(map(str, topology.s3_ports)),
+        "ROBOLAKE_MINIO_CONSOLE_PORTS": ",".join(map(str, topology.console_ports)),
+        "ROBOLAKE_ACCELERATOR_PORT": str(topology.accelerator_port),
+        "ROBOLAKE_ACCELERATOR_ADMIN_PORT": str(topology.accelerator_admin_port),
+        "ROBOLAKE_LAKEFS_PORT": str(topology.lakefs_port),
+        "MINIO_ROOT_USER": user,
+        "MINIO_ROOT_PASSWORD": password,
+        "ROBOLAKE_LAKEFS_ACCESS_KEY_ID": key,
+        "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": secret,
+        "ROBOLAKE_HOOKS_TOKEN": hooks.get("ROBOLAKE_HOOKS_TOKEN", ""),
+        "AWS_ACCESS_KEY_ID": user,
+        "AWS_SECRET_ACCESS_KEY": password,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "MC_HOST_robolake": f"http://{user}:{password}@{endpoint.split('://', 1)[1]}",
+        "LAKECTL_SERVER_ENDPOINT_URL": lakefs,
+        "LAKECTL_CREDENTIALS_ACCESS_KEY_ID": key,
+        "LAKECTL_CREDENTIALS_SECRET_ACCESS_KEY": secret,
+    }
+    if "prometheus" in services:
+        values["ROBOLAKE_PROMETHEUS_PORT"] = str(_host_port("prometheus", services["prometheus"], 9090))
+    return values
 
 
 def _expand(pattern: str) -> list[str]:
@@ -93,7 +161,7 @@ def _port(service: str, text: str) -> int:
 
 def _host_port(service: str, svc: dict[str, Any], container_port: int) -> int:
     """The host port published for `container_port`, from short ("127.0.0.1:9001:9000") or long syntax."""
-    for entry in svc.get("ports") or []:
+    for entry in interpolate(svc.get("ports") or [], {}):  # a port variable's default, in a file not substituted
         if isinstance(entry, dict):
             target, published = str(entry.get("target")), str(entry.get("published"))
         else:  # "[HOST_IP:][HOST:]CONTAINER[/PROTOCOL]"
