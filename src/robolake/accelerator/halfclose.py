@@ -13,6 +13,7 @@ the client gets what MinIO answers the same head without a body (UpstreamPool.re
 from __future__ import annotations
 
 import asyncio
+import ssl
 
 from aiohttp import StreamReader, web
 
@@ -85,14 +86,22 @@ def _cut_short(body: StreamReader) -> None:
 class HalfCloseSite(web.BaseSite):
     """A TCP site like aiohttp's TCPSite, serving each connection through HalfCloseProtocol."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, *, backlog: int = 128) -> None:
-        super().__init__(runner, backlog=backlog)
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        *,
+        backlog: int = 128,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        super().__init__(runner, backlog=backlog, ssl_context=ssl_context)
         self._app_runner = runner
         self._host, self._port = host, port
 
     @property
     def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        return f"{'https' if self._ssl_context else 'http'}://{self._host}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
@@ -101,5 +110,10 @@ class HalfCloseSite(web.BaseSite):
             raise RuntimeError("call runner.setup() before starting a site")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: HalfCloseProtocol(server()), self._host, self._port, backlog=self._backlog, reuse_address=True
+            lambda: HalfCloseProtocol(server()),
+            self._host,
+            self._port,
+            backlog=self._backlog,
+            reuse_address=True,
+            ssl=self._ssl_context,
         )

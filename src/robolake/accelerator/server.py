@@ -68,7 +68,11 @@ class Accelerator:
     def __init__(self, config: AcceleratorConfig, *, upstream: Upstream | None = None) -> None:
         self.config = config
         self.metrics = Metrics()
-        self.upstream: Upstream = upstream if upstream is not None else UpstreamPool(list(config.upstreams))
+        self.upstream: Upstream = (
+            upstream
+            if upstream is not None
+            else UpstreamPool(list(config.upstreams), ssl_context=config.client_ssl() if config.ca_file else None)
+        )
         tiers, restored = _open_tiers(config)
         self.cache = TieredCache(tiers, self.metrics)
         access_key, secret = config.own_principal
@@ -230,6 +234,7 @@ async def serve(config: AcceleratorConfig, *, ready: asyncio.Event | None = None
     S3 port (in-flight requests get SHUTDOWN_GRACE_S), then its cleanup_ctx.
     """
     accel = Accelerator(config)
+    tls = config.server_ssl()
     stop = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
         # The S3 port answers clients that half-close, as MinIO does (robolake.accelerator.halfclose).
@@ -243,7 +248,7 @@ async def serve(config: AcceleratorConfig, *, ready: asyncio.Event | None = None
             )
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
-            await site_class(runner, config.host, port, backlog=backlog).start()
+            await site_class(runner, config.host, port, backlog=backlog, ssl_context=tls).start()
         loop = asyncio.get_running_loop()
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
             loop.add_signal_handler(signal.SIGTERM, stop.set)

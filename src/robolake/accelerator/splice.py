@@ -189,6 +189,7 @@ class LargeGets:
     ) -> None:
         self.hints = SizeHints(min_bytes)
         self._nodes = nodes
+        self._plain = all(node.endpoint.startswith("http://") for node in nodes.order())
         self._metrics = metrics
         self._connect_timeout_s = connect_timeout_s
         self._idle_s = idle_s
@@ -200,6 +201,8 @@ class LargeGets:
     def wanted(self, request: web.Request, key: ObjectKey) -> bool:
         """Whether this GET takes the raw path: hinted large, splice(2) here, plain TCP, a thread free."""
         if not SPLICE or request.method != "GET" or self._busy >= self._threads or self._stop.is_set():
+            return False
+        if not self._plain:  # TLS to the nodes: the bytes must pass through ssl, not splice(2)
             return False
         transport = request.transport
         if transport is None or transport.get_extra_info("sslcontext") is not None:

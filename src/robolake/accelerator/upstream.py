@@ -20,6 +20,7 @@ import asyncio
 import dataclasses
 import functools
 import itertools
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import TracebackType
@@ -268,8 +269,10 @@ class UpstreamPool:
         connect_timeout_s: float = 2.0,
         read_timeout_s: float = 300.0,
         probation_s: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.probation_s = probation_s
+        self.ssl_context = ssl_context  # for https nodes; None: the system's trust store
         if not endpoints:
             raise ConfigError("the accelerator needs at least one MinIO endpoint (--upstream)")
         self.nodes = [Node(e.rstrip("/")) for e in endpoints]
@@ -279,7 +282,9 @@ class UpstreamPool:
         self._background = BackgroundTasks("upstream prober")
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=256, limit_per_host=128, keepalive_timeout=30, ttl_dns_cache=None)
+        connector = aiohttp.TCPConnector(
+            limit=256, limit_per_host=128, keepalive_timeout=30, ttl_dns_cache=None, ssl=self.ssl_context or True
+        )
         # auto_decompress off: bodies pass through byte for byte; no default headers added that
         # could collide with what the client signed.
         self._session = aiohttp.ClientSession(
@@ -400,7 +405,8 @@ class UpstreamPool:
         head = request_head(request.method, request.target, headers)
         try:
             async with asyncio.timeout(RAW_ANSWER_TIMEOUT_S):
-                reader, writer = await asyncio.open_connection(url.host, url.port)
+                tls = (self.ssl_context or ssl.create_default_context()) if url.scheme == "https" else None
+                reader, writer = await asyncio.open_connection(url.host, url.port, ssl=tls)
                 try:
                     writer.write(head)
                     writer.write_eof()

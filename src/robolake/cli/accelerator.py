@@ -69,6 +69,21 @@ _SERVE_OPTIONS = (  # `serve`'s flags, applied by _serve_options
         help="MinIO's webhook target for this accelerator (arn:minio:sqs::ID:webhook): subscribe every bucket "
         "to it and cache only buckets that are [default: none; cached copies are revalidated instead].",
     ),
+    click.option(
+        "--tls-cert",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Serve HTTPS on both ports with this certificate (PEM; with --tls-key) [default: plain HTTP].",
+    ),
+    click.option(
+        "--tls-key", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Its private key (PEM)."
+    ),
+    click.option(
+        "--ca-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="CA certificates (PEM) that https:// upstreams are verified with [default: the system's].",
+    ),
 )
 
 
@@ -92,8 +107,8 @@ def serve(**opts: Any) -> None:
 
     config = _serve_config(opts)
     err_console.print(
-        f"accelerator on http://{config.host}:{config.port} -> {', '.join(config.upstreams)}; "
-        f"metrics on http://{config.host}:{config.admin_port}/metrics"
+        f"accelerator on {config.scheme}://{config.host}:{config.port} -> {', '.join(config.upstreams)}; "
+        f"metrics on {config.scheme}://{config.host}:{config.admin_port}/metrics"
     )
     try:
         import uvloop
@@ -130,6 +145,9 @@ def _serve_config(opts: dict[str, Any]) -> AcceleratorConfig:
         prefetch=not opts["no_prefetch"],
         users_file=opts["users_file"],
         notify_arn=opts["notify_arn"],
+        tls_cert=opts["tls_cert"],
+        tls_key=opts["tls_key"],
+        ca_file=opts["ca_file"],
     )
     if config.max_object_bytes > config.memory_bytes // 2:
         raise ConfigError(
