@@ -43,7 +43,13 @@ def leaf_commands(group: click.Group = cli, path: tuple[str, ...] = ()) -> set[s
 # command -> invocations: the command with nothing, then a nonexistent value of each kind it takes.
 # Commands that start long-running work get only values that are refused before any work starts.
 SWEEP: dict[str, list[list[str]]] = {
-    "stack up": [["--bogus-flag"]],
+    "stack up": [
+        ["--bogus-flag"],
+        ["--cluster", "{tmp}/no-such-cluster.yml", "--host-id", "1"],
+        ["--cluster", "{file}", "--host-id", "1"],
+        ["--host-id", "2"],
+    ],
+    "certs": [[], ["--cluster", "{tmp}/no-such-cluster.yml"], ["--cluster", "{file}"]],
     "users add": [
         [],
         ["x"],

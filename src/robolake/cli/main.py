@@ -50,6 +50,7 @@ def _from(module: str, name: str, *extra: tuple[str, tuple[str, ...]]) -> Callab
 LOADERS: dict[str, Callable[[], click.Command]] = {
     "stack": _from("stack", "stack"),
     "buckets": _from("stack", "buckets"),
+    "certs": _from("stack", "certs"),
     "version": _from("version", "version", ("version_data", ("put", "read", "import_", "install_hook"))),
     "accelerator": _from("accelerator", "accelerator"),
     "hooks": _from("hooks", "hooks"),

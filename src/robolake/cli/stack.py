@@ -8,6 +8,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
@@ -31,12 +32,52 @@ def stack() -> None:
     """
 
 
+_CLUSTER = click.option(
+    "--cluster",
+    "cluster_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="A cluster across hosts (robolake.stack.hosts): act on this host's share of it; needs --host-id.",
+)
+_HOST_ID = click.option("--host-id", type=int, default=None, help="Which host of --cluster this is (1, 2, ...).")
+
+
+def _cluster_host(cluster_file: Path | None, host_id: int | None) -> tuple[Any, int] | None:
+    """(cluster, host id) when --cluster is given; None for the local stack."""
+    if cluster_file is None:
+        if host_id is not None:
+            raise ConfigError("--host-id names a host of a --cluster file; give that file too")
+        return None
+    from robolake.stack.hosts import load_cluster
+
+    if host_id is None:
+        raise ConfigError(f"--cluster {cluster_file} needs --host-id N: which of its hosts this machine is")
+    cluster = load_cluster(cluster_file)
+    cluster.host(host_id)  # a host id the file does not name is refused before anything starts
+    return cluster, host_id
+
+
 @stack.command()
-def up() -> None:
+@_CLUSTER
+@_HOST_ID
+def up(cluster_file: Path | None, host_id: int | None) -> None:
     """Start whatever is not running yet; safe to run again (it loses nothing).
 
-    The first run builds MinIO and lakeFS from source (several minutes, needs Go).
+    The first run builds MinIO and lakeFS from source (several minutes, needs Go). With
+    --cluster FILE --host-id N: this host's MinIO node (and the accelerator, where the file says
+    so), over TLS, with the secrets from the environment (see `robolake certs --help`).
     """
+    if (chosen := _cluster_host(cluster_file, host_id)) is not None:
+        import os
+
+        from robolake.stack.hosts import host_up, required_secrets
+
+        secrets = required_secrets(os.environ)
+        minio = BinaryBuilder(load_settings().cache_dir).ensure("minio")
+        started = host_up(*chosen, minio, secrets)
+        host = chosen[0].host(chosen[1])
+        err_console.print(f"host {chosen[1]} ({host.name}, {host.address}): started {', '.join(started) or 'nothing'}")
+        return
     native = NativeStack(load_settings())
     started_at = time.monotonic()
     with _progress() as bar:
@@ -144,8 +185,17 @@ def images(base: str, mirror: str | None, from_source: bool) -> None:
 
 @stack.command()
 @click.option("--volumes", is_flag=True, help="Also delete the state directory (all data, credentials).")
-def down(volumes: bool) -> None:
+@_CLUSTER
+@_HOST_ID
+def down(volumes: bool, cluster_file: Path | None, host_id: int | None) -> None:
     """Stop every process the stack started; data is kept unless --volumes."""
+    if (chosen := _cluster_host(cluster_file, host_id)) is not None:
+        if volumes:
+            raise ConfigError("--volumes deletes a local stack; a host's drives of a --cluster are deleted by hand")
+        from robolake.stack.hosts import host_down
+
+        err_console.print(f"stopped {', '.join(host_down(*chosen)) or 'nothing'}")
+        return
     native = NativeStack(load_settings())
     stopped = native.down(volumes=volumes, report=lambda m: err_console.print(f"  {m}"))
     err_console.print(f"stopped {len(stopped)} process(es)" + (", state deleted" if volumes else ""))
@@ -153,11 +203,22 @@ def down(volumes: bool) -> None:
 
 @stack.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def status(as_json: bool) -> None:
+@_CLUSTER
+@_HOST_ID
+def status(as_json: bool, cluster_file: Path | None, host_id: int | None) -> None:
     """Show each component's endpoint and health, the cluster and the repository.
 
     Exits 0 when everything is healthy, 1 otherwise.
     """
+    if (chosen := _cluster_host(cluster_file, host_id)) is not None:
+        from robolake.stack.hosts import host_status
+
+        health_of = host_status(*chosen)
+        if as_json:
+            click.echo(json.dumps(health_of))
+        for name, ok in health_of.items():
+            err_console.print(f"{name:<12} {'healthy' if ok else 'NOT HEALTHY'}")
+        raise SystemExit(0 if all(health_of.values()) else 1)
     result = NativeStack(load_settings()).status()
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=2))
@@ -350,3 +411,30 @@ def buckets_setup(endpoint: str | None) -> None:
     for bucket, prefixes in BUCKET_LAYOUT.items():
         mark = "created" if bucket in created else "exists"
         click.echo(f"{bucket:<16} {mark:<8} {' '.join(prefixes)}")
+
+
+@click.command()
+@click.option(
+    "--cluster",
+    "cluster_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The cluster file whose hosts get certificates.",
+)
+@click.option("--renew", is_flag=True, help="Make every host certificate again (the CA is kept).")
+def certs(cluster_file: Path, renew: bool) -> None:
+    """Make a trial CA and a TLS certificate per host of a cluster file.
+
+    Writes <tls dir>/ca.crt (+ ca.key) and <tls dir>/<host>/public.crt + private.key (0600), each
+    valid for the host's address, its name and 127.0.0.1; what exists is kept. Copy the folder to
+    every host (each needs ca.crt and its own pair). For production, put your own CA's
+    certificates in the same places instead.
+
+    Example: robolake certs --cluster cluster.yml
+    """
+    from robolake.stack.certs import make_certs
+    from robolake.stack.hosts import load_cluster
+
+    cluster = load_cluster(cluster_file)
+    written = make_certs(cluster, renew=renew)
+    err_console.print(f"certificates in {cluster.tls_dir}: {len(written)} written, CA {cluster.ca}")
