@@ -22,7 +22,8 @@ Usage: ./deploy-local.sh [up|down|status|env|logs] [--runtime native|docker] [--
   logs     show the servers' logs (native runtime).
 
   --runtime native   run the servers as local processes (default when no Docker engine answers)
-  --runtime docker   use docker-compose.local.yml (default when `docker info` answers)
+  --runtime docker   use docker-compose.local.yml (default when `docker info` answers): builds the
+                     images first (robolake stack images; no registry needed), then up, setup, main job
 
 Settings: ROBOLAKE_STATE_DIR (where all data lives, default ~/.local/state/robolake),
 ROBOLAKE_MINIO_PORTS (9001,9002,9003), ROBOLAKE_MINIO_CONSOLE_PORTS (9091,9092,9093),

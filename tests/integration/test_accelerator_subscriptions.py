@@ -99,3 +99,28 @@ def test_the_stacks_own_buckets_are_all_covered(stack: NativeStack) -> None:
         while not _subscribed(stack, bucket):
             assert time.monotonic() < deadline, bucket
             time.sleep(0.5)
+
+
+def test_a_subscription_removed_on_a_node_is_restored_and_nothing_stale_is_served(stack: NativeStack) -> None:
+    """Someone PUTs a notification configuration without ours straight on a node: changes made
+    then reach the accelerator by no notification, so the bucket's copies are dropped when the
+    sweep sees it, and the queue is added back. Through the accelerator it is put back at once."""
+    s = stack.settings
+    accel = s3_client(s.accelerator_endpoint, s.minio_root_user, s.minio_root_password)
+    node = s3_client(s.minio_endpoints[1], s.minio_root_user, s.minio_root_password)
+    bucket = f"it-sub-{uuid.uuid4().hex[:10]}"
+    accel.create_bucket(Bucket=bucket)
+    accel.put_object(Bucket=bucket, Key="k", Body=b"old")
+    _read_until_cached(stack, accel, bucket, "k", timeout_s=POLL_S * 3)
+    node.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+    node.put_object(Bucket=bucket, Key="k", Body=b"new")  # no notification is sent for this one
+    deadline = time.monotonic() + POLL_S * 3
+    while accel.get_object(Bucket=bucket, Key="k")["Body"].read() != b"new":
+        assert time.monotonic() < deadline, f"s3://{bucket}/k served old {POLL_S * 3} s after its subscription went"
+        time.sleep(0.2)
+    while not _subscribed(stack, bucket):
+        assert time.monotonic() < deadline, f"bucket {bucket} was not subscribed again"
+        time.sleep(0.2)
+    accel.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})
+    assert _subscribed(stack, bucket)  # checked before the PUT was answered
+    _changed_on_nodes_seen_within_3_s(stack, accel, bucket)

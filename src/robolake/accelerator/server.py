@@ -79,7 +79,13 @@ class Accelerator:
         signer = OwnSigner(
             access_key=access_key, secret=secret, region=config.region, host=f"{config.host}:{config.port}"
         )
-        self.subscriptions = Subscriptions(self.upstream, signer, self.metrics, arn=config.notify_arn)
+        self.subscriptions = Subscriptions(
+            self.upstream,
+            signer,
+            self.metrics,
+            arn=config.notify_arn,
+            on_lost=lambda bucket: self.cache.invalidate([(bucket, "")], "subscription_lost"),
+        )
         self.filler = Filler(
             self.cache,
             self.upstream,

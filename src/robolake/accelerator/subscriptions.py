@@ -8,9 +8,12 @@ the stack passes):
 - a bucket counts as *covered* once its notification configuration holds our queue for
   ``s3:ObjectCreated:*`` and ``s3:ObjectRemoved:*`` with no filter; **only objects of covered
   buckets are cached** (the others are read from MinIO every time, so never stale);
-- every POLL_S seconds the accelerator lists the buckets (as its own principal) and subscribes
-  each one not covered yet, keeping any other configuration the bucket has (MinIO's PUT replaces
-  the whole document, so ours is added to what is there);
+- every POLL_S seconds the accelerator lists the buckets (as its own principal), reads each
+  one's notification configuration and subscribes each one not covered, keeping any other
+  configuration the bucket has (MinIO's PUT replaces the whole document, so ours is added to
+  what is there); a bucket whose configuration lost our queue (someone PUT theirs straight on a
+  node) has its cached copies dropped before it is subscribed again, since changes made in
+  between sent us nothing; a configuration PUT through the accelerator is checked at once;
 - a bucket created through the accelerator is subscribed before its CreateBucket is answered; one
   created straight on a node within POLL_S; a deleted one is forgotten.
 
@@ -26,7 +29,7 @@ import logging
 import time
 import xml.etree.ElementTree as ET
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -115,8 +118,17 @@ class Echoes:
 class Subscriptions:
     """Which buckets are covered by MinIO's notifications, and the loop that covers the rest."""
 
-    def __init__(self, upstream: Sender, signer: OwnSigner, metrics: Metrics, *, arn: str | None) -> None:
+    def __init__(
+        self,
+        upstream: Sender,
+        signer: OwnSigner,
+        metrics: Metrics,
+        *,
+        arn: str | None,
+        on_lost: Callable[[str], None] = lambda _bucket: None,
+    ) -> None:
         self.upstream, self.signer, self.metrics, self.arn = upstream, signer, metrics, arn
+        self.on_lost = on_lost  # drops a bucket's copies when its subscription was found gone
         self.covered: set[str] = set()
         self.echoes = Echoes()
         self._background = BackgroundTasks("bucket subscriptions")
@@ -137,6 +149,10 @@ class Subscriptions:
                 self.echoes.wrote(bucket, key, etag)
             return
         if query:
+            # The bucket's own notification configuration, PUT through us: ours must still be in it.
+            names = {part.split("=", 1)[0] for part in query.split("&")}
+            if method == "PUT" and status == 200 and "notification" in names:
+                await self._ensure_quietly(bucket)
             return
         if method == "PUT" and status == 200:
             await self._ensure_quietly(bucket)
@@ -165,9 +181,8 @@ class Subscriptions:
             raise OSError(f"ListBuckets answered {status}")
         names = bucket_names(body)
         self.covered &= set(names)
-        for name in names:
-            if name not in self.covered:
-                await self.ensure(name)
+        for name in names:  # covered ones too: a PUT straight on a node may have dropped our queue
+            await self.ensure(name)
 
     async def ensure(self, bucket: str) -> bool:
         """Make `bucket` send its changes to us; True once it does."""
@@ -179,6 +194,11 @@ class Subscriptions:
                 self.metrics.inc("subscription_failed")
                 return False
             if not covers(body, self.arn):
+                if bucket in self.covered:
+                    self.covered.discard(bucket)
+                    self.on_lost(bucket)
+                    self.metrics.inc("subscriptions_lost")
+                    log.warning("bucket %r no longer sent its changes to %s; its copies are dropped", bucket, self.arn)
                 status, answer = await self._call("PUT", path, [("notification", "")], with_our_queue(body, self.arn))
                 if status != 200:
                     self.metrics.inc("subscription_failed")
