@@ -280,7 +280,13 @@ def test_killing_the_driver_leaves_the_branch_unchanged_and_a_rerun_commits_once
         driver = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                   start_new_session=True)  # fmt: skip
         try:
-            _wait_for(lambda: _staged(stack, clients, params) >= 1 or driver.poll() is not None, 120, "a staged task")
+            # Killed once a task is staged and its record is on the board (the driver posts it as its
+            # tasks start; on a loaded machine that PUT can finish after the first task's).
+            def midway() -> bool:
+                posted = any(p.record["source"].get("to_branch") == target for p in read_board(stack.settings))
+                return (_staged(stack, clients, params) >= 1 and posted) or driver.poll() is not None
+
+            _wait_for(midway, 120, "a staged task and the job's record")
             assert driver.poll() is None, driver.stderr.read() if driver.stderr else ""
             driver.send_signal(signal.SIGKILL)
             driver.wait(timeout=30)
