@@ -296,8 +296,7 @@ def host_down(cluster: Cluster, host_id: int) -> list[str]:
 
     host = cluster.host(host_id)
     stopped = []
-    names = ["accelerator", "minio"] if host.accelerator else ["minio"]
-    for name in names:
+    for name in reversed(list(_probes(cluster, host))):  # what host_up started, the other way round
         spec = _spec(host, name, ["?"], {}, {}, _state(host))
         if ManagedProcess(spec).stop():
             stopped.append(name)
