@@ -43,6 +43,8 @@ apt_ensure() {
 # Compose runtime's test (tests/e2e/test_compose_runtime.py starts its own dockerd).
 apt_ensure /usr/bin/chromium "the console's browser tests" chromium
 apt_ensure dockerd "the Compose runtime's test" docker.io docker-compose debootstrap
+# postgresql: lakeFS's database on a cluster's lakeFS host (tests/e2e/test_cluster_hosts.py).
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || apt_ensure postgres "the cluster test's lakeFS host" postgresql
 .venv/bin/robolake stack build --all
 echo "== ruff"; .venv/bin/ruff check src tests; .venv/bin/ruff format --check --quiet src tests download_umi_data.py aistor
 echo "== mypy"; .venv/bin/mypy

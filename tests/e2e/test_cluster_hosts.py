@@ -2,10 +2,12 @@
 
 Three namespaces joined by veth pairs to a bridge stand in for three machines. `robolake certs`
 makes the CA and each host's certificate from the cluster file; in each namespace `robolake stack
-up --cluster F --host-id N` runs that host's MinIO node (host 1 also the accelerator). Through the
-accelerator (https, verified with the CA) objects are written and read; then host 3's link goes
-down: reads and writes go on; after the link comes back and the node heals, every acknowledged
-write reads back through host 3's own node.
+up --cluster F --host-id N` runs that host's MinIO node (host 1 also the accelerator, and lakeFS
+on its own PostgreSQL with the hooks server; started last, it sets the cluster up). Through the
+accelerator and lakeFS (https, verified with the CA) objects are written, committed and read,
+and main refuses a broken replay buffer; then host 3's link goes down: reads, writes and commits
+go on; after the link comes back and the node heals, every acknowledged write reads back through
+host 3's own node.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +27,12 @@ import pytest
 import requests
 import yaml
 from botocore.config import Config
+
+from robolake.errors import ConfigError
+from robolake.stack.postgres import find_bindir
+from robolake.versioning.client import LakeFSClient
+from robolake.versioning.errors import PreconditionFailedError
+from robolake.versioning.hooks import explain_hook_failure
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,18 +104,34 @@ def _wait(what: str, probe: object, timeout_s: float) -> None:
         time.sleep(1)
 
 
+@pytest.fixture
+def lake_dir() -> Iterator[Path]:
+    """The hosts' files: a short path every user may traverse (PostgreSQL runs as its own user)."""
+    try:
+        find_bindir()
+    except ConfigError as exc:
+        pytest.skip(str(exc))
+    path = Path(tempfile.mkdtemp(prefix="rlh"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.timeout(900)
 def test_three_hosts_over_tls_survive_one_cut_off(
-    three_hosts: tuple[str, list[str], list[str]], tmp_path: Path
+    three_hosts: tuple[str, list[str], list[str]], lake_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     links, hosts, addresses = three_hosts
+    tmp_path = lake_dir
     doc = {
         "tls": {"dir": "certs"},
         "allow_root_disk": True,  # the three "hosts" share this machine's disk
         "minio": {"port": 9000, "console_port": 9090, "drives": 2},
         "accelerator": {"port": 9100, "admin_port": 9110},
         "hosts": [
-            {"name": f"host{i}", "address": a, "data": f"host{i}", "accelerator": i == 1}
+            {"name": f"host{i}", "address": a, "data": f"host{i}", "accelerator": i == 1, "lakefs": i == 1}
             for i, a in enumerate(addresses, start=1)
         ],
     }
@@ -118,6 +143,10 @@ def test_three_hosts_over_tls_survive_one_cut_off(
         "MINIO_ROOT_PASSWORD": secrets.token_hex(16),
         "ROBOLAKE_WEBHOOK_TOKEN": secrets.token_hex(16),
         "ROBOLAKE_ADMIN_TOKEN": secrets.token_hex(16),
+        "LAKEFS_AUTH_ENCRYPT_SECRET_KEY": secrets.token_hex(16),
+        "ROBOLAKE_LAKEFS_ACCESS_KEY_ID": "AKIAJROBOLAKEHOSTS01",
+        "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY": secrets.token_hex(20),
+        "ROBOLAKE_HOOKS_TOKEN": secrets.token_hex(16),
         "ROBOLAKE_ENV_FILE": "/nonexistent/.env",
     }
     # No secret, no start: there are no defaults for a cluster across hosts.
@@ -130,9 +159,19 @@ def test_three_hosts_over_tls_survive_one_cut_off(
     ca = tmp_path / "certs" / "ca.crt"
     assert (tmp_path / "certs/host2/private.key").stat().st_mode & 0o777 == 0o600
 
-    for i, ns in enumerate(hosts, start=1):  # every host's node first: the cluster forms once all answer
-        up = _in(ns, ROBOLAKE, "stack", "up", "--cluster", str(cluster), "--host-id", str(i), env=env)
+    for i in (3, 2, 1):  # the lakeFS host last: its `up` sets up the cluster the others form
+        up = _in(hosts[i - 1], ROBOLAKE, "stack", "up", "--cluster", str(cluster), "--host-id", str(i), env=env)
         assert up.returncode == 0, up.stdout + up.stderr
+    assert "installed the UMI validation hook on robotics-data/main" in up.stderr, up.stderr
+    status = _in(hosts[0], ROBOLAKE, "stack", "status", "--cluster", str(cluster), "--host-id", "1", env=env)
+    assert status.returncode == 0, status.stderr
+    assert [line.split()[0] for line in status.stderr.splitlines()] == [
+        "minio",
+        "accelerator",
+        "postgres",
+        "lakefs",
+        "hooks",
+    ], status.stderr
     accelerator = f"https://{addresses[0]}:9100"
 
     def ready() -> bool:
@@ -150,8 +189,28 @@ def test_three_hosts_over_tls_survive_one_cut_off(
         verify=str(ca),
         config=Config(retries={"max_attempts": 6, "mode": "standard"}, connect_timeout=5, read_timeout=60),
     )
-    s3.create_bucket(Bucket="umi-raw")
+    assert "umi-raw" in [b["Name"] for b in s3.list_buckets()["Buckets"]]  # made by host 1's set-up
     acknowledged: dict[str, bytes] = {}
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca))
+    lakefs = LakeFSClient(
+        f"https://{addresses[0]}:8000", env["ROBOLAKE_LAKEFS_ACCESS_KEY_ID"], env["ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"]
+    )
+
+    def commit_and_read(name: str) -> None:
+        """A branch, an episode staged and committed; the commit reads back byte-identical."""
+        lakefs.create_branch("robotics-data", name, "main")
+        body = os.urandom(300_000)
+        lakefs.upload_object("robotics-data", name, f"{name}/episode.bin", body)
+        commit = lakefs.commit("robotics-data", name, f"episode of {name}", {"host": "cluster"})
+        assert lakefs.get_object("robotics-data", commit.id, f"{name}/episode.bin") == body
+
+    commit_and_read("before-cut")
+    # main is guarded by the validation hook, served on host 1's loopback.
+    lakefs.upload_object("robotics-data", "main", "broken/replay_buffer/dataset.zarr.zip", b"not a zip at all")
+    with pytest.raises(PreconditionFailedError) as hook_refusal:
+        lakefs.commit("robotics-data", "main", "a broken replay buffer")
+    assert "validation hook refused it" in str(explain_hook_failure(lakefs, "robotics-data", hook_refusal.value))
+    lakefs.reset_object("robotics-data", "main", "broken/replay_buffer/dataset.zarr.zip")
 
     def write(prefix: str, count: int) -> None:
         for n in range(count):
@@ -164,6 +223,7 @@ def test_three_hosts_over_tls_survive_one_cut_off(
     # Host 3 cut off: its link to the bridge goes down.
     sh("ip", "link", "set", links[2], "down")
     write("during", 30)
+    commit_and_read("during-cut")
     for key in list(acknowledged)[:30]:
         assert s3.get_object(Bucket="umi-raw", Key=key)["Body"].read() == acknowledged[key]
     sh("ip", "link", "set", links[2], "up")

@@ -13,12 +13,14 @@ from cryptography import x509
 
 from robolake.errors import ConfigError
 from robolake.stack.certs import make_certs
-from robolake.stack.hosts import host_specs, load_cluster, required_secrets
+from robolake.stack.hosts import LAKEFS_SECRETS, host_specs, load_cluster, required_secrets
 
 SECRETS = {
     k: f"{k.lower()}-value"
     for k in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "ROBOLAKE_WEBHOOK_TOKEN", "ROBOLAKE_ADMIN_TOKEN")
 }
+
+BINARIES = {"minio": Path("/bin/minio"), "lakefs": Path("/bin/lakefs")}
 
 
 def _write(tmp_path: Path, doc: dict[str, Any]) -> Path:
@@ -57,6 +59,11 @@ def test_a_cluster_file_names_hosts_drives_and_ports(tmp_path: Path) -> None:
         ({"hosts": [*_doc()["hosts"][:2], {"name": "h1", "address": "10.0.0.9", "data": "d"}]}, "must be unique"),
         (_doc(minio={"port": 70000}), "port 70000 is not a port"),
         (_doc(minio={"drives": 0}), "must be 1 to 16"),
+        (_doc(lakefs={"hooks_port": "x"}), "lakefs: hooks_port 'x' is not a port"),
+        (
+            {"hosts": [{**h, "lakefs": True} for h in _doc()["hosts"]]},
+            "lakefs: true on h1, h2, h3; one host runs it",
+        ),
     ],
 )
 def test_a_bad_cluster_file_is_one_clear_error(tmp_path: Path, doc: Any, problem: str) -> None:
@@ -93,8 +100,8 @@ def test_certificates_are_valid_for_each_host_and_keys_private(tmp_path: Path) -
 def test_each_host_runs_its_node_and_the_accelerator_where_asked(tmp_path: Path) -> None:
     cluster = load_cluster(_write(tmp_path, _doc()))
     make_certs(cluster)
-    first = host_specs(cluster, cluster.host(1), Path("/bin/minio"), SECRETS)
-    second = host_specs(cluster, cluster.host(2), Path("/bin/minio"), SECRETS)
+    first = host_specs(cluster, cluster.host(1), BINARIES, SECRETS)
+    second = host_specs(cluster, cluster.host(2), BINARIES, SECRETS)
     assert [s.name for s in first] == ["minio", "accelerator"] and [s.name for s in second] == ["minio"]
     minio = first[0]
     assert minio.argv[:5] == ["/bin/minio", "server", "--address", "10.0.0.1:9000", "--console-address"]
@@ -113,3 +120,36 @@ def test_each_host_runs_its_node_and_the_accelerator_where_asked(tmp_path: Path)
     ]
     assert "--ca-file" in accel and "--tls-cert" in accel
     assert not any(secret in " ".join(spec.argv) for spec in first for secret in SECRETS.values())
+
+
+def test_the_lakefs_host_runs_postgres_lakefs_over_tls_and_the_hooks_on_loopback(tmp_path: Path) -> None:
+    doc = _doc()
+    doc["hosts"][1]["lakefs"] = True
+    cluster = load_cluster(_write(tmp_path, doc))
+    make_certs(cluster)
+    host = cluster.host(2)
+    with pytest.raises(ConfigError, match="set LAKEFS_AUTH_ENCRYPT_SECRET_KEY, ROBOLAKE_LAKEFS_ACCESS_KEY_ID"):
+        required_secrets(SECRETS, host)
+    assert required_secrets(SECRETS, cluster.host(1)) == SECRETS  # only the lakeFS host needs lakeFS's secrets
+    secrets = {**SECRETS, **{k: f"{k.lower()}-value" for k in LAKEFS_SECRETS}}
+    # A managed database instead of the host's own PostgreSQL: no postgres process.
+    managed = {**secrets, "ROBOLAKE_LAKEFS_DATABASE_URL": "postgres://lakefs:pw@db.internal:5432/lakefs"}
+    specs = host_specs(cluster, host, BINARIES, required_secrets(managed, host))
+    assert [s.name for s in specs] == ["minio", "lakefs", "hooks"]
+    lakefs, hooks = specs[1], specs[2]
+    config_path = Path(lakefs.argv[lakefs.argv.index("--config") + 1])
+    assert config_path.stat().st_mode & 0o777 == 0o600
+    config = yaml.safe_load(config_path.read_text())
+    assert config["listen_address"] == "10.0.0.2:8000"
+    assert config["database"] == {
+        "type": "postgres",
+        "postgres": {"connection_string": managed["ROBOLAKE_LAKEFS_DATABASE_URL"]},
+    }
+    assert config["tls"] == {"enabled": True, "cert_file": str(cluster.cert(host)), "key_file": str(cluster.key(host))}
+    assert config["blockstore"]["s3"]["endpoint"] == "https://10.0.0.1:9100"  # the accelerator, on host 1
+    assert lakefs.env["SSL_CERT_FILE"] == str(cluster.ca)
+    assert lakefs.env["LAKEFSACTION_ROBOLAKE_HOOKS_TOKEN"] == secrets["ROBOLAKE_HOOKS_TOKEN"]
+    assert (
+        hooks.host == "127.0.0.1" and hooks.argv[hooks.argv.index("--lakefs-endpoint") + 1] == "https://10.0.0.2:8000"
+    )
+    assert not any(v in " ".join(spec.argv) for spec in specs for v in managed.values())

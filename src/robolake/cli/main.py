@@ -92,3 +92,7 @@ def cli() -> None:
 
 def main() -> None:
     run_cli(cli)
+
+
+if __name__ == "__main__":
+    main()

@@ -64,18 +64,21 @@ def up(cluster_file: Path | None, host_id: int | None) -> None:
     """Start whatever is not running yet; safe to run again (it loses nothing).
 
     The first run builds MinIO and lakeFS from source (several minutes, needs Go). With
-    --cluster FILE --host-id N: this host's MinIO node (and the accelerator, where the file says
-    so), over TLS, with the secrets from the environment (see `robolake certs --help`).
+    --cluster FILE --host-id N: this host's MinIO node (and the accelerator, and lakeFS on
+    PostgreSQL with the validation hook, where the file says so), over TLS, with the secrets from
+    the environment (see `robolake certs --help`). Start the lakeFS host last: its `up` waits for
+    the cluster to form, then creates the buckets, lakeFS's repository and the hook.
     """
     if (chosen := _cluster_host(cluster_file, host_id)) is not None:
         import os
 
         from robolake.stack.hosts import host_up, required_secrets
 
-        secrets = required_secrets(os.environ)
-        minio = BinaryBuilder(load_settings().cache_dir).ensure("minio")
-        started = host_up(*chosen, minio, secrets)
         host = chosen[0].host(chosen[1])
+        secrets = required_secrets(os.environ, host)
+        builder = BinaryBuilder(load_settings().cache_dir)
+        binaries = {name: builder.ensure(name) for name in (("minio", "lakefs") if host.lakefs else ("minio",))}
+        started = host_up(*chosen, binaries, secrets)
         err_console.print(f"host {chosen[1]} ({host.name}, {host.address}): started {', '.join(started) or 'nothing'}")
         return
     native = NativeStack(load_settings())

@@ -4,18 +4,26 @@
     tls: {dir: certs}                  # certs/ca.crt and certs/<host>/{public.crt,private.key}
     minio: {port: 9000, console_port: 9090, drives: 2}
     accelerator: {port: 9100, admin_port: 9110}
+    lakefs: {port: 8000, hooks_port: 8100}
     hosts:
-      - {name: lab1, address: 10.0.0.11, data: /srv/robolake, accelerator: true}
+      - {name: lab1, address: 10.0.0.11, data: /srv/robolake, accelerator: true, lakefs: true}
       - {name: lab2, address: 10.0.0.12, data: /srv/robolake}
       - {name: lab3, address: 10.0.0.13, data: /srv/robolake}
 
 Each host runs one MinIO node (its drives `<data>/drive1..N`, its logs and pid files under
-`<data>/state/`) and, where `accelerator: true`, the accelerator in front of every node. All
-traffic is TLS: MinIO serves the host's certificate and verifies its peers with the CA; the
-accelerator serves the same certificate and verifies the nodes with it. `robolake certs` makes a
-CA and per-host certificates for trials; real ones go in the same places. Secrets come from the
-environment only, never from the file, and have no defaults: MINIO_ROOT_USER, MINIO_ROOT_PASSWORD,
-ROBOLAKE_WEBHOOK_TOKEN and ROBOLAKE_ADMIN_TOKEN. Relative paths are relative to the file.
+`<data>/state/`); where `accelerator: true`, the accelerator in front of every node; where
+`lakefs: true`, lakeFS on PostgreSQL (robolake.stack.postgres: Debian's server, private to the
+host, or a managed one by ROBOLAKE_LAKEFS_DATABASE_URL), its blockstore the accelerator (else the
+host's own node), and the hooks server guarding main on 127.0.0.1 (only lakeFS calls it). That
+host's `up` then sets the cluster up once it has formed: buckets, notifications, lakeFS's admin
+and repository, the validation hook. All traffic between hosts is TLS: MinIO serves the host's
+certificate and verifies its peers with the CA; the accelerator and lakeFS serve the same
+certificate and verify what they call with it. `robolake certs` makes a CA and per-host
+certificates for trials; real ones go in the same places. Secrets come from the environment
+only, never from the file, and have no defaults: MINIO_ROOT_USER, MINIO_ROOT_PASSWORD,
+ROBOLAKE_WEBHOOK_TOKEN and ROBOLAKE_ADMIN_TOKEN, and on the lakeFS host also
+LAKEFS_AUTH_ENCRYPT_SECRET_KEY, ROBOLAKE_LAKEFS_ACCESS_KEY_ID, ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY
+and ROBOLAKE_HOOKS_TOKEN. Relative paths are relative to the file.
 Erasure coding: parity is the drives of one host, so a cluster of three or more hosts keeps
 reading and writing with one host gone.
 """
@@ -27,18 +35,28 @@ import functools
 import ipaddress
 import os
 import shutil
+import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from robolake.errors import ConfigError
+from robolake.errors import ConfigError, ServerStartError
+from robolake.stack.postgres import Postgres, find_bindir
 from robolake.stack.process import ProcessSpec
-from robolake.stack.specs import WEBHOOK_ID
+from robolake.stack.specs import LAKEFS_QUIET_ENV, WEBHOOK_ID, lakefs_config, write_private_yaml
+from robolake.versioning.hooks import HOOK_TOKEN_ENV
 
 SECRETS = ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD", "ROBOLAKE_WEBHOOK_TOKEN", "ROBOLAKE_ADMIN_TOKEN")
+LAKEFS_SECRETS = (
+    "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
+    "ROBOLAKE_LAKEFS_ACCESS_KEY_ID",
+    "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
+    "ROBOLAKE_HOOKS_TOKEN",
+)
+DATABASE_URL = "ROBOLAKE_LAKEFS_DATABASE_URL"  # a managed PostgreSQL instead of the host's own
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +65,7 @@ class Host:
     address: str
     data: Path
     accelerator: bool = False
+    lakefs: bool = False
 
     @property
     def url_host(self) -> str:
@@ -63,6 +82,8 @@ class Cluster:
     drives: int = 2
     accelerator_port: int = 9100
     accelerator_admin_port: int = 9110
+    lakefs_port: int = 8000
+    hooks_port: int = 8100
     # MinIO refuses drives on the root disk unless told this is a trial (MINIO_CI_CD).
     allow_root_disk: bool = False
 
@@ -94,6 +115,13 @@ class Cluster:
         host = self.accelerator_host()
         return None if host is None else f"https://{host.url_host}:{self.accelerator_port}"
 
+    def lakefs_url(self, host: Host) -> str:
+        return f"https://{host.url_host}:{self.lakefs_port}"
+
+    def blockstore_url(self, host: Host) -> str:
+        """Where lakeFS on `host` reads and writes objects: the accelerator, else the host's node."""
+        return self.accelerator_url() or self.node_url(host)
+
     def drive_urls(self) -> list[str]:
         return [f"{self.node_url(h)}{h.data / f'drive{d}'}" for h in self.hosts for d in range(1, self.drives + 1)]
 
@@ -114,7 +142,7 @@ def load_cluster(path: Path) -> Cluster:
     if not isinstance(doc, dict) or not isinstance(doc.get("hosts"), list) or not doc["hosts"]:
         raise ConfigError(f"the cluster file {str(path)!r} names no hosts: it needs a `hosts:` list")
     base = path.resolve().parent
-    minio, accel, tls = (doc.get(k) or {} for k in ("minio", "accelerator", "tls"))
+    minio, accel, tls, lakefs = (doc.get(k) or {} for k in ("minio", "accelerator", "tls", "lakefs"))
     hosts = []
     for i, item in enumerate(doc["hosts"], start=1):
         where = f"{path}: host {i}"
@@ -124,14 +152,16 @@ def load_cluster(path: Path) -> Cluster:
             ipaddress.ip_address(str(item["address"]))
         except ValueError:
             raise ConfigError(f"{where}: address {item['address']!r} is not an IP address") from None
-        hosts.append(
-            Host(str(item["name"]), str(item["address"]), base / str(item["data"]), bool(item.get("accelerator")))
-        )
+        roles = {role: bool(item.get(role)) for role in ("accelerator", "lakefs")}
+        hosts.append(Host(str(item["name"]), str(item["address"]), base / str(item["data"]), **roles))
     names = [h.name for h in hosts]
     if len(set(names)) != len(names) or len({h.address for h in hosts}) != len(hosts):
         raise ConfigError(f"{path}: host names and addresses must be unique (names: {', '.join(names)})")
     if len(hosts) < 3:
         raise ConfigError(f"{path}: {len(hosts)} hosts; erasure coding that survives a lost host needs at least 3")
+    for role in ("accelerator", "lakefs"):
+        if len(with_role := [h.name for h in hosts if getattr(h, role)]) > 1:
+            raise ConfigError(f"{path}: {role}: true on {', '.join(with_role)}; one host runs it")
     drives = minio.get("drives", 2)
     if not isinstance(drives, int) or not 1 <= drives <= 16:
         raise ConfigError(f"{path}: minio.drives {drives!r} must be 1 to 16 drives per host")
@@ -144,19 +174,25 @@ def load_cluster(path: Path) -> Cluster:
         drives=drives,
         accelerator_port=_port(accel, "port", 9100, f"{path}: accelerator"),
         accelerator_admin_port=_port(accel, "admin_port", 9110, f"{path}: accelerator"),
+        lakefs_port=_port(lakefs, "port", 8000, f"{path}: lakefs"),
+        hooks_port=_port(lakefs, "hooks_port", 8100, f"{path}: lakefs"),
         allow_root_disk=bool(doc.get("allow_root_disk", False)),
     )
 
 
-def required_secrets(environ: Mapping[str, str]) -> dict[str, str]:
-    """The cluster's secrets from the environment; a missing one is a ConfigError (no defaults)."""
-    missing = [name for name in SECRETS if not environ.get(name)]
+def required_secrets(environ: Mapping[str, str], host: Host | None = None) -> dict[str, str]:
+    """The secrets `host` needs from the environment; a missing one is a ConfigError (no defaults)."""
+    names = SECRETS + (LAKEFS_SECRETS if host is not None and host.lakefs else ())
+    missing = [name for name in names if not environ.get(name)]
     if missing:
         raise ConfigError(
             f"a cluster across hosts has no default secrets: set {', '.join(missing)} (the same on every host; "
             "e.g. export ROBOLAKE_ADMIN_TOKEN=$(openssl rand -hex 24))"
         )
-    return {name: environ[name] for name in SECRETS}
+    found = {name: environ[name] for name in names}
+    if environ.get(DATABASE_URL):
+        found[DATABASE_URL] = environ[DATABASE_URL]
+    return found
 
 
 def _state(host: Host) -> Path:
@@ -193,8 +229,13 @@ def minio_certs_dir(cluster: Cluster, host: Host) -> Path:
     return certs
 
 
-def host_specs(cluster: Cluster, host: Host, minio_binary: Path, secrets: Mapping[str, str]) -> list[ProcessSpec]:
-    """The processes `host` runs: its MinIO node, then the accelerator where configured."""
+def host_specs(
+    cluster: Cluster, host: Host, binaries: Mapping[str, Path], secrets: Mapping[str, str]
+) -> list[ProcessSpec]:
+    """The processes `host` runs: its MinIO node, then the accelerator and lakeFS where configured.
+
+    `binaries` maps minio (and lakefs, on the lakeFS host) to the built binaries.
+    """
     state = _state(host)
     for d in range(1, cluster.drives + 1):
         (host.data / f"drive{d}").mkdir(parents=True, exist_ok=True)
@@ -220,7 +261,7 @@ def host_specs(cluster: Cluster, host: Host, minio_binary: Path, secrets: Mappin
             # it resolves through the node's working directory (state/node), wherever data is.
             f"MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_{WEBHOOK_ID}": "/proc/self/cwd/events",
         }
-    argv = [str(minio_binary), "server", "--address", f"{host.url_host}:{cluster.minio_port}"]
+    argv = [str(binaries["minio"]), "server", "--address", f"{host.url_host}:{cluster.minio_port}"]
     argv += ["--console-address", f"{host.url_host}:{cluster.console_port}"]
     argv += ["--certs-dir", str(minio_certs_dir(cluster, host)), *cluster.drive_urls()]
     ports = {
@@ -230,6 +271,8 @@ def host_specs(cluster: Cluster, host: Host, minio_binary: Path, secrets: Mappin
     specs = [_spec(host, "minio", argv, env, ports, state / "node")]
     if host.accelerator:
         specs.append(_accelerator_spec(cluster, host, secrets))
+    if host.lakefs:
+        specs += _lakefs_specs(cluster, host, binaries["lakefs"], secrets)
     return specs
 
 
@@ -252,41 +295,121 @@ def _accelerator_spec(cluster: Cluster, host: Host, secrets: Mapping[str, str]) 
     return _spec(host, "accelerator", argv, env, ports, state)
 
 
-def _https_ok(url: str, ca: Path) -> bool:
+def _postgres(host: Host) -> Postgres:
+    # The socket's directory has a short name: a Unix socket's path is at most 107 bytes.
+    return Postgres(root=_state(host) / "postgres", socket_dir=_state(host) / "pg", bindir=find_bindir())
+
+
+def _lakefs_specs(cluster: Cluster, host: Host, binary: Path, secrets: Mapping[str, str]) -> list[ProcessSpec]:
+    """PostgreSQL (unless a managed database is given), lakeFS over TLS, and the hooks server."""
+    state, ca = _state(host), str(cluster.ca)
+    specs = []
+    if DATABASE_URL in secrets:
+        connection = secrets[DATABASE_URL]
+    else:
+        postgres = _postgres(host)
+        postgres.init()
+        spec = _spec(host, "postgres", postgres.argv(), {}, {}, postgres.root)
+        specs.append(dataclasses.replace(spec, user=postgres.run_as()))
+        connection = postgres.connection_string()
+    config = lakefs_config(
+        listen=f"{host.url_host}:{cluster.lakefs_port}",
+        database={"type": "postgres", "postgres": {"connection_string": connection}},
+        encrypt_secret=secrets["LAKEFS_AUTH_ENCRYPT_SECRET_KEY"],
+        cache_dir=state / "lakefs" / "cache",
+        s3_endpoint=cluster.blockstore_url(host),
+        s3_keys=(secrets["MINIO_ROOT_USER"], secrets["MINIO_ROOT_PASSWORD"]),
+        tls={"enabled": True, "cert_file": str(cluster.cert(host)), "key_file": str(cluster.key(host))},
+    )
+    config_path = write_private_yaml(state / "lakefs" / "config.yaml", config)
+    # lakeFS (Go) verifies the accelerator's or node's certificate with the CA in SSL_CERT_FILE.
+    env = {**LAKEFS_QUIET_ENV, HOOK_TOKEN_ENV: secrets["ROBOLAKE_HOOKS_TOKEN"], "SSL_CERT_FILE": ca}
+    ports = {cluster.lakefs_port: f"{cluster.path}: lakefs.port"}
+    specs.append(_spec(host, "lakefs", [str(binary), "run", "--config", str(config_path)], env, ports, state))
+    hooks_env = {k: secrets[k] for k in ("ROBOLAKE_HOOKS_TOKEN", "ROBOLAKE_ADMIN_TOKEN", *LAKEFS_SECRETS[1:3])}
+    hooks_env |= {"ROBOLAKE_ENV_FILE": "/dev/null", "ROBOLAKE_STATE_DIR": str(state), "REQUESTS_CA_BUNDLE": ca}
+    argv = [sys.executable, "-m", "robolake.cli.hooks", "serve", "--host", "127.0.0.1"]
+    argv += ["--port", str(cluster.hooks_port), "--lakefs-endpoint", cluster.lakefs_url(host)]
+    argv += ["--work-dir", str(state / "hooks")]
+    # Only lakeFS, on this host, calls the hooks server: it listens on loopback.
+    hooks = _spec(host, "hooks", argv, hooks_env, {cluster.hooks_port: f"{cluster.path}: lakefs.hooks_port"}, state)
+    specs.append(dataclasses.replace(hooks, host="127.0.0.1"))
+    return specs
+
+
+def set_up_cluster(cluster: Cluster, host_id: int, secrets: Mapping[str, str], wait_s: float) -> None:
+    """From the lakeFS host, once the cluster has formed: buckets, notifications, lakeFS's admin
+    and repository, the validation hook on main (`robolake stack bootstrap`; idempotent)."""
+    host = cluster.host(host_id)
+    argv = [sys.executable, "-m", "robolake.cli.main", "stack", "bootstrap", "--wait", str(wait_s)]
+    argv += ["--minio-endpoint", cluster.node_url(host), "--lakefs-endpoint", cluster.lakefs_url(host)]
+    argv += ["--hooks-endpoint", f"http://127.0.0.1:{cluster.hooks_port}"]
+    if cluster.accelerator_host() is None:
+        argv.append("--no-notifications")
+    ca = str(cluster.ca)
+    env = {**os.environ, **secrets, "ROBOLAKE_ENV_FILE": "/dev/null", "REQUESTS_CA_BUNDLE": ca, "SSL_CERT_FILE": ca}
+    if subprocess.run(argv, env=env, check=False).returncode != 0:  # it reports on this terminal
+        raise ServerStartError(
+            f"setting the cluster up from host {host_id} failed (above); its servers are left running: once "
+            f"every host is up, run `robolake stack up --cluster {cluster.path} --host-id {host_id}` again"
+        )
+
+
+def _https_ok(url: str, ca: Path | None) -> bool:
+    """`url` answers 200 (https verified with the cluster's CA `ca`)."""
     import requests
 
     try:
-        return requests.get(url, timeout=3, verify=str(ca)).status_code == 200
+        return requests.get(url, timeout=3, verify=True if ca is None else str(ca)).status_code == 200
     except requests.RequestException:
         return False
 
 
-def _probes(cluster: Cluster, host: Host) -> dict[str, str]:
-    """Per process of `host`, the URL that answers 200 once it serves."""
-    probes = {"minio": f"{cluster.node_url(host)}/minio/health/live"}
+def _probes(cluster: Cluster, host: Host) -> dict[str, Callable[[], bool]]:
+    """Per process of `host`, in the order `up` starts them, a check that it serves."""
+    ok = functools.partial(_https_ok, ca=cluster.ca)
+    probes: dict[str, Callable[[], bool]] = {
+        "minio": functools.partial(ok, f"{cluster.node_url(host)}/minio/health/live")
+    }
     if host.accelerator:
-        probes["accelerator"] = f"https://{host.url_host}:{cluster.accelerator_admin_port}/health"
+        probes["accelerator"] = functools.partial(
+            ok, f"https://{host.url_host}:{cluster.accelerator_admin_port}/health"
+        )
+    if host.lakefs:
+        if (_state(host) / "postgres" / "data").exists():  # not with a managed database
+            probes["postgres"] = _postgres(host).ready
+        probes["lakefs"] = functools.partial(ok, f"{cluster.lakefs_url(host)}/_health")
+        probes["hooks"] = functools.partial(_https_ok, f"http://127.0.0.1:{cluster.hooks_port}/health", None)
     return probes
 
 
 def host_up(
-    cluster: Cluster, host_id: int, minio_binary: Path, secrets: Mapping[str, str], *, wait_s: float = 120
+    cluster: Cluster,
+    host_id: int,
+    binaries: Mapping[str, Path],
+    secrets: Mapping[str, str],
+    *,
+    wait_s: float = 120,
+    setup_wait_s: float = 300,
 ) -> list[str]:
     """Start what host `host_id` runs and is not running yet; returns what was started.
 
     Each process is waited on until it serves on its own address (a node answers its health
-    check before the other hosts are up; the cluster forms once enough of them are).
+    check before the other hosts are up; the cluster forms once enough of them are). The lakeFS
+    host then waits up to `setup_wait_s` for the cluster and sets it up.
     """
     from robolake.stack.process import ManagedProcess, check_ports_free
 
     host = cluster.host(host_id)
-    processes = [ManagedProcess(spec) for spec in host_specs(cluster, host, minio_binary, secrets)]
+    processes = [ManagedProcess(spec) for spec in host_specs(cluster, host, binaries, secrets)]
     wanted = [p for p in processes if not p.is_running()]
     check_ports_free([p.spec for p in wanted])
     probes = _probes(cluster, host)
     for process in wanted:
         process.start()
-        process.wait_healthy(functools.partial(_https_ok, probes[process.name], cluster.ca), wait_s)
+        process.wait_healthy(probes[process.name], wait_s)
+    if host.lakefs:
+        set_up_cluster(cluster, host_id, secrets, setup_wait_s)
     return [p.name for p in wanted]
 
 
@@ -305,4 +428,4 @@ def host_down(cluster: Cluster, host_id: int) -> list[str]:
 
 def host_status(cluster: Cluster, host_id: int) -> dict[str, bool]:
     host = cluster.host(host_id)
-    return {name: _https_ok(url, cluster.ca) for name, url in _probes(cluster, host).items()}
+    return {name: probe() for name, probe in _probes(cluster, host).items()}

@@ -11,12 +11,14 @@ import contextlib
 import dataclasses
 import json
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from robolake.errors import PortInUseError, ServerStartError, StateError
 
@@ -35,6 +37,8 @@ class ProcessSpec:
     log_path: Path
     pid_path: Path
     cwd: Path | None = None
+    # Run as this user when started as root (servers that refuse root, e.g. PostgreSQL).
+    user: str | None = None
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -125,6 +129,7 @@ class ManagedProcess:
                 log.flush()
                 self._popen = subprocess.Popen(
                     list(spec.argv),
+                    **as_user(spec.user),
                     env=dict(spec.env),
                     cwd=spec.cwd,
                     stdin=subprocess.DEVNULL,
@@ -192,6 +197,17 @@ class ManagedProcess:
         if self._popen is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._popen.wait(timeout=1)
+
+
+def as_user(user: str | None) -> dict[str, Any]:
+    """Popen's arguments that drop root to `user` (none when not root or no user is asked)."""
+    if user is None or os.geteuid() != 0:
+        return {}
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ServerStartError(f"user {user!r} does not exist on this machine (it runs the server)") from None
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def _is_zombie(pid: int) -> bool:

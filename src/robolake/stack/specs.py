@@ -27,6 +27,12 @@ WEBHOOK_ID = "ROBOLAKE"
 # Buckets whose changes MinIO reports to the accelerator (lakeFS never rewrites an address).
 NOTIFIED_BUCKETS = ("umi-raw", "umi-processed", "umi-experiments")
 LAKEFS_STORAGE_BUCKET = "lakefs-storage"
+# Belt and braces: lakeFS's call-home switches also as environment variables.
+LAKEFS_QUIET_ENV = {
+    "LAKEFS_STATS_ENABLED": "false",
+    "LAKEFS_SECURITY_CHECK_LATEST_VERSION": "false",
+    "LAKEFS_EMAIL_SUBSCRIPTION_ENABLED": "false",
+}
 
 
 _NOT_PASSED = frozenset({"ROBOLAKE_HOOKS_TOKEN", "ROBOLAKE_WEBHOOK_TOKEN"})  # secrets the console never needs
@@ -178,49 +184,69 @@ class NativeSpecs:
 
     def lakefs_config(self, creds: Credentials) -> dict[str, Any]:
         s = self.settings
-        return {
-            "listen_address": f"{s.host}:{s.lakefs_port}",
-            "logging": {"level": "INFO", "format": "text"},
-            "database": {"type": "local", "local": {"path": str(self.state.lakefs_kv)}},
-            "auth": {"encrypt": {"secret_key": creds.lakefs_encrypt_secret}},
-            "committed": {"local_cache": {"dir": str(self.state.lakefs_cache)}},
-            "blockstore": {
-                "type": "s3",
-                "s3": {
-                    # Through the accelerator: it fails over between MinIO nodes, so lakeFS keeps
-                    # working when any one node is down (lakeFS takes a single endpoint).
-                    "endpoint": s.accelerator_endpoint,
-                    "force_path_style": True,
-                    "discover_bucket_region": False,
-                    "region": "us-east-1",
-                    "credentials": {
-                        "access_key_id": s.minio_root_user,
-                        "secret_access_key": s.minio_root_password,
-                    },
-                },
-            },
-            "stats": {"enabled": False},
-            "security": {"check_latest_version": False},
-            "email_subscription": {"enabled": False},
-        }
+        return lakefs_config(
+            listen=f"{s.host}:{s.lakefs_port}",
+            database={"type": "local", "local": {"path": str(self.state.lakefs_kv)}},
+            encrypt_secret=creds.lakefs_encrypt_secret,
+            cache_dir=self.state.lakefs_cache,
+            # Through the accelerator: it fails over between MinIO nodes, so lakeFS keeps working
+            # when any one node is down (lakeFS takes a single endpoint).
+            s3_endpoint=s.accelerator_endpoint,
+            s3_keys=(s.minio_root_user, s.minio_root_password),
+        )
 
     def lakefs_spec(self, binary: Path, creds: Credentials) -> ProcessSpec:
         """lakeFS's spec; writes its config file (0600: it holds the encryption secret)."""
-        config_path = self.state.root / "lakefs" / "config.yaml"
-        try:
-            config_path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                yaml.safe_dump(self.lakefs_config(creds), fh, sort_keys=False)
-        except OSError as exc:
-            raise StateError(f"cannot write lakeFS's configuration {str(config_path)!r}: {exc.strerror}") from exc
-        env = {
-            # Belt and braces: the call-home switches also as environment variables.
-            "LAKEFS_STATS_ENABLED": "false",
-            "LAKEFS_SECURITY_CHECK_LATEST_VERSION": "false",
-            "LAKEFS_EMAIL_SUBSCRIPTION_ENABLED": "false",
-            # The validation hook's token, for the action file's `{{ ENV.… }}` header (never in the file).
-            HOOK_TOKEN_ENV: creds.hooks_token,
-        }
+        config_path = write_private_yaml(self.state.root / "lakefs" / "config.yaml", self.lakefs_config(creds))
+        # The validation hook's token, for the action file's `{{ ENV.… }}` header (never in the file).
+        env = {**LAKEFS_QUIET_ENV, HOOK_TOKEN_ENV: creds.hooks_token}
         argv = [str(binary), "run", "--config", str(config_path)]
         return self._spec("lakefs", argv, env, {self.settings.lakefs_port: "ROBOLAKE_LAKEFS_PORT"})
+
+
+def lakefs_config(
+    *,
+    listen: str,
+    database: dict[str, Any],
+    encrypt_secret: str,
+    cache_dir: Path,
+    s3_endpoint: str,
+    s3_keys: tuple[str, str],
+    tls: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """lakeFS's configuration: its KV `database`, MinIO (or the accelerator) as the S3 blockstore."""
+    doc: dict[str, Any] = {
+        "listen_address": listen,
+        "logging": {"level": "INFO", "format": "text"},
+        "database": database,
+        "auth": {"encrypt": {"secret_key": encrypt_secret}},
+        "committed": {"local_cache": {"dir": str(cache_dir)}},
+        "blockstore": {
+            "type": "s3",
+            "s3": {
+                "endpoint": s3_endpoint,
+                "force_path_style": True,
+                "discover_bucket_region": False,
+                "region": "us-east-1",
+                "credentials": {"access_key_id": s3_keys[0], "secret_access_key": s3_keys[1]},
+            },
+        },
+        "stats": {"enabled": False},
+        "security": {"check_latest_version": False},
+        "email_subscription": {"enabled": False},
+    }
+    if tls is not None:
+        doc["tls"] = tls
+    return doc
+
+
+def write_private_yaml(path: Path, doc: Mapping[str, Any]) -> Path:
+    """Write `doc` as YAML readable by its owner only (0600: it holds secrets); returns `path`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(dict(doc), fh, sort_keys=False)
+    except OSError as exc:
+        raise StateError(f"cannot write {str(path)!r}: {exc.strerror}") from exc
+    return path
