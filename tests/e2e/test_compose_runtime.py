@@ -24,6 +24,7 @@ from pathlib import Path
 
 import boto3
 import pytest
+import requests
 from botocore.config import Config
 
 from robolake.config import Settings
@@ -185,3 +186,85 @@ def test_compose_stack_runs_like_the_native_one(dockerd: dict[str, str], tmp_pat
     assert _project_leftovers(project, env) == {"containers": "", "networks": "", "volumes": ""}
     with contextlib.suppress(OSError):
         shutil.rmtree(tmp_path / "state")
+
+
+@pytest.mark.timeout(2400)
+def test_cloud_lakefs_keeps_its_state_in_the_postgres_service(dockerd: dict[str, str], tmp_path: Path) -> None:
+    """docker-compose.cloud.yml's postgres and lakefs services, with the file's own environment.
+
+    The admin lakeFS was set up with is still there for a new lakeFS container (no volume of its
+    own): its data lives in PostgreSQL, whose volume outlives the database container too.
+    """
+    from robolake.stack.bootstrap import LakeFSAdmin
+    from robolake.stack.compose import load_compose
+
+    built = run([str(ROOT / ".venv/bin/robolake"), "stack", "images"], {**dockerd, "ROBOLAKE_ENV_FILE": "/dev/null"})
+    assert built.returncode == 0, built.stdout + built.stderr
+    secrets = {
+        name: uuid.uuid4().hex
+        for name in (
+            "MINIO_ROOT_USER",
+            "MINIO_ROOT_PASSWORD",
+            "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
+            "ROBOLAKE_WEBHOOK_TOKEN",
+        )
+    }
+    secrets |= {
+        "ROBOLAKE_POSTGRES_PASSWORD": uuid.uuid4().hex,
+        "ROBOLAKE_LAKEFS_ACCESS_KEY_ID": "AKIAJCLOUDTEST0000001",
+    }
+    secrets["ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"] = uuid.uuid4().hex
+    keys = (secrets["ROBOLAKE_LAKEFS_ACCESS_KEY_ID"], secrets["ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY"])
+    services = load_compose(ROOT / "docker-compose.cloud.yml", secrets)["services"]
+    tag = f"rlcloud{uuid.uuid4().hex[:6]}"
+    network, volume = f"{tag}-net", f"{tag}-pg"
+
+    def start(service: str, *extra: str) -> str:
+        spec = services[service]
+        argv = ["docker", "run", "-d", "--name", f"{tag}-{service}", "--network", network, "--network-alias", service]
+        for key, value in spec.get("environment", {}).items():
+            argv += ["-e", f"{key}={value}"]
+        done = run([*argv, *extra, spec["image"], *spec.get("command", [])], dockerd)
+        assert done.returncode == 0, done.stderr
+        return f"{tag}-{service}"
+
+    def address(container: str) -> str:
+        fmt = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+        return run(["docker", "inspect", "-f", fmt, container], dockerd).stdout.strip()
+
+    def lakefs_up(container: str) -> LakeFSAdmin:
+        admin = LakeFSAdmin(f"http://{address(container)}:8000", *keys)
+        deadline = time.monotonic() + 90
+        while not health.lakefs_healthy(admin.endpoint):
+            logs = run(["docker", "logs", "--tail", "30", container], dockerd)
+            assert time.monotonic() < deadline, f"lakeFS did not start: {logs.stdout}{logs.stderr}"
+            time.sleep(1)
+        return admin
+
+    assert run(["docker", "network", "create", network], dockerd).returncode == 0
+    try:
+        postgres = start("postgres", "-v", f"{volume}:/var/lib/postgresql/data")
+        deadline = time.monotonic() + 90
+        probe = ["docker", "exec", postgres, "pg_isready", "-q", "-h", "127.0.0.1", "-U", "lakefs", "-d", "lakefs"]
+        while run(probe, dockerd).returncode != 0:  # the file's own healthcheck
+            assert time.monotonic() < deadline, run(["docker", "logs", postgres], dockerd).stderr[-2000:]
+            time.sleep(1)
+        # No accelerator here: lakeFS starts without its blockstore; its database is what is checked.
+        first = start("lakefs")
+        admin = lakefs_up(first)
+        assert not admin.is_set_up() and admin.set_up("admin")
+        # A new lakeFS container, and the database container restarted: the admin is still there.
+        assert run(["docker", "rm", "-f", first], dockerd).returncode == 0
+        assert run(["docker", "restart", postgres], dockerd).returncode == 0
+        admin = lakefs_up(start("lakefs"))
+        assert admin.is_set_up()
+        assert requests.get(f"{admin.endpoint}/api/v1/user", auth=keys, timeout=10).json()["user"]["id"] == "admin"
+        # Password authentication: a wrong password is refused from the network.
+        wrong = ["docker", "exec", "-e", "PGPASSWORD=wrong", postgres, "psql", "-h", postgres, "-U", "lakefs"]
+        refused = run([*wrong, "-d", "lakefs", "-c", "select 1"], dockerd)
+        assert refused.returncode != 0 and "password authentication failed" in refused.stderr, refused.stderr
+    finally:
+        names = [f"{tag}-postgres", f"{tag}-lakefs"]
+        run(["docker", "rm", "-f", *names], dockerd)
+        run(["docker", "network", "rm", network], dockerd)
+        run(["docker", "volume", "rm", "-f", volume], dockerd)

@@ -43,6 +43,7 @@ CLOUD_SECRETS = (
     "LAKEFS_AUTH_ENCRYPT_SECRET_KEY",
     "ROBOLAKE_LAKEFS_ACCESS_KEY_ID",
     "ROBOLAKE_LAKEFS_SECRET_ACCESS_KEY",
+    "ROBOLAKE_POSTGRES_PASSWORD",
     "ROBOLAKE_WEBHOOK_TOKEN",
 )
 INSTALL = ROOT / "install-docker.sh"
@@ -335,10 +336,16 @@ def test_lakefs_configuration_matches_native(path: Path, native: NativeStack) ->
     }
     assert differ <= set(native_env)
     compose_env = env_of(load_compose(path)["services"]["lakefs"])
+    if path == CLOUD:  # the cloud file's lakeFS keeps its data in PostgreSQL, the postgres service
+        differ |= {"LAKEFS_DATABASE_TYPE", "LAKEFS_DATABASE_POSTGRES_CONNECTION_STRING"}
+        assert compose_env["LAKEFS_DATABASE_TYPE"] == "postgres"
+        dsn = compose_env["LAKEFS_DATABASE_POSTGRES_CONNECTION_STRING"]
+        assert dsn.startswith("postgres://lakefs:${ROBOLAKE_POSTGRES_PASSWORD") and "@postgres:5432/lakefs" in dsn
     assert {k: compose_env.get(k) for k in native_env if k not in differ} == {
         k: v for k, v in native_env.items() if k not in differ
     }
-    assert differ <= set(compose_env)
+    database = {"LAKEFS_DATABASE_LOCAL_PATH", "LAKEFS_DATABASE_POSTGRES_CONNECTION_STRING"}
+    assert differ - database <= set(compose_env) and database & set(compose_env)
     assert compose_env["LAKEFS_BLOCKSTORE_S3_ENDPOINT"] == "http://accelerator:9000"
     assert "${MINIO_ROOT_USER" in compose_env["LAKEFS_BLOCKSTORE_S3_CREDENTIALS_ACCESS_KEY_ID"]
     for switch in ("STATS_ENABLED", "SECURITY_CHECK_LATEST_VERSION", "EMAIL_SUBSCRIPTION_ENABLED"):
@@ -558,8 +565,8 @@ def test_cloud_requires_credentials_and_restarts(cloud: dict[str, Any]) -> None:
         for key, value in env_of(services[name]).items():
             for secret in secrets:
                 if f"${{{secret}" in value:
-                    assert value == f"${{{secret}:?set {secret}}}", f"{name}.{key} must require {secret}"
-    for name in (*ALL_SERVERS, "prometheus"):
+                    assert f"${{{secret}:?set {secret}}}" in value, f"{name}.{key} must require {secret}"
+    for name in (*ALL_SERVERS, "postgres", "prometheus"):
         assert services[name]["restart"] == "unless-stopped"
     assert services["setup"]["restart"] == "no"
     for name in MINIO_NODES:
@@ -573,6 +580,11 @@ def test_cloud_requires_credentials_and_restarts(cloud: dict[str, Any]) -> None:
     for name in MINIO_NODES:
         assert env_of(services[name])[WEBHOOK.format("AUTH_TOKEN")] == required
     assert services["prometheus"]["profiles"] == ["monitoring"]
+    # lakeFS's database: on the Compose network only, its data in a volume, lakeFS waits for it.
+    assert "ports" not in services["postgres"] and services["postgres"]["volumes"] == [
+        "postgres-data:/var/lib/postgresql/data"
+    ]
+    assert services["lakefs"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
 
 
 def test_prometheus_scrapes_minio_and_lakefs(cloud: dict[str, Any]) -> None:

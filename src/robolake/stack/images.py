@@ -1,9 +1,10 @@
 """The Compose runtime's images (`robolake stack images`), built with or without a registry.
 
-Four images, each from a Dockerfile in deploy/docker/ whose bases are build arguments:
-robolake/minio, robolake/lakefs, robolake/prometheus (the Go servers) and robolake/robolake (the
-accelerator, the hooks server and the setup job), all tagged `:local`, the tags the compose files
-name. With `--base public` the bases are the Dockerfiles' defaults (golang, alpine, python images
+Five images, each from a Dockerfile in deploy/docker/ whose bases are build arguments:
+robolake/minio, robolake/lakefs, robolake/prometheus (the Go servers), robolake/robolake (the
+accelerator, the hooks server and the setup job) and robolake/postgres (lakeFS's database in the
+cloud file), all tagged `:local`, the tags the compose files name. With `--base public` the
+bases are the Dockerfiles' defaults (golang, alpine, python, debian images
 from a registry); with `--base local` they are one Debian image made here, with no registry:
 `debootstrap --variant=minbase` from the Debian mirror in apt's sources, imported with
 `docker import` (`auto`: local when the registry does not answer a pull of the public base).
@@ -37,9 +38,10 @@ Reporter = Callable[[str], object]
 
 BASES = ("auto", "public", "local")
 # What every image's runtime needs from the local base: TLS roots, the healthchecks' curl and
-# wget, and Python with venv for robolake's image (bookworm's python3 is 3.11).
+# wget, Python with venv for robolake's image (bookworm's python3 is 3.11), and PostgreSQL's
+# server for the postgres image (debootstrap installs it; no apt inside a build).
 BASE_SUITE = "bookworm"
-BASE_PACKAGES = ("ca-certificates", "curl", "wget", "python3", "python3-venv")
+BASE_PACKAGES = ("ca-certificates", "curl", "wget", "python3", "python3-venv", "postgresql-15")
 PUBLIC_PROBE = "python:3.11-slim"  # the public base a `--base auto` tries to pull
 EXTRA_CA_DIR = Path("/usr/local/share/ca-certificates")
 _DOCKER_DIR = Path("deploy/docker")
@@ -67,6 +69,7 @@ RECIPES = (
     Recipe("lakefs", binaries=("lakefs",), sources=("tools/lakefs-build",)),
     Recipe("prometheus", binaries=("prometheus",)),
     Recipe("robolake", sources=("pyproject.toml", "README.md", "src", "tools")),
+    Recipe("postgres", sources=("deploy/docker/postgres-entrypoint.sh",)),
 )
 
 
@@ -230,7 +233,7 @@ def build_images(
     report: Reporter = print,
     progress: Callable[[str], None] | None = None,
 ) -> list[Built]:
-    """Build the four images the compose files name; returns what was built and how long it took."""
+    """Build the images the compose files name; returns what was built and how long it took."""
     require_engine()
     base = choose_base(base, report)
     args: list[str] = []
