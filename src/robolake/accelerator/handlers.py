@@ -34,7 +34,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from robolake.accelerator import replay, s3xml
 from robolake.accelerator.access import Gatekeeper
-from robolake.accelerator.answer import answer_from_copy
+from robolake.accelerator.answer import CacheAnswer, answer_from_copy
 from robolake.accelerator.batch import BatchHandler
 from robolake.accelerator.cache import TieredCache
 from robolake.accelerator.cluster import ClusterLister, is_node_local
@@ -194,9 +194,9 @@ class S3Handler:
                 if large is not None and got.response.status == 200:
                     large.hints.note(key, got.response.content_length)
                 return await relay(request, got.response, buffer_max_bytes=self.filler.max_object_bytes)
-            out = CIMultiDict(relayed(got.response.headers))
-            out["X-Robolake-Cache"] = "miss"
-            return web.Response(status=200, body=got.obj.body, headers=out)
+            body = got.obj.body
+            answer = CacheAnswer(200, list(relayed(got.response.headers)), body, len(body))
+            return await send_answer(request, answer, (("X-Robolake-Cache", "miss"),))
 
     async def _forward(self, request: web.Request, target: Target) -> web.StreamResponse:
         """Pass a request to MinIO as it is and relay the answer (a body held only within bounds)."""

@@ -1,10 +1,20 @@
-"""Writing answers to the client: MinIO's relayed as they came, the cache's with MinIO's framing."""
+"""Writing answers to the client: MinIO's relayed as they came, the cache's with MinIO's framing.
+
+A cache hit is the accelerator's hot path: a GET answered 200/206 on a keep-alive HTTP/1.1
+connection is written as one block of bytes straight to the transport (`RawAnswer`), skipping
+aiohttp's response objects, header serialisation and payload writer (about a fifth of the hit's
+time, profiled); it carries the same headers aiohttp would add (Date, Server, Content-Length).
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
+from email.utils import formatdate
+from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
+from aiohttp.http import SERVER_SOFTWARE
 from multidict import CIMultiDict
 
 from robolake.accelerator.answer import CacheAnswer
@@ -35,12 +45,69 @@ async def send_answer(
     request: web.Request, answer: CacheAnswer, extra: Iterable[tuple[str, str]]
 ) -> web.StreamResponse:
     """Write an answer from the cache, with `extra` headers (request id, cache marker) after its own."""
+    if request.method == "GET" and answer.status in _STATUS_LINES and request.version == HttpVersion11:
+        raw = raw_answer(request, answer, extra)
+        if raw is not None:
+            return raw
     headers = CIMultiDict([*answer.headers, *extra])
     if answer.status == 304:
         return web.Response(status=304, headers=headers)
     if request.method == "HEAD":
         return await bodiless(request, answer.status, headers, answer.length)
     return web.Response(status=answer.status, body=answer.body, headers=headers)
+
+
+_STATUS_LINES = {200: "HTTP/1.1 200 OK\r\n", 206: "HTTP/1.1 206 Partial Content\r\n"}
+_DEFAULTS = (("Server", SERVER_SOFTWARE), ("Content-Type", "application/octet-stream"))  # aiohttp's
+_date: list[Any] = [0, ""]  # (second, its HTTP date): formatted once a second
+
+
+def _http_date() -> str:
+    now = int(time.time())
+    if _date[0] != now:
+        _date[:] = [now, formatdate(now, usegmt=True)]
+    return str(_date[1])
+
+
+class RawAnswer(web.StreamResponse):
+    """A whole answer, head and body, written to the transport in one call."""
+
+    def __init__(self, status: int, data: bytes) -> None:
+        super().__init__(status=status)
+        self._data = data
+        self._keep_alive = True
+
+    async def prepare(self, request: web.BaseRequest) -> None:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionResetError("the client closed the connection")
+        if self._data:
+            transport.write(self._data)
+            self._data = b""
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
+
+
+def raw_answer(request: web.Request, answer: CacheAnswer, extra: Iterable[tuple[str, str]]) -> RawAnswer | None:
+    """`answer` as one block of bytes, or None where aiohttp must frame it (closing connection,
+    a header value that could not be sent as it is)."""
+    if not request.keep_alive:
+        return None
+    lines = [_STATUS_LINES[answer.status]]
+    seen = set()
+    for name, value in (*answer.headers, *extra):
+        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+            return None
+        seen.add(name.lower())
+        lines.append(f"{name}: {value}\r\n")
+    for name, value in _DEFAULTS:  # aiohttp types a body only when there is one
+        if name.lower() not in seen and (answer.body or name == "Server"):
+            lines.append(f"{name}: {value}\r\n")
+    if "date" not in seen:  # a relayed miss has MinIO's
+        lines.append(f"Date: {_http_date()}\r\n")
+    lines.append(f"Content-Length: {len(answer.body)}\r\n\r\n")
+    return RawAnswer(answer.status, "".join(lines).encode("utf-8") + answer.body)
 
 
 async def bodiless(
