@@ -68,3 +68,10 @@ def test_params_are_checked(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         MixedParams(**kwargs)  # type: ignore[arg-type]
     assert message in str(caught.value)
+
+
+def test_a_report_without_series_has_no_figures() -> None:
+    """`bench accelerator --parts cold,large` measures no concurrency sweep: its report has tables only."""
+    from robolake.bench import report
+
+    assert report.plots({"series": []}, "accelerator") == {}

@@ -85,6 +85,8 @@ def plots(doc: dict[str, Any], title: str) -> dict[str, bytes]:
 
     matplotlib.use("Agg")
     figures = _Figures(doc, title, importlib.import_module("matplotlib.pyplot"))
+    if not figures.names:  # nothing measured per concurrency (e.g. only the cold and large parts)
+        return {}
     return {"throughput.png": figures.throughput(), "latency_cdf.png": figures.latency_cdf()}
 
 
