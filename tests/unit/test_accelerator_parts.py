@@ -22,12 +22,18 @@ def copy(body: bytes = b"payload", etag: str = '"e"') -> CachedObject:
     return CachedObject(body, (("ETag", etag), ("Content-Type", "application/json")), etag, 1.0, ())
 
 
-def test_a_disk_hit_is_promoted_and_invalidation_reaches_every_tier(tmp_path: Path) -> None:
+def test_a_fill_lands_in_memory_an_eviction_on_disk_and_invalidation_reaches_every_tier(tmp_path: Path) -> None:
     memory, disk = MemoryTier(1 << 20), DiskTier(tmp_path, 1 << 20)
     cache = TieredCache([memory, disk], Metrics())
     key = ("b", "k")
     assert cache.store(key, copy(), cache.epoch(key))
-    memory.discard(key)  # as an eviction would
+    assert key in memory and key not in disk  # no disk write while memory holds it
+    memory.discard(key)  # a discard is not an eviction: nothing moves down
+    assert key not in cache
+    assert cache.store(key, copy(), cache.epoch(key))
+    for n in range(400):  # fill memory until the key is evicted: it moves to disk
+        cache.store(("b", f"other{n}"), copy(b"x" * 4096), cache.epoch(("b", f"other{n}")))
+    assert key not in memory and key in disk and memory.stats.evictions > 0
     assert cache.lookup(key) == (copy(), "disk")
     assert key in memory and cache.lookup(key) == (copy(), "memory")
     cache.invalidate([key], "write")

@@ -11,6 +11,7 @@ invalidated while the fill was in flight (robolake.accelerator.invalidation).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from typing import Protocol
@@ -116,6 +117,15 @@ class TieredCache:
         self.tiers = tuple(tiers)
         self.metrics = metrics
         self.epochs = epochs or Epochs()
+        for faster, slower in zip(self.tiers, self.tiers[1:], strict=False):
+            if hasattr(faster, "on_evict"):  # a copy leaving memory moves down a tier
+                faster.on_evict = functools.partial(self._demote, slower)
+
+    def _demote(self, slower: Tier, key: ObjectKey, obj: CachedObject) -> None:
+        # Memory only ever holds copies no invalidation has touched since (it drops them at
+        # once), so the evicted copy is as current as the one the fill stored.
+        if key not in slower:
+            slower.put(key, obj)
 
     def lookup(self, key: ObjectKey) -> tuple[CachedObject | None, str]:
         """(the copy, the name of the tier that held it), or (None, "miss")."""
@@ -135,14 +145,12 @@ class TieredCache:
         return self.epochs.current(key)
 
     def store(self, key: ObjectKey, obj: CachedObject, epoch: Epoch) -> bool:
-        """Keep a filled copy in every tier that admits it, unless `key` was invalidated since `epoch`."""
+        """Keep a filled copy in the fastest tier that admits it (a slower one gets it when it is
+        evicted), unless `key` was invalidated since `epoch`."""
         if self.epochs.current(key) != epoch:
             self.metrics.inc("fill_dropped_after_invalidation")
             return False
-        stored = False
-        for tier in self.tiers:
-            stored = tier.put(key, obj) or stored
-        return stored
+        return any(tier.put(key, obj) for tier in self.tiers)
 
     def refresh(self, key: ObjectKey, obj: CachedObject, epoch: Epoch) -> bool:
         """Swap a revalidated copy into the fastest tier holding `key`, unless it was invalidated since `epoch`.
