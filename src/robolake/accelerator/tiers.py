@@ -2,9 +2,10 @@
 
 Both implement robolake.accelerator.cache.Tier. A fill lands in memory; the disk tier gets the
 copies memory evicts (MemoryTier.on_evict), so a working set that fits in memory costs no disk
-write at all (a write-through measured ~100 us of kernel and ~80 us of Python time per miss). Disk files are named by a hash of (bucket, key)
-— never by the key, so a key such as `../../etc/passwd` or one holding NUL bytes cannot name a
-path — and written atomically (`.partial`, fsync-free `os.replace`). Each file carries the sha256
+write at all (a write-through measured ~100 us of kernel and ~80 us of Python time per miss).
+Disk files are named by a hash of (bucket, key) — never by the key, so a key such as
+`../../etc/passwd` or one holding NUL bytes cannot name a path — and written atomically
+(`.partial`, fsync-free `os.replace`). Each file carries the sha256
 of its body; a file whose body does not match (torn write, disk corruption) is deleted and
 counted as a miss, and the disk tier is rebuilt from its directory after a restart.
 """
