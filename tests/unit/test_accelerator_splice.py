@@ -6,6 +6,7 @@ import asyncio
 import os
 import socket
 import threading
+import time
 
 import pytest
 
@@ -163,3 +164,36 @@ def test_a_node_that_refuses_is_marked_down_and_the_next_answers() -> None:
 
     status, prefix, down = asyncio.run(scenario())
     assert status == 200 and prefix == b"hello" and len(down) == 1
+
+
+def test_pump_over_tcp_moves_a_trickled_body_whose_rest_is_below_the_low_water_mark() -> None:
+    """TCP honours SO_RCVLOWAT: the pump lowers it to the body's rest, else its last wait would
+    only end at the poll's timeout."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        upstream_far = socket.create_connection(server.getsockname())
+        upstream, _ = server.accept()
+        client_far = socket.create_connection(server.getsockname())
+        client, _ = server.accept()
+    for sock in (upstream, client):
+        sock.setblocking(False)
+    data = os.urandom(3 * 256 * 1024 + 777)
+
+    def trickle() -> None:
+        for start in range(0, len(data), 10_000):
+            upstream_far.sendall(data[start : start + 10_000])
+            time.sleep(0.0005)
+
+    received = bytearray()
+    feeder, drainer = threading.Thread(target=trickle), _drain(client_far, received)
+    feeder.start()
+    try:
+        pump(upstream.fileno(), client.fileno(), len(data), idle_s=5, stop=threading.Event())
+        lowat = upstream.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+    finally:
+        client.close()
+        feeder.join()
+        drainer.join()
+        for sock in (upstream, upstream_far, client_far):
+            sock.close()
+    assert bytes(received) == data
+    assert 0 < lowat < 256 * 1024  # the last wait asked for the rest of the body, not 256 KiB

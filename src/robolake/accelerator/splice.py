@@ -49,6 +49,9 @@ from robolake.accelerator.metrics import Metrics
 from robolake.accelerator.upstream import Node, request_head
 
 PIPE_BYTES = 1 << 20  # Linux's default pipe-max-size; a smaller pipe still works
+# The pump waits for MinIO's socket to hold this much (SO_RCVLOWAT; never more than the body's
+# rest) before it splices again: a few hundred large splices per 64 MiB instead of one per segment.
+LOWAT_BYTES = 256 * 1024
 HEAD_MAX_BYTES = 64 * 1024
 HINTS_MAX = 65536
 SPLICE = hasattr(os, "splice")
@@ -96,11 +99,12 @@ def pump(src: int, dst: int, count: int, *, idle_s: float, stop: threading.Event
     ConnectionAbortedError when `stop` is set, OSError from either socket (the client gone).
     """
     r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    source = socket.socket(fileno=os.dup(src))  # for its options only (closing it closes the dup)
     try:
         with contextlib.suppress(OSError):
             fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         capacity = fcntl.fcntl(w, fcntl.F_GETPIPE_SZ)
-        held = sent = 0
+        held = sent = lowat = 0
         last = time.monotonic()
         while sent < count:
             wanted = min(count - sent - held, capacity - held)
@@ -123,10 +127,20 @@ def pump(src: int, dst: int, count: int, *, idle_s: float, stop: threading.Event
                 raise ConnectionAbortedError("the accelerator is stopping")
             if time.monotonic() - last > idle_s:
                 raise TimeoutError(f"nothing moved for {idle_s:g} s with {count - sent} bytes to go")
+            if wanted > 0 and (goal := min(LOWAT_BYTES, wanted)) != lowat:
+                lowat = _set_lowat(source, goal)
             _wait(src if wanted > 0 else None, dst if held else None)
     finally:
+        source.close()
         os.close(r)
         os.close(w)
+
+
+def _set_lowat(sock: socket.socket, count: int) -> int:
+    """Have poll report `sock` readable only once `count` bytes are queued (not on every segment)."""
+    with contextlib.suppress(OSError):  # a socket type without it: woken per segment, as before
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, count)
+    return count
 
 
 def _splice(src: int, dst: int, count: int) -> int:
