@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 from robolake.reliability import faults
 from robolake.reliability.generated import generated_cases
@@ -149,6 +150,12 @@ def test_a_secret_on_a_command_line_is_found_and_not_repeated() -> None:
     secret = "s3cret-" + uuid.uuid4().hex
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", secret])
     try:
+        # Until its exec, the child shows the parent's command line: wait for its own.
+        cmdline = Path(f"/proc/{holder.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while secret.encode() not in cmdline.read_bytes():
+            assert time.monotonic() < deadline, "the child never showed its command line"
+            time.sleep(0.01)
         found = check_process_lists({"test secret": secret})
     finally:
         holder.kill()
