@@ -1,4 +1,4 @@
-"""A cache answer written as raw bytes (relay.RawAnswer) frames exactly as aiohttp frames it.
+"""A cache answer written as raw bytes (relay.BlockAnswer) frames exactly as aiohttp frames it.
 
 The handler runs in a real aiohttp server on a loopback port and is asked over a plain socket:
 once on a keep-alive HTTP/1.1 connection (the raw path) and once with `Connection: close`
@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from robolake.accelerator.answer import CacheAnswer
-from robolake.accelerator.relay import RawAnswer, send_answer
+from robolake.accelerator.relay import BlockAnswer, send_answer
 
 BODY = bytes(range(256)) * 20
 HEADERS = [("ETag", '"abc"'), ("Content-Type", "image/jpeg"), ("X-Amz-Meta-Seed", "7"), ("Server", "MinIO")]
@@ -88,7 +88,7 @@ def test_the_raw_answer_frames_as_aiohttp_does(answer: CacheAnswer) -> None:
             framed = await ask(b"GET /b/k HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         finally:
             await ask.server.close()  # type: ignore[attr-defined]
-        assert kinds == [RawAnswer.__name__, RawAnswer.__name__, "Response"]
+        assert kinds == [BlockAnswer.__name__, BlockAnswer.__name__, "Response"]
         first, second = _parse(raw)
         (expected,) = _parse(framed)
         assert first == second == expected

@@ -355,8 +355,8 @@ def set_up_cluster(cluster: Cluster, host_id: int, secrets: Mapping[str, str], w
         )
 
 
-def _https_ok(url: str, ca: Path | None) -> bool:
-    """`url` answers 200 (https verified with the cluster's CA `ca`)."""
+def _http_ok(url: str, ca: Path | None) -> bool:
+    """`url` answers 200 (an https one verified with the cluster's CA `ca`)."""
     import requests
 
     try:
@@ -367,7 +367,7 @@ def _https_ok(url: str, ca: Path | None) -> bool:
 
 def _probes(cluster: Cluster, host: Host) -> dict[str, Callable[[], bool]]:
     """Per process of `host`, in the order `up` starts them, a check that it serves."""
-    ok = functools.partial(_https_ok, ca=cluster.ca)
+    ok = functools.partial(_http_ok, ca=cluster.ca)
     probes: dict[str, Callable[[], bool]] = {
         "minio": functools.partial(ok, f"{cluster.node_url(host)}/minio/health/live")
     }
@@ -379,7 +379,7 @@ def _probes(cluster: Cluster, host: Host) -> dict[str, Callable[[], bool]]:
         if (_state(host) / "postgres" / "data").exists():  # not with a managed database
             probes["postgres"] = _postgres(host).ready
         probes["lakefs"] = functools.partial(ok, f"{cluster.lakefs_url(host)}/_health")
-        probes["hooks"] = functools.partial(_https_ok, f"http://127.0.0.1:{cluster.hooks_port}/health", None)
+        probes["hooks"] = functools.partial(_http_ok, f"http://127.0.0.1:{cluster.hooks_port}/health", None)
     return probes
 
 
