@@ -45,6 +45,7 @@ from yarl import URL
 from robolake.accelerator import replay
 from robolake.accelerator.headers import relayed
 from robolake.accelerator.invalidation import ObjectKey
+from robolake.accelerator.lean import HEAD_MAX_BYTES, parse_head
 from robolake.accelerator.metrics import Metrics
 from robolake.accelerator.upstream import Node, request_head
 
@@ -52,7 +53,6 @@ PIPE_BYTES = 1 << 20  # Linux's default pipe-max-size; a smaller pipe still work
 # The pump waits for MinIO's socket to hold this much (SO_RCVLOWAT; never more than the body's
 # rest) before it splices again: a few hundred large splices per 64 MiB instead of one per segment.
 LOWAT_BYTES = 256 * 1024
-HEAD_MAX_BYTES = 64 * 1024
 HINTS_MAX = 65536
 SPLICE = hasattr(os, "splice")
 _FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
@@ -171,21 +171,6 @@ class RawAnswer:
         values = [v for n, v in self.headers if n.lower() == "content-length"]
         chunked = any(n.lower() == "transfer-encoding" for n, _ in self.headers)
         return int(values[0]) if len(values) == 1 and values[0].isdigit() and not chunked else None
-
-
-def parse_head(raw: bytes) -> tuple[int, list[tuple[str, str]]] | None:
-    """(status, headers) of an HTTP/1.1 answer head (without its blank line), None if it is not one."""
-    lines = raw.decode("utf-8", "surrogateescape").split("\r\n")  # as NodeResponse.headers
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        return None
-    headers = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        if not colon or not name or name != name.strip():
-            return None
-        headers.append((name, value.strip(" \t")))
-    return int(parts[1]), headers
 
 
 class LargeGets:

@@ -7,7 +7,9 @@ buffered) are retried on the next node, so losing one node costs a retry, not an
 The handlers see MinIO only through `Sender` (send one request, get one `UpstreamResponse`), so
 their logic can be driven by a scripted upstream in unit tests; `UpstreamPool` is the real one.
 When every node fails it raises NoHealthyNodeError (a robolake.errors.ServiceUnavailableError)
-from the last connection error; the S3 handler answers it with an S3 503.
+from the last connection error; the S3 handler answers it with an S3 503. Bodiless GETs and
+HEADs to plain-HTTP nodes (every cache miss) go through the lean client of
+robolake.accelerator.lean, everything else through aiohttp's.
 
 A client's body passed on as it arrives (`StreamedBody`) remembers whether reading it failed: a
 client that aborts its upload breaks the upstream request too, and that is the client's fault
@@ -29,6 +31,7 @@ from typing import Protocol
 import aiohttp
 from yarl import URL  # encoded=True: send the request target byte for byte as the client did
 
+from robolake.accelerator.lean import LeanAnswer, LeanPool, Unframed
 from robolake.accelerator.tasks import BackgroundTasks
 from robolake.errors import ConfigError, RobolakeError, ServiceUnavailableError
 
@@ -104,6 +107,20 @@ class Node:
     requests: int = 0
     down_since: float | None = None
     live_since: float | None = None  # first successful probe after being down
+
+    @functools.cached_property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) of a plain-HTTP node; None for https (the lean client speaks plain TCP only)."""
+        url = URL(self.endpoint)
+        if url.scheme != "http" or url.host is None or url.port is None:
+            return None
+        return url.host, url.port
+
+    @functools.cached_property
+    def host_header(self) -> str:
+        """The Host aiohttp would send to this node (no port when it is the scheme's default)."""
+        url = URL(self.endpoint)
+        return url.host_port_subcomponent or url.raw_authority
 
 
 class UpstreamResponse(Protocol):
@@ -219,46 +236,6 @@ class NodeResponse:
         self._response.release()
 
 
-class RawResponse:
-    """An answer read whole off a raw connection (UpstreamPool.request_without_body)."""
-
-    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.status, self.headers, self._body = status, headers, body
-
-    @classmethod
-    def parse(cls, raw: bytes) -> RawResponse:
-        head, _, body = raw.partition(b"\r\n\r\n")
-        lines = head.decode("utf-8", "surrogateescape").split("\r\n")
-        try:
-            status = int(lines[0].split(" ", 2)[1])
-        except (IndexError, ValueError) as exc:
-            raise NoHealthyNodeError(f"MinIO's answer did not parse: {raw[:80]!r}") from exc
-        headers = [(n.strip(), v.strip()) for n, _, v in (line.partition(":") for line in lines[1:])]
-        length = next((v for n, v in headers if n.lower() == "content-length"), None)
-        return cls(status, headers, body[: int(length)] if length and length.isdigit() else body)
-
-    @property
-    def content_length(self) -> int | None:
-        return len(self._body)
-
-    async def read(self) -> bytes:
-        return self._body
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        yield self._body
-
-    def release(self) -> None:
-        pass
-
-    async def __aenter__(self) -> RawResponse:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        pass
-
-
 class UpstreamPool:
     """The MinIO nodes as one Upstream: picks a node per request, fails over, probes the ones down."""
 
@@ -279,6 +256,7 @@ class UpstreamPool:
         self._rr = itertools.cycle(range(len(self.nodes)))
         self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout_s, sock_read=read_timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self.lean = LeanPool(connect_timeout_s=connect_timeout_s, read_timeout_s=read_timeout_s)
         self._background = BackgroundTasks("upstream prober")
 
     async def start(self) -> None:
@@ -298,6 +276,7 @@ class UpstreamPool:
 
     async def close(self) -> None:
         await self._background.close()
+        self.lean.close()
         if self._session is not None:
             await self._session.close()
 
@@ -319,7 +298,7 @@ class UpstreamPool:
             node.healthy = False
             node.down_since = time.monotonic()
 
-    async def request(self, request: UpstreamRequest, *, retry: bool, second_opinion: bool = False) -> NodeResponse:
+    async def request(self, request: UpstreamRequest, *, retry: bool, second_opinion: bool = False) -> UpstreamResponse:
         """Send to one node; on a connection failure try the next when `retry` allows.
 
         A streamed (unbuffered) body can only be sent once: pass retry=False with it.
@@ -329,7 +308,7 @@ class UpstreamPool:
         had just written); a genuine 404 costs one extra request per other healthy node.
         """
         last: BaseException | None = None
-        held: aiohttp.ClientResponse | None = None  # a 404/503 waiting for other opinions
+        held: UpstreamResponse | None = None  # a 404/503 waiting for other opinions
         nodes = self.order()
         tried = 0
         for position, node in enumerate(nodes):
@@ -352,9 +331,9 @@ class UpstreamPool:
                 continue
             if held is not None:
                 held.release()
-            return NodeResponse(response)
+            return response
         if held is not None:
-            return NodeResponse(held)
+            return held
         raise NoHealthyNodeError(
             f"no MinIO node answered {request.method} (tried {tried} of {len(nodes)}): {last}"
         ) from last
@@ -375,7 +354,7 @@ class UpstreamPool:
                 if isinstance(outcome, RETRYABLE):
                     self.mark_down(node)
                 continue
-            answers.append(NodeResponse(outcome))
+            answers.append(outcome)
         unexpected = next((o for o in outcomes if isinstance(o, BaseException) and not isinstance(o, RETRYABLE)), None)
         if unexpected is not None:  # a bug, not a node's failure: raised, as `request` does
             for answer in answers:
@@ -385,12 +364,38 @@ class UpstreamPool:
             raise NoHealthyNodeError(f"no MinIO node answered {request.method} (asked {len(nodes)}): {last}") from last
         return answers
 
-    async def _send(self, node: Node, request: UpstreamRequest) -> aiohttp.ClientResponse:
+    async def _send(self, node: Node, request: UpstreamRequest) -> UpstreamResponse:
         node.requests += 1
+        lean = self._lean_head(node, request)
+        if lean is not None:
+            host, port, head = lean
+            try:
+                return await self.lean.send(host, port, head, request.method)
+            except Unframed:
+                pass  # an answer framed otherwise: asked again, through aiohttp
         url = URL(node.endpoint + request.target, encoded=True)
-        return await self.session.request(
+        response = await self.session.request(
             request.method, url, headers=request.headers, data=request.body, allow_redirects=False
         )
+        return NodeResponse(response)
+
+    def _lean_head(self, node: Node, request: UpstreamRequest) -> tuple[str, int, bytes] | None:
+        """(host, port, request head) when the lean client can send `request`: a bodiless GET or
+        HEAD to a plain-HTTP node, with no header that frames a body or could not go as it is."""
+        if request.body is not None or request.method not in ("GET", "HEAD") or node.address is None:
+            return None
+        headers = list(request.headers.items())
+        for name, value in headers:
+            lower = name.lower()
+            if lower in ("transfer-encoding", "expect") or (lower == "content-length" and value != "0"):
+                return None
+            if any(c in name or c in value for c in "\r\n\0"):
+                return None
+        if not any(name.lower() == "host" for name, _ in headers):
+            headers.insert(0, ("Host", node.host_header))
+        if any(c in request.target for c in " \r\n\0"):
+            return None
+        return *node.address, request_head(request.method, request.target, headers)
 
     async def request_without_body(self, request: UpstreamRequest) -> UpstreamResponse:
         """What MinIO answers a client that half-closed before sending its whole body: the same
@@ -417,7 +422,10 @@ class UpstreamPool:
                     writer.close()
         except (OSError, TimeoutError) as exc:
             raise NoHealthyNodeError(f"no MinIO node answered {request.method} without its body: {exc!r}") from exc
-        return RawResponse.parse(raw)
+        answer = LeanAnswer.of_bytes(raw)
+        if answer is None:
+            raise NoHealthyNodeError(f"MinIO's answer did not parse: {raw[:80]!r}")
+        return answer
 
     def _blame(self, node: Node, body: Body, exc: Exception) -> None:
         """Whose fault a failed send was: the client's body (ClientBodyError), not a connection
