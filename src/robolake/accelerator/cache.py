@@ -140,6 +140,12 @@ class TieredCache:
     def __contains__(self, key: object) -> bool:
         return any(key in tier for tier in self.tiers)
 
+    def peek(self, key: ObjectKey) -> CachedObject | None:
+        """The fastest tier's copy of `key` when that tier keeps copies in memory (not counted
+        as a lookup, not promoted); None otherwise."""
+        held = getattr(self.tiers[0], "peek", None)
+        return held(key) if held is not None else None
+
     def epoch(self, key: ObjectKey) -> Epoch:
         """Capture before asking MinIO for `key`; hand it to `store` or `refresh` with the answer."""
         return self.epochs.current(key)

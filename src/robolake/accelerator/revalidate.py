@@ -12,9 +12,11 @@ the hit path: a working set of 2,000 objects read by 16 clients turns old togeth
 its warm-up, and one conditional GET per key took ~10% of the accelerator's event loop (and MinIO
 CPU for 2,000 GETs) during the next 20 s; a listing per folder of 1,000 keys takes two requests.
 A key listed with the cached ETag is refreshed; one listed with another ETag, or absent from the
-range the listing covers, is dropped. The listing is signed as the accelerator's own principal:
-it asks only whether a copy is current; who may read it is judged on every read. At most
-MAX_REVALIDATIONS folders are listed at once; a key not gathered now is gathered on its next read.
+range the listing covers, is dropped. Every other copy in memory a page lists with its own ETag
+is refreshed too: a folder turns old, and is listed, once per window. The listing is signed as
+the accelerator's own principal: it asks only whether a copy is current; who may read it is
+judged on every read. At most MAX_REVALIDATIONS folders are listed at once; a key not gathered
+now is gathered on its next read.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 from aiohttp import web
 
@@ -105,6 +107,7 @@ class Revalidator:
                     return
                 current, last = listed
                 seen.update(current)
+                self._refresh_listed(folder[0], current, group)
                 covered.append((after, last))
                 for name in [n for n in group if any(lo < n and (hi is None or n <= hi) for lo, hi in covered)]:
                     obj, epoch = group.pop(name)
@@ -113,6 +116,20 @@ class Revalidator:
                 after = last if last is not None else min(group, default="x")[:-1]
         finally:
             self._waiting -= len(self._pending.pop(folder, {}))
+
+    def _refresh_listed(self, bucket: str, listed: dict[str, str], gathered: Mapping[str, object]) -> None:
+        """Mark current the copies in memory a page listed with their own ETag that no read has
+        gathered yet, so a folder of old copies is listed once per `after_s`, not once per group
+        of reads (random reads over a folder of thousands of keys had MinIO list it over and over:
+        each page a fresh walk of the folder). A copy listed with another ETag is left to its own
+        check. Safe as a gathered copy's refresh is: an invalidation before now dropped the copy
+        or moved its epoch (read now), one after it drops the refreshed copy."""
+        for name, etag in listed.items():
+            key = (bucket, name)
+            if name in gathered or (obj := self._cache.peek(key)) is None:
+                continue
+            if etag == normalise_etag(obj.etag) and self._cache.refresh(key, obj.revalidated(), self._cache.epoch(key)):
+                self._metrics.inc("revalidated_listed")
 
     def _decide(self, key: ObjectKey, obj: CachedObject, epoch: Epoch, etag: str | None) -> None:
         self._waiting -= 1

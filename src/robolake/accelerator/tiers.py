@@ -125,6 +125,10 @@ class MemoryTier(_IndexedTier[CachedObject]):
         if key in self._index:
             self._index[key] = obj
 
+    def peek(self, key: ObjectKey) -> CachedObject | None:
+        """The copy held, not counted as a hit nor touched in the eviction policy."""
+        return self._index.get(key)
+
 
 class DiskTier(_IndexedTier[str]):
     """Objects as files `<dir>/<id[:2]>/<id>` bounded by `max_bytes` (S3-FIFO decides evictions)."""
