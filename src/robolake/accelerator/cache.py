@@ -85,6 +85,10 @@ class Tier(Protocol):
     def put(self, key: ObjectKey, obj: CachedObject) -> bool:
         """Hold `obj` for `key`, evicting others as needed; False if it was not admitted."""
 
+    def peek(self, key: ObjectKey) -> CachedObject | None:
+        """The copy held in memory for `key` (not counted, not touched in the eviction policy);
+        None when there is none or the tier keeps its copies elsewhere (on disk)."""
+
     def replace(self, key: ObjectKey, obj: CachedObject) -> None:
         """Swap in a newer copy of a key already held, keeping its place in the eviction order."""
 
@@ -141,10 +145,8 @@ class TieredCache:
         return any(key in tier for tier in self.tiers)
 
     def peek(self, key: ObjectKey) -> CachedObject | None:
-        """The fastest tier's copy of `key` when that tier keeps copies in memory (not counted
-        as a lookup, not promoted); None otherwise."""
-        held = getattr(self.tiers[0], "peek", None)
-        return held(key) if held is not None else None
+        """The fastest tier's copy of `key` when it keeps it in memory (Tier.peek)."""
+        return self.tiers[0].peek(key)
 
     def epoch(self, key: ObjectKey) -> Epoch:
         """Capture before asking MinIO for `key`; hand it to `store` or `refresh` with the answer."""

@@ -91,6 +91,7 @@ class LeanAnswer:
         length: int,
         body: bytes | None,
         conn: _Connection | None = None,
+        read_timeout_s: float = 300.0,
     ) -> None:
         self.status, self.headers = status, headers
         self._length = length  # body bytes on the wire
@@ -101,7 +102,7 @@ class LeanAnswer:
         self._error: BaseException | None = None
         self._wake: asyncio.Future[None] | None = None
         self._conn = conn  # while a streamed body is read from it
-        self.read_timeout_s = 300.0
+        self.read_timeout_s = read_timeout_s
 
     @classmethod
     def of_bytes(cls, raw: bytes) -> LeanAnswer | None:
@@ -226,10 +227,10 @@ class _Connection(asyncio.Protocol):
                 self._paused = True
                 self._transport().pause_reading()
             if extra:
-                self._close()  # bytes past the answer: the connection is not clean
+                self.close()  # bytes past the answer: the connection is not clean
             return
         if self._waiter is None or self._waiter.done():
-            self._close()  # an answer nobody asked for
+            self.close()  # an answer nobody asked for
             return
         self._buf += data
         self._parse()
@@ -281,8 +282,9 @@ class _Connection(asyncio.Protocol):
             self._waiter.set_result(answer)
             self._done(answer if clean else None)
             return
-        answer = LeanAnswer(status, headers, length=length, body=None, conn=self)
-        answer.read_timeout_s = self._pool.read_timeout_s
+        answer = LeanAnswer(
+            status, headers, length=length, body=None, conn=self, read_timeout_s=self._pool.read_timeout_s
+        )
         self._streaming, rest = answer, bytes(self._buf)
         self._reset()
         self._waiter.set_result(answer)
@@ -296,7 +298,7 @@ class _Connection(asyncio.Protocol):
     def _refuse(self, why: str) -> None:
         assert self._waiter is not None
         self._waiter.set_exception(Unframed(why))
-        self._close()
+        self.close()
 
     def taken(self, queued: int) -> None:
         """The reader took body bytes; `queued` wait still."""
@@ -312,7 +314,7 @@ class _Connection(asyncio.Protocol):
     def abandon(self) -> None:
         """An answer left unread: the rest of its body would come first, so the connection goes."""
         self._streaming = None
-        self._close()
+        self.close()
 
     def _done(self, answer: LeanAnswer | None) -> None:
         self._waiter = None
@@ -323,9 +325,9 @@ class _Connection(asyncio.Protocol):
             self.reused = True
             self._pool.idle(self)
         else:
-            self._close()
+            self.close()
 
-    def _close(self) -> None:
+    def close(self) -> None:
         if not self.closed and self.transport is not None:
             self.closed = True
             self.transport.close()
@@ -361,10 +363,10 @@ class LeanPool:
             async with asyncio.timeout(self.read_timeout_s):
                 return await conn.ask(head, method)
         except TimeoutError as exc:
-            conn._close()
+            conn.close()
             raise LeanConnectionError(f"no answer from MinIO for {self.read_timeout_s:g} s") from exc
         except BaseException:
-            conn._close()
+            conn.close()
             raise
 
     async def _connect(self, address: tuple[str, int]) -> _Connection:
@@ -388,7 +390,7 @@ class LeanPool:
     def idle(self, conn: _Connection) -> None:
         idle = self._idle[conn.address]
         if len(idle) >= IDLE_PER_NODE:
-            conn._close()
+            conn.close()
             return
         idle.append(conn)
 
@@ -400,5 +402,5 @@ class LeanPool:
 
     def close(self) -> None:
         for conn in list(self._open):
-            conn._close()
+            conn.close()
         self._idle.clear()

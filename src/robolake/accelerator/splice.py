@@ -45,7 +45,7 @@ from yarl import URL
 from robolake.accelerator import replay
 from robolake.accelerator.headers import relayed
 from robolake.accelerator.invalidation import ObjectKey
-from robolake.accelerator.lean import HEAD_MAX_BYTES, parse_head
+from robolake.accelerator.lean import HEAD_MAX_BYTES, body_length, parse_head
 from robolake.accelerator.metrics import Metrics
 from robolake.accelerator.upstream import Node, request_head
 
@@ -168,9 +168,7 @@ class RawAnswer:
 
     @property
     def length(self) -> int | None:
-        values = [v for n, v in self.headers if n.lower() == "content-length"]
-        chunked = any(n.lower() == "transfer-encoding" for n, _ in self.headers)
-        return int(values[0]) if len(values) == 1 and values[0].isdigit() and not chunked else None
+        return body_length("GET", self.status, self.headers)
 
 
 class LargeGets:

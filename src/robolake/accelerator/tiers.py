@@ -126,7 +126,6 @@ class MemoryTier(_IndexedTier[CachedObject]):
             self._index[key] = obj
 
     def peek(self, key: ObjectKey) -> CachedObject | None:
-        """The copy held, not counted as a hit nor touched in the eviction policy."""
         return self._index.get(key)
 
 
@@ -218,6 +217,9 @@ class DiskTier(_IndexedTier[str]):
         self._index[key] = object_id(key)
         self._queue_write(key, obj)
         return True
+
+    def peek(self, key: ObjectKey) -> CachedObject | None:
+        return None  # reading a file is a lookup: its copy is judged on its own read
 
     def replace(self, key: ObjectKey, obj: CachedObject) -> None:
         if key in self._index:
