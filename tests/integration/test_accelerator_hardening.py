@@ -113,13 +113,16 @@ def read(client: Any, key: str) -> tuple[bytes, str]:
     return got["Body"].read(), got["ResponseMetadata"]["HTTPHeaders"].get("x-robolake-cache", "")
 
 
-def cache_it(clients: dict[str, Any], key: str, body: bytes) -> int:
-    """Put `key` on a node and cache it; returns the news count from before the read that hit.
+def cache_it(clients: dict[str, Any], key: str, body: bytes, *, read_as: str = "") -> int:
+    """Put `key` on a node and cache it (read as `read_as`, if given); the news count from before the read that hit.
 
-    The bucket sends MinIO's notifications: wait for this PUT's, which would drop an earlier copy.
+    The bucket sends MinIO's notifications: wait for one, which may be this PUT's (dropping an
+    earlier copy) or a late one of an earlier test's; this PUT's may then still come later, so
+    a later miss is fair only when the news count moved since the number returned.
     """
     before = _notified(clients)
     clients["direct"].put_object(Bucket=BUCKET, Key=key, Body=body)
+    key = read_as or key
     deadline = time.monotonic() + 10
     while _notified(clients) == before:
         assert time.monotonic() < deadline, "MinIO's notification of the PUT never arrived"
@@ -222,9 +225,7 @@ def test_double_slash_paths_are_the_keys_minio_stores(stack: NativeStack, client
     assert direct.get_object(Bucket=BUCKET, Key=f"{prefix}-a.txt")["Body"].read() == b"new a"
     assert read(accel, f"{prefix}-a.txt")[0] == b"new a"
 
-    direct.put_object(Bucket=BUCKET, Key=f"{prefix}-b.txt", Body=b"old b")
-    assert read(accel, f"/{prefix}-b.txt")[0] == b"old b"
-    assert read(accel, f"/{prefix}-b.txt") == (b"old b", "hit-memory")  # cached under MinIO's name
+    cache_it(clients, f"{prefix}-b.txt", b"old b", read_as=f"/{prefix}-b.txt")  # cached under MinIO's name
     accel.put_object(Bucket=BUCKET, Key=f"{prefix}-b.txt", Body=b"new b")
     assert read(accel, f"/{prefix}-b.txt")[0] == b"new b"
     assert read(accel, f"{prefix}-b.txt")[0] == b"new b"
@@ -285,7 +286,8 @@ def test_large_unsigned_bodies_are_not_held_in_memory(stack: NativeStack, client
     s = stack.settings
     pid = accelerator_pid(stack)
     key = f"big-{uuid.uuid4().hex[:8]}.txt"
-    cache_it(clients, key, b"small")
+    news = cache_it(clients, key, b"small")
+    events_before = read_stats(s)["events"]
     before = rss_mib(pid)
     size = 256 << 20
     for head in (
@@ -296,7 +298,13 @@ def test_large_unsigned_bodies_are_not_held_in_memory(stack: NativeStack, client
         assert send_body(s.accelerator_endpoint, head, size) in (400, 403), head
     grown = rss_mib(pid) - before
     assert grown < 64, f"RSS grew {grown:.0f} MiB after unsigned 256 MB bodies"
-    assert read(clients["accelerator"], key) == (b"small", "hit-memory")
+    events = read_stats(s)["events"]
+    moved = {k: v - events_before.get(k, 0) for k, v in events.items() if v != events_before.get(k, 0)}
+    assert not any(k.startswith("invalidation_") and k.endswith("_write") for k in moved), moved
+    got = read(clients["accelerator"], key)
+    # Only news from MinIO (a late notification of the PUT) may have dropped the copy meanwhile.
+    explained = _invalidations(clients)["news"] > news
+    assert got[0] == b"small" and (got[1] == "hit-memory" or explained), f"{got}; counters that moved: {moved}"
 
 
 # Robustness: an absolute-form request line is routed as MinIO routes it.
